@@ -1,0 +1,206 @@
+"""A conversation with a model: it keeps the turns, builds each prompt, and streams replies.
+
+Two kinds of model, two prompt rules:
+
+- Dialogue models (trained on chat JSONL) see the conversation as turns:
+  ``<|user|>text<|end|><|assistant|>text<|end|> ... <|user|>new text<|end|><|assistant|>``
+  and a reply ends at the end-of-turn token.
+- Prose models (trained on plain text) see the conversation as one running document, and a reply
+  continues the user's text: ``user text + reply + "\\n\\n" + next user text + ...``. A reply ends
+  at a blank line (two newlines), at a stop sequence, or at the length limit.
+
+The prompt is the newest part of the conversation that fits in the model's context, with room
+left for the reply (a quarter of the context): whole old turns are dropped first, and only if the
+newest message alone is too long is it cut, keeping its end.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from .generation import SamplingSettings, stream_text
+from .tokenizer import CharTokenizer
+
+PROSE_TURN_SEP = "\n\n"
+
+
+@dataclass
+class Message:
+    role: str  # user or assistant
+    content: str
+    ended: str = ""  # assistant turns: end_token, stop, length or cancelled
+
+
+class ChatSession:
+    def __init__(
+        self,
+        model,
+        tokenizer: CharTokenizer,
+        kind: str = "dialogue",
+        settings: SamplingSettings | None = None,
+        amp_dtype: torch.dtype | None = None,
+        on_notice: Callable[[str], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.kind = "dialogue" if kind in ("dialogue", "mixed") else "prose"
+        self.settings = settings or SamplingSettings()
+        self.amp_dtype = amp_dtype
+        self.on_notice = on_notice
+        self.messages: list[Message] = []
+        self.unknown_seen: set[str] = set()
+        self.notices: list[str] = []
+
+    @classmethod
+    def from_loaded(cls, loaded, settings=None, on_notice=None) -> "ChatSession":
+        from .device import pick_device
+
+        dev = loaded.model.lm_head.weight.device
+        amp = pick_device(str(dev)).amp_dtype if dev.type == "cuda" else None
+        return cls(loaded.model, loaded.tokenizer, loaded.kind, settings, amp, on_notice)
+
+    # -----------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.messages.clear()
+
+    def _encode(self, text: str) -> list[int]:
+        res = self.tokenizer.encode_lenient(text)
+        new = res.unknown - self.unknown_seen
+        if new:
+            self.unknown_seen |= new
+            shown = " ".join(repr(c) for c in sorted(new)[:8])
+            note = (f"The model never saw {shown}: such characters are replaced by a close "
+                    "character it knows (plain quote, unaccented letter, other case) or left out.")
+            self.notices.append(note)
+            if self.on_notice:
+                self.on_notice(note)
+        return res.ids
+
+    def build_prompt(self) -> list[int]:
+        """Ids of the newest turns that fit, ending where the model should start replying."""
+        bs = self.model.config.block_size
+        budget = max(1, bs - max(1, bs // 4))
+        tok = self.tokenizer
+        if self.kind == "dialogue":
+            tail = [tok.assistant_id]
+            chunks: list[list[int]] = []
+            for m in self.messages:
+                role_id = tok.user_id if m.role == "user" else tok.assistant_id
+                chunks.append([role_id, *self._encode_quiet(m.content), tok.end_id])
+        else:
+            tail = []
+            chunks = []
+            for i, m in enumerate(self.messages):
+                text = m.content
+                if m.role == "assistant" and i + 1 < len(self.messages):
+                    text += PROSE_TURN_SEP
+                chunks.append(self._encode_quiet(text))
+        return _fit(chunks, tail, budget, keep_role_token=self.kind == "dialogue")
+
+    def _encode_quiet(self, text: str) -> list[int]:
+        return self.tokenizer.encode_lenient(text).ids
+
+    def stream_reply(self, text: str, cancel: threading.Event | None = None) -> Iterator[str]:
+        """Add the user's message and stream the reply; the reply is recorded when the stream
+        ends, also when it is stopped early (cancel set, or the consumer stops reading)."""
+        self._encode(text)  # tells the user once about unknown characters
+        self.messages.append(Message("user", text))
+        return self._reply(cancel)
+
+    def regenerate(self, cancel: threading.Event | None = None) -> Iterator[str]:
+        """Drop the last reply and stream a new one for the same message."""
+        if self.messages and self.messages[-1].role == "assistant":
+            self.messages.pop()
+        if not self.messages or self.messages[-1].role != "user":
+            raise ValueError("nothing to regenerate: send a message first")
+        return self._reply(cancel)
+
+    def _reply(self, cancel: threading.Event | None) -> Iterator[str]:
+        tok = self.tokenizer
+        settings = self.settings
+        if self.kind == "dialogue":
+            stop_ids = {tok.end_id, tok.user_id, tok.assistant_id, tok.system_id}
+        else:
+            stop_ids = set(tok.special_ids.values())
+            if PROSE_TURN_SEP not in settings.stop:
+                settings = SamplingSettings.from_dict(
+                    {**settings.to_dict(), "stop": [*settings.stop, PROSE_TURN_SEP]}
+                )
+        outcome: dict = {}
+        pieces: list[str] = []
+        stream = stream_text(self.model, tok, self.build_prompt(), settings, stop_ids,
+                             self.amp_dtype, outcome=outcome)
+        ended = "cancelled"
+        try:
+            for piece in stream:
+                if cancel is not None and cancel.is_set():
+                    break
+                pieces.append(piece)
+                yield piece
+            else:
+                ended = outcome.get("reason", "length")
+                if ended == "stop_id":
+                    ended = "end_token" if outcome.get("token") == tok.end_id else "stop"
+        finally:
+            stream.close()
+            self.messages.append(Message("assistant", "".join(pieces), ended))
+
+    def reply(self, text: str) -> str:
+        """The whole reply at once."""
+        return "".join(self.stream_reply(text))
+
+    # -----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "messages": [{"role": m.role, "content": m.content, "ended": m.ended}
+                         for m in self.messages],
+        }
+
+    def load_messages(self, items: list[dict]) -> None:
+        msgs = []
+        for m in items:
+            if isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(
+                m.get("content"), str
+            ):
+                msgs.append(Message(m["role"], m["content"], str(m.get("ended", ""))))
+        self.messages = msgs
+
+
+def _fit(chunks: list[list[int]], tail: list[int], budget: int, keep_role_token: bool) -> list[int]:
+    """The newest chunks whose total (with tail) fits in budget; cut the newest if it alone
+    does not fit, keeping its end (and its role token, for dialogue)."""
+    room = budget - len(tail)
+    kept: list[list[int]] = []
+    used = 0
+    for chunk in reversed(chunks):
+        if used + len(chunk) <= room:
+            kept.append(chunk)
+            used += len(chunk)
+        else:
+            if not kept:
+                if keep_role_token and chunk:
+                    kept.append([chunk[0], *chunk[len(chunk) - room + 1 :]] if room > 1 else chunk[-room:])
+                else:
+                    kept.append(chunk[len(chunk) - room :])
+            break
+    out = [i for chunk in reversed(kept) for i in chunk]
+    return out + tail
+
+
+def sample(loaded, prompt: str = "", chars: int = 200, **settings) -> str:
+    """Continue prompt with a loaded model (charchat.load_model) and return the text."""
+    s = SamplingSettings(max_new_chars=chars, **settings)
+    tok = loaded.tokenizer
+    ids = tok.encode_lenient(prompt).ids if prompt else []
+    if not ids:
+        ids = [tok.stoi["\n"]] if "\n" in tok.stoi else [tok.user_id]
+    dev = loaded.model.lm_head.weight.device
+    from .device import pick_device
+
+    amp = pick_device(str(dev)).amp_dtype if dev.type == "cuda" else None
+    return "".join(stream_text(loaded.model, tok, ids, s, (), amp))

@@ -1,0 +1,454 @@
+"""Reading training text: finding files, checking them, and encoding them to a cached id array.
+
+Files and folders may be mixed; folders are read recursively in name order. Hidden files and
+folders (names starting with '.') and binary files found inside folders are skipped with a note;
+a binary file named explicitly is an error. Empty files inside folders are skipped with a note;
+one named explicitly is an error.
+
+- ``*.jsonl`` files are dialogue: one conversation a line, ``{"messages": [{"role": "user",
+  "content": "..."}, ...]}`` with roles user, assistant or system. Each turn is encoded as
+  role token, content characters, end-of-turn token.
+- Any other text file is prose. Windows line endings are read as plain newlines, and a file
+  that does not end with a newline gets one, so files do not run into each other.
+
+Memory stays bounded whatever the corpus size: both passes stream the files in chunks, and the
+encoded ids go to a numpy file on disk, read back through a memmap. The cache is keyed by the
+files' paths, sizes and modification times and by the vocabulary, so a second run on the same
+text starts at once. The last 10% of the ids is the validation split.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .tokenizer import ROLE_TOKENS, CharTokenizer
+
+CHUNK_BYTES = 1 << 22  # 4 MiB per read: big enough to be fast, small enough to bound memory
+CACHE_FORMAT = 2
+VAL_FRACTION = 0.1
+
+
+class CorpusError(ValueError):
+    """A problem with the training text. The message is one line naming the file and reason."""
+
+
+@dataclass
+class CorpusSummary:
+    files: list[str] = field(default_factory=list)
+    bytes: int = 0
+    chars: int = 0  # ids after encoding: characters plus turn tokens
+    vocab_size: int = 0  # characters (special tokens not counted)
+    kind: str = "prose"  # prose, dialogue or mixed
+    conversations: int = 0
+    notes: list[str] = field(default_factory=list)  # skipped files and other remarks
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CorpusSummary":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    def describe(self) -> str:
+        n = len(self.files)
+        text = (f"{n} file{'s' if n != 1 else ''}, {self.chars:,} characters, "
+                f"vocabulary {self.vocab_size}, {self.kind}")
+        if self.conversations:
+            text += f" ({self.conversations:,} conversations)"
+        return text
+
+
+@dataclass
+class Corpus:
+    ids: np.ndarray  # all ids, memmapped
+    tokenizer: CharTokenizer
+    summary: CorpusSummary
+    cache_path: Path | None = None
+
+    @property
+    def split(self) -> int:
+        return len(self.ids) - int(len(self.ids) * VAL_FRACTION)
+
+    @property
+    def train_ids(self) -> np.ndarray:
+        return self.ids[: self.split]
+
+    @property
+    def val_ids(self) -> np.ndarray:
+        return self.ids[self.split :]
+
+    def check_window(self, block_size: int) -> None:
+        """Both splits must hold at least one window of block_size + 1 ids."""
+        need = block_size + 1
+        n_train, n_val = len(self.train_ids), len(self.val_ids)
+        if n_train < need or n_val < need:
+            total_needed = int(np.ceil(need / VAL_FRACTION)) + 1
+            raise CorpusError(
+                f"corpus too short: {len(self.ids):,} characters give a {n_val:,}-character "
+                f"validation split, but one window needs {need} (block_size {block_size} + 1); "
+                f"add text (at least {total_needed:,} characters) or use a smaller --block-size"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding files
+
+
+def _kind_of(path: Path) -> str:
+    return "dialogue" if path.suffix.lower() == ".jsonl" else "prose"
+
+
+def _sniff_binary(path: Path) -> int | None:
+    """Offset of the first NUL byte in the first 8 KiB, or None (text files have none)."""
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    i = head.find(b"\x00")
+    return None if i < 0 else i
+
+
+def _open_error(path: Path, e: OSError) -> CorpusError:
+    reason = e.strerror or e.__class__.__name__
+    if isinstance(e, PermissionError):
+        reason = "permission denied"
+    return CorpusError(f"{path}: cannot read file ({reason})")
+
+
+def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[str]]:
+    """The text files to read, in order, and notes on what was skipped."""
+    files: list[Path] = []
+    notes: list[str] = []
+    paths = list(paths)
+    if not paths:
+        raise CorpusError("no corpus given: name one or more text files or folders")
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if not p.exists():
+            raise CorpusError(f"{p}: no such file or folder")
+        if p.is_dir():
+            found = []
+            try:
+                walk = list(os.walk(p, onerror=_raise))
+            except OSError as e:
+                raise _open_error(p, e) from None
+            for root, dirs, names in walk:
+                hidden = sorted(d for d in dirs if d.startswith("."))
+                for d in hidden:
+                    notes.append(f"skipped hidden folder {Path(root) / d}")
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(names):
+                    f = Path(root) / name
+                    if name.startswith("."):
+                        notes.append(f"skipped hidden file {f}")
+                        continue
+                    if not f.is_file():
+                        continue
+                    try:
+                        nul = _sniff_binary(f)
+                        size = f.stat().st_size
+                    except OSError as e:
+                        raise _open_error(f, e) from None
+                    if nul is not None:
+                        notes.append(f"skipped binary file {f}")
+                        continue
+                    if size == 0:
+                        notes.append(f"skipped empty file {f}")
+                        continue
+                    found.append(f)
+            if not found:
+                raise CorpusError(f"{p}: folder has no text files")
+            files.extend(found)
+        elif p.is_file():
+            try:
+                nul = _sniff_binary(p)
+            except OSError as e:
+                raise _open_error(p, e) from None
+            if nul is not None:
+                raise CorpusError(f"{p}: binary file (NUL byte at offset {nul}), not text")
+            files.append(p)
+        else:
+            raise CorpusError(f"{p}: not a regular file or folder")
+    # The same file named twice (directly and through a folder) is read once.
+    seen: set[Path] = set()
+    unique = []
+    for f in files:
+        r = f.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append(f)
+    return unique, notes
+
+
+def _raise(e: OSError) -> None:
+    raise e
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming readers: each yields ("text", str) for prose or ("turns", [(role, content), ...])
+
+
+def _read_prose(path: Path) -> Iterator[str]:
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset = 0
+    carry_cr = False
+    last = ""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise _open_error(path, e) from None
+    with f:
+        while True:
+            try:
+                chunk = f.read(CHUNK_BYTES)
+            except OSError as e:
+                raise _open_error(path, e) from None
+            final = not chunk
+            pending = len(decoder.getstate()[0])
+            try:
+                text = decoder.decode(chunk, final=final)
+            except UnicodeDecodeError as e:
+                bad = offset - pending + e.start
+                raise CorpusError(
+                    f"{path}: invalid UTF-8 at byte offset {bad} "
+                    f"(byte 0x{e.object[e.start]:02x}); save the file as UTF-8"
+                ) from None
+            offset += len(chunk)
+            if carry_cr:
+                text = "\r" + text
+                carry_cr = False
+            if text.endswith("\r") and not final:
+                text, carry_cr = text[:-1], True
+            if "\r" in text:
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
+            if text:
+                last = text[-1]
+                yield text
+            if final:
+                break
+    if last and last != "\n":
+        yield "\n"
+
+
+def _read_dialogue(path: Path) -> Iterator[list[tuple[str, str]]]:
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise _open_error(path, e) from None
+    offset = 0
+    with f:
+        for lineno, raw in enumerate(f, start=1):
+            start = offset
+            offset += len(raw)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise CorpusError(
+                    f"{path}: invalid UTF-8 at byte offset {start + e.start} (line {lineno}); "
+                    "save the file as UTF-8"
+                ) from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CorpusError(f"{path}: line {lineno} is not valid JSON ({e.msg})") from None
+            yield _turns(obj, path, lineno)
+
+
+def _turns(obj, path: Path, lineno: int) -> list[tuple[str, str]]:
+    where = f"{path}: line {lineno}"
+    if not isinstance(obj, dict) or not isinstance(obj.get("messages"), list):
+        raise CorpusError(f'{where}: expected an object {{"messages": [...]}}')
+    turns = []
+    for j, m in enumerate(obj["messages"]):
+        if not isinstance(m, dict):
+            raise CorpusError(f"{where}: message {j} is not an object")
+        role, content = m.get("role"), m.get("content")
+        if role not in ROLE_TOKENS:
+            raise CorpusError(
+                f"{where}: message {j} has role {role!r}; expected user, assistant or system"
+            )
+        if not isinstance(content, str):
+            raise CorpusError(f"{where}: message {j} has no text content")
+        turns.append((role, content.replace("\r\n", "\n")))
+    if not turns:
+        raise CorpusError(f"{where}: conversation has no messages")
+    return turns
+
+
+def _read(path: Path):
+    if _kind_of(path) == "dialogue":
+        for turns in _read_dialogue(path):
+            yield "turns", turns
+    else:
+        for text in _read_prose(path):
+            yield "text", text
+
+
+# ---------------------------------------------------------------------------------------------
+# Pass 1: check every file and collect the vocabulary
+
+
+def inspect(
+    paths: Iterable[str | os.PathLike],
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[CorpusSummary, list[Path], str]:
+    """Check the corpus and count it without encoding anything.
+
+    Returns the summary, the files and the sorted characters of the vocabulary. Raises
+    CorpusError for the first problem found.
+    """
+    files, notes = discover(paths)
+    total = sum(f.stat().st_size for f in files)
+    done = 0
+    chars: set[str] = set()
+    summary = CorpusSummary(files=[str(f) for f in files], bytes=total, notes=notes)
+    kinds = set()
+    for f in files:
+        kind = _kind_of(f)
+        kinds.add(kind)
+        n_file = 0
+        visible = False
+        for what, item in _read(f):
+            if what == "text":
+                chars.update(item)
+                n_file += len(item)
+                if not visible and item.strip():
+                    visible = True
+            else:
+                summary.conversations += 1
+                for _, content in item:
+                    chars.update(content)
+                    n_file += len(content) + 2
+                visible = True
+        if not visible:
+            raise CorpusError(f"{f}: file is empty or whitespace only")
+        summary.chars += n_file
+        done += f.stat().st_size
+        if progress:
+            progress(done, total)
+    summary.kind = kinds.pop() if len(kinds) == 1 else "mixed"
+    summary.vocab_size = len(chars)
+    return summary, files, "".join(sorted(chars))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pass 2: encode to a cached id file
+
+
+def _cache_key(files: list[Path], tokenizer: CharTokenizer) -> str:
+    h = hashlib.sha256()
+    h.update(f"charchat-corpus-{CACHE_FORMAT}\n".encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    h.update(tokenizer.to_json().encode())
+    return h.hexdigest()[:32]
+
+
+def _lookup_table(tokenizer: CharTokenizer, dtype) -> np.ndarray:
+    max_cp = max((ord(c) for c in tokenizer.chars), default=0)
+    lut = np.zeros(max_cp + 1, dtype=dtype)
+    for c, i in tokenizer.stoi.items():
+        lut[ord(c)] = i
+    return lut
+
+
+def _codepoints(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+
+
+def load_corpus(
+    paths: Iterable[str | os.PathLike],
+    tokenizer: CharTokenizer | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Corpus:
+    """Check, encode and cache the corpus; returns ids through a read-only memmap.
+
+    With a tokenizer (resuming, or training further), every character must already be in its
+    vocabulary. progress(stage, done_bytes, total_bytes) is called as files are read.
+    """
+    p1 = (lambda d, t: progress("checking", d, t)) if progress else None
+    summary, files, chars = inspect(paths, p1)
+    if tokenizer is None:
+        tokenizer = CharTokenizer(chars)
+    else:
+        missing = [c for c in chars if c not in tokenizer.stoi]
+        if missing:
+            shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in missing[:5])
+            raise CorpusError(
+                f"corpus has {len(missing)} character(s) the model's vocabulary lacks: {shown}"
+            )
+    dtype = np.uint16 if tokenizer.vocab_size <= 65535 else np.uint32
+    if cache_dir is None:
+        from .store import cache_dir as default_cache_dir
+
+        cache_dir = default_cache_dir()
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = _cache_key(files, tokenizer)
+    ids_path = cache_dir / f"{key}.npy"
+    meta_path = cache_dir / f"{key}.json"
+    if ids_path.exists() and meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+            ids = np.load(ids_path, mmap_mode="r")
+            if len(ids) == meta["n"] and ids.dtype == dtype:
+                return Corpus(ids, tokenizer, summary, ids_path)
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache entry is rebuilt below
+    n = summary.chars
+    tmp = ids_path.with_suffix(f".tmp{os.getpid()}")
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n,))
+        lut = _lookup_table(tokenizer, dtype)
+        pos = 0
+        done = 0
+        for f in files:
+            for what, item in _read(f):
+                if what == "text":
+                    cps = _codepoints(item)
+                    out[pos : pos + len(cps)] = lut[cps]
+                    pos += len(cps)
+                else:
+                    for role, content in item:
+                        out[pos] = tokenizer.special_ids[ROLE_TOKENS[role]]
+                        cps = _codepoints(content)
+                        out[pos + 1 : pos + 1 + len(cps)] = lut[cps]
+                        pos += len(cps) + 1
+                        out[pos] = tokenizer.end_id
+                        pos += 1
+            done += f.stat().st_size
+            if progress:
+                progress("encoding", done, summary.bytes)
+        if pos != n:
+            raise CorpusError(
+                f"corpus changed while it was read ({pos:,} characters, expected {n:,}); try again"
+            )
+        out.flush()
+        del out
+        os.replace(tmp, ids_path)
+        meta_path.write_text(json.dumps({"n": n, "summary": summary.to_dict()}))
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return Corpus(np.load(ids_path, mmap_mode="r"), tokenizer, summary, ids_path)
+
+
+def corpus_from_text(text: str, tokenizer: CharTokenizer | None = None) -> Corpus:
+    """An in-memory prose corpus, for notebooks and tests."""
+    if not text.strip():
+        raise CorpusError("text is empty or whitespace only")
+    tokenizer = tokenizer or CharTokenizer(text)
+    ids = np.asarray(tokenizer.encode(text), dtype=np.uint16 if len(tokenizer) <= 65535 else np.uint32)
+    summary = CorpusSummary(files=["<text>"], bytes=len(text.encode()), chars=len(ids),
+                            vocab_size=len(tokenizer.chars), kind="prose")
+    return Corpus(ids, tokenizer, summary)

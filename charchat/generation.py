@@ -1,0 +1,228 @@
+"""Sampling from a GPT: token choice, cached generation, and text streaming with stop rules.
+
+Context longer than block_size. Learned position embeddings stop at block_size, so the context
+cannot simply slide one position per token: every position of a cached key would shift. The rule
+used here: when the cache is full and one more token must be read, keep the newest
+``keep = block_size - block_size // 4`` tokens (the new one included), empty the cache and refill
+it with those tokens in one forward pass. A refill costs one prefill every block_size // 4 tokens,
+so generation stays close to one position of work per token, and the model always sees at least
+three quarters of a block of context. ``context_after`` states the rule as a pure function; the
+tests check cached generation against uncached forwards over exactly those contexts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Iterator
+
+import torch
+
+
+def refill_keep(block_size: int) -> int:
+    """How many of the newest tokens stay in context when a full cache is refilled."""
+    return max(1, block_size - block_size // 4)
+
+
+def context_after(ctx: list[int], token: int, block_size: int) -> list[int]:
+    """The context the model reads after `token` is appended to `ctx` (the rule above)."""
+    if len(ctx) < block_size:
+        return ctx + [token]
+    keep = refill_keep(block_size)
+    return ctx[len(ctx) - keep + 1 :] + [token]
+
+
+def _amp_context(device: torch.device, amp_dtype: torch.dtype | None):
+    if amp_dtype is None or device.type != "cuda":
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device_type="cuda", dtype=amp_dtype)
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Pick one token id per row of logits (B, V); returns a LongTensor of shape (B,)."""
+    if temperature is None or temperature <= 0:
+        return torch.argmax(logits, dim=-1)
+    logits = logits.float() / temperature
+    if top_k is not None and 0 < top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if top_p is not None and 0.0 < top_p < 1.0:
+        sorted_p, order = torch.sort(probs, dim=-1, descending=True)
+        # Drop a token when the tokens likelier than it already reach top_p; the likeliest
+        # token is always kept, so the set is never empty.
+        drop = (torch.cumsum(sorted_p, dim=-1) - sorted_p) >= top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate_ids(
+    model,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    amp_dtype: torch.dtype | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield max_new_tokens sampled tokens, each a LongTensor of shape (B,), using a KV cache.
+
+    amp_dtype runs each forward pass under autocast (CUDA). The autocast context is entered per
+    call, never across a yield: it is thread-local state and must not leak into the caller.
+    """
+    if idx.dim() != 2 or idx.size(1) == 0:
+        raise ValueError("idx must be a non-empty LongTensor of shape (batch, time)")
+    if max_new_tokens <= 0:
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        bs = model.config.block_size
+        keep = refill_keep(bs)
+        B = idx.size(0)
+        # `window` mirrors the cache: the token ids whose keys and values it holds.
+        window = torch.empty(B, bs, dtype=torch.long, device=idx.device)
+        ctx = idx[:, -bs:]
+        n = ctx.size(1)
+        window[:, :n] = ctx
+        cache = model.new_cache(B)
+        amp = _amp_context(idx.device, amp_dtype)
+        with amp():
+            logits, _ = model(ctx, cache=cache, last_only=True)
+        for i in range(max_new_tokens):
+            tok = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
+            yield tok
+            if i == max_new_tokens - 1:
+                break  # no forward pass for a token nobody will read
+            if n < bs:
+                window[:, n] = tok
+                n += 1
+                with amp():
+                    logits, _ = model(tok.unsqueeze(1), cache=cache, last_only=True)
+            else:
+                # Full: keep the newest `keep` tokens (the new one included), refill in one pass.
+                kept = torch.cat([window[:, bs - keep + 1 :], tok.unsqueeze(1)], dim=1)
+                n = kept.size(1)
+                window[:, :n] = kept
+                cache.length = 0
+                with amp():
+                    logits, _ = model(kept, cache=cache, last_only=True)
+    finally:
+        if was_training:
+            model.train()
+
+
+@dataclass
+class SamplingSettings:
+    """How replies are sampled. Saved per model by the chat front ends."""
+
+    temperature: float = 0.8  # 0 = always the likeliest character (greedy)
+    top_k: int | None = None  # keep only the k likeliest characters (None or 0 = all)
+    top_p: float | None = 0.95  # keep the fewest characters whose probabilities reach p
+    max_new_chars: int = 400  # hard limit on a reply's length
+    stop: tuple[str, ...] = ()  # text that ends a reply (not included in it)
+    seed: int | None = None  # fixed seed = repeatable replies
+
+    def __post_init__(self) -> None:
+        self.stop = tuple(self.stop)
+        self.validate()
+
+    def validate(self) -> None:
+        if not isinstance(self.temperature, (int, float)) or not 0 <= self.temperature <= 5:
+            raise ValueError(f"temperature must be between 0 and 5, got {self.temperature!r}")
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 0):
+            raise ValueError(f"top_k must be a whole number >= 0, got {self.top_k!r}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not isinstance(self.max_new_chars, int) or self.max_new_chars < 1:
+            raise ValueError(f"max_new_chars must be a whole number >= 1, got {self.max_new_chars!r}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SamplingSettings":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def stream_text(
+    model,
+    tokenizer,
+    prompt_ids: list[int],
+    settings: SamplingSettings,
+    stop_ids: Iterable[int] = (),
+    amp_dtype: torch.dtype | None = None,
+    outcome: dict | None = None,
+) -> Iterator[str]:
+    """Yield the generated text piece by piece (usually one character at a time).
+
+    outcome, if given, receives "reason": stop_id (with "token"), stop or length.
+
+    Generation ends at a token in stop_ids (not shown), at any of settings.stop (the text is cut
+    before it), or after settings.max_new_chars characters. Text that might be the start of a
+    stop sequence is held back until it is clear that it is not.
+    """
+    device = model.lm_head.weight.device
+    gen = None
+    if settings.seed is not None:
+        gen = torch.Generator(device=device)
+        gen.manual_seed(int(settings.seed))
+    idx = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+    stop_ids = set(stop_ids)
+    stops = [s for s in settings.stop if s]
+    pending = ""  # text held back because it could begin a stop sequence
+    if outcome is None:
+        outcome = {}
+    outcome["reason"] = "length"
+    top_k = settings.top_k or None
+    tokens = generate_ids(
+        model, idx, settings.max_new_chars, settings.temperature, top_k, settings.top_p, gen,
+        amp_dtype=amp_dtype,
+    )
+    try:
+        for tok in tokens:
+            t = int(tok[0])
+            if t in stop_ids:
+                outcome.update(reason="stop_id", token=t)
+                break
+            pending += tokenizer.decode([t])
+            if stops:
+                hit = min((pending.find(s) for s in stops if s in pending), default=-1)
+                if hit >= 0:
+                    if hit:
+                        yield pending[:hit]
+                    pending = ""
+                    outcome["reason"] = "stop"
+                    return
+                hold = _longest_stop_prefix(pending, stops)
+                out, pending = pending[: len(pending) - hold], pending[len(pending) - hold :]
+            else:
+                out, pending = pending, ""
+            if out:
+                yield out
+        if pending:
+            yield pending
+    finally:
+        tokens.close()
+
+
+def _longest_stop_prefix(text: str, stops: list[str]) -> int:
+    """Length of the longest suffix of text that is a proper prefix of a stop sequence."""
+    best = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:n]):
+                best = n
+                break
+    return best

@@ -1,0 +1,112 @@
+"""Choosing hyperparameters nobody set, from the corpus size, the device and the budget.
+
+The aim: `charchat train my.txt --minutes 5` should give about the best model those five minutes
+can buy, without the user knowing any hyperparameter. The rules below were fitted by measuring
+(see benchmarks/ and the notes in each rule); every value can still be set by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+# Size presets: (n_layer, n_head, n_embd). The TUI offers these by name.
+PRESETS = {
+    "tiny": (2, 2, 64),
+    "small": (3, 4, 128),
+    "medium": (4, 4, 192),
+    "large": (6, 6, 384),
+}
+
+# Without --minutes or --max-steps, training runs until early stopping, under this cap.
+DEFAULT_CAP_MINUTES = {"cpu": 30.0, "mps": 30.0, "cuda": 30.0}
+
+
+def _shape_for(budget_s: float, n_tokens: int, device: str) -> tuple[int, int, int, int, int]:
+    """(n_layer, n_head, n_embd, block_size, batch_size) for a compute budget in seconds.
+
+    On a CPU the budget buys a few million tokens of training, so the model must stay small
+    enough to see the corpus several times; a GPU affords GPT-2-small-like char models.
+    """
+    if device == "cuda":
+        if n_tokens < 200_000:
+            return 4, 4, 256, 128, 64
+        return 6, 6, 384, 256, 64
+    # CPU (and MPS, treated alike): scale with the budget.
+    if budget_s <= 45:
+        shape = (2, 4, 128, 64, 16)
+    elif budget_s <= 240:
+        shape = (3, 4, 192, 128, 16)
+    elif budget_s <= 900:
+        shape = (4, 4, 256, 128, 24)
+    else:
+        shape = (6, 6, 384, 256, 32)
+    # A small corpus does not need (and would overfit) a big model.
+    if n_tokens < 50_000:
+        shape = (2, 4, 128, min(shape[3], 64), 16)
+    return shape
+
+
+def resolve_config(config, n_tokens: int, device: str, kind: str = "prose"):
+    """A copy of config with every None filled in, and notes for the user on what was chosen."""
+    notes: list[str] = []
+    c = replace(config)
+    dev = "cuda" if device == "cuda" else "cpu"
+    if c.minutes is not None and c.minutes <= 0:
+        raise ValueError(f"--minutes must be positive, got {c.minutes}")
+    if c.max_steps is not None and c.max_steps <= 0:
+        raise ValueError(f"--max-steps must be positive, got {c.max_steps}")
+    budget_s = c.minutes * 60.0 if c.minutes else DEFAULT_CAP_MINUTES.get(device, 30.0) * 60.0
+    if c.max_steps and not c.minutes:
+        budget_s = min(budget_s, 60.0 + c.max_steps * 0.1)
+    n_layer, n_head, n_embd, block, batch = _shape_for(budget_s, n_tokens, dev)
+    c.n_layer = c.n_layer or n_layer
+    c.n_embd = c.n_embd or n_embd
+    if c.n_head is None:
+        c.n_head = n_head if c.n_embd % n_head == 0 else _divisor_near(c.n_embd, n_head)
+    c.block_size = c.block_size or block
+    # The corpus must hold a window in both splits: shrink the default context if it is short.
+    while config.block_size is None and c.block_size > 16 and n_tokens * 0.1 < c.block_size + 1:
+        c.block_size //= 2
+    c.batch_size = c.batch_size or batch
+    if c.lr is None:
+        # Narrow models tolerate (and need) larger steps; 1e-3 is right around 384 wide.
+        c.lr = round(min(3e-3, 1e-3 * math.sqrt(384 / c.n_embd) * 1.5), 6)
+    if c.min_lr is None:
+        c.min_lr = c.lr / 20
+    if c.beta2 is None:
+        # Small batches give noisy gradients: a longer second-moment average steadies them.
+        c.beta2 = 0.99 if c.batch_size * c.block_size < 8192 else 0.95
+    if c.warmup_steps is None:
+        c.warmup_steps = 50 if not c.max_steps else max(1, min(100, c.max_steps // 20))
+    if c.eval_tokens is None:
+        c.eval_tokens = 16384 if dev == "cpu" else 65536
+    if c.dropout is None:
+        c.dropout = 0.0 if n_tokens >= 500_000 else 0.1
+    if c.max_steps is None and c.minutes is None:
+        cap_min = DEFAULT_CAP_MINUTES.get(device, 30.0)
+        c.minutes = cap_min
+        notes.append(
+            f"no --minutes or --max-steps: training runs until early stopping, "
+            f"at most {cap_min:g} minutes"
+        )
+    if c.n_embd % c.n_head:
+        raise ValueError(f"--n-embd ({c.n_embd}) must be divisible by --n-head ({c.n_head})")
+    for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum"):
+        if getattr(c, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= c.dropout < 1:
+        raise ValueError(f"--dropout must be in [0, 1), got {c.dropout}")
+    if c.lr <= 0 or c.min_lr < 0 or c.min_lr > c.lr:
+        raise ValueError(f"need 0 <= --min-lr <= --lr and --lr > 0 (got {c.min_lr}, {c.lr})")
+    if c.grad_clip <= 0:
+        raise ValueError(f"--grad-clip must be positive, got {c.grad_clip}")
+    return c, notes
+
+
+def _divisor_near(n: int, want: int) -> int:
+    best = 1
+    for h in range(1, n + 1):
+        if n % h == 0 and abs(h - want) <= abs(best - want):
+            best = h
+    return best

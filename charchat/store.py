@@ -1,0 +1,342 @@
+"""Where models live, and how they are written and read without ever losing one.
+
+Layout under the data folder (platformdirs' user data dir, or $CHARCHAT_HOME):
+
+    models/NAME/model.pt        best weights, with config, vocabulary and scores (self-contained)
+    models/NAME/config.json     the model's GPTConfig (a readable copy)
+    models/NAME/tokenizer.json  the vocabulary (a readable copy)
+    models/NAME/train_args.json how it was trained: the resolved hyperparameters and corpus paths
+    models/NAME/corpus.json     corpus summary: files, characters, vocabulary, kind
+    models/NAME/meta.json       best val loss, step, parameters, dates (for quick listing)
+    models/NAME/metrics.jsonl   one JSON line per logged step and evaluation
+    models/NAME/state.pt        the latest training state, for --resume
+    cache/                      encoded corpora
+
+Every file is written atomically: to a temporary file in the same folder, flushed and fsynced,
+then renamed over the old one (and the folder fsynced). A crash or kill at any moment leaves
+either the old file or the new one, never a half-written file.
+
+Model files are read with ``torch.load(weights_only=True)``, which rebuilds only tensors and
+plain containers and refuses any other object: a hostile file cannot run code on load.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .model import GPT, GPTConfig
+from .tokenizer import CharTokenizer, TokenizerError
+
+WEIGHTS = "model.pt"
+STATE = "state.pt"
+FORMAT = "charchat-model"
+FORMAT_VERSION = 1
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+BUNDLED_NAME = "default"
+
+
+class StoreError(Exception):
+    """A model that cannot be found, read or written. The message is one line."""
+
+
+def home() -> Path:
+    env = os.environ.get("CHARCHAT_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("charchat", appauthor=False))
+
+
+def models_dir() -> Path:
+    return home() / "models"
+
+
+def cache_dir() -> Path:
+    return home() / "cache"
+
+
+def bundled_dir() -> Path:
+    """The default model shipped inside the package (may be absent in a source checkout)."""
+    return Path(__file__).parent / "data" / "default"
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise StoreError(
+            f"invalid model name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def model_dir(name: str) -> Path:
+    return models_dir() / check_name(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def atomic_torch_save(path: Path, obj) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def safe_torch_load(path: Path, what: str = "model file"):
+    """torch.load that never unpickles arbitrary objects, with one-line errors."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path}: {what} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError:
+        raise StoreError(f"{path}: cannot read {what} (permission denied)") from None
+    except Exception as e:  # truncated zip, foreign pickle, forbidden global, ...
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            reason = "it contains objects other than tensors (refused: loading could run code)"
+        raise StoreError(f"{path}: not a readable {what}: {reason[:200]}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving and loading models
+
+
+def save_model(folder: Path, model: GPT, tokenizer: CharTokenizer, info: dict | None = None) -> None:
+    """Write the weights file atomically. info: small JSON-able facts (step, val_loss, ...)."""
+    sd = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in _plain_state_dict(model).items()}
+    payload = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "tokenizer": tokenizer.to_json(),
+        "info": json.dumps(info or {}),
+        "state_dict": sd,
+    }
+    atomic_torch_save(Path(folder) / WEIGHTS, payload)
+
+
+def _plain_state_dict(model) -> dict:
+    """State dict without torch.compile's '_orig_mod.' prefix and without the tied duplicate."""
+    model = getattr(model, "_orig_mod", model)
+    sd = model.state_dict()
+    sd.pop("transformer.wte.weight", None)  # the same tensor as lm_head.weight
+    return sd
+
+
+@dataclass
+class LoadedModel:
+    model: GPT
+    tokenizer: CharTokenizer
+    name: str
+    path: Path
+    info: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """prose or dialogue: how the chat session builds prompts for this model."""
+        return self.info.get("corpus_kind") or self.meta.get("corpus_kind") or "prose"
+
+
+def read_weights(path: Path) -> tuple[GPT, CharTokenizer, dict]:
+    """Build a GPT from a weights file, checking everything a damaged or foreign file could break."""
+    path = Path(path)
+    obj = safe_torch_load(path)
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise StoreError(f"{path}: not a charchat model file")
+    if obj.get("version") != FORMAT_VERSION:
+        raise StoreError(f"{path}: unsupported model file version {obj.get('version')!r}")
+    try:
+        config = GPTConfig.from_dict(obj["config"])
+        tokenizer = CharTokenizer.from_json(obj["tokenizer"])
+        info = json.loads(obj.get("info") or "{}")
+        sd = obj["state_dict"]
+    except (KeyError, TypeError, ValueError, TokenizerError) as e:
+        raise StoreError(f"{path}: damaged model file ({e})") from None
+    if config.vocab_size != tokenizer.vocab_size:
+        raise StoreError(
+            f"{path}: damaged model file (vocabulary has {tokenizer.vocab_size} tokens, "
+            f"model expects {config.vocab_size})"
+        )
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise StoreError(f"{path}: damaged model file (weights are not tensors)")
+    model = GPT(config)
+    sd = dict(sd)
+    if "lm_head.weight" in sd:
+        sd["transformer.wte.weight"] = sd["lm_head.weight"]
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise StoreError(f"{path}: weights do not fit the model's config ({first[:160]})") from None
+    for k, v in sd.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise StoreError(f"{path}: damaged model file (non-finite values in {k})")
+    model.eval()
+    return model, tokenizer, info
+
+
+def resolve(name_or_path: str) -> tuple[str, Path]:
+    """A model's name and folder, from a saved model's name, a folder, or 'default'."""
+    p = Path(name_or_path).expanduser()
+    if os.sep in name_or_path or name_or_path.startswith("."):
+        if p.is_dir() and (p / WEIGHTS).exists():
+            return p.name, p
+        if p.is_file():
+            return p.parent.name, p.parent
+        raise StoreError(f"{p}: no charchat model there")
+    check_name(name_or_path)
+    d = models_dir() / name_or_path
+    if (d / WEIGHTS).exists():
+        return name_or_path, d
+    if name_or_path == BUNDLED_NAME and (bundled_dir() / WEIGHTS).exists():
+        return BUNDLED_NAME, bundled_dir()
+    known = ", ".join(m.name for m in list_models()) or "none saved yet"
+    raise StoreError(f"no model named {name_or_path!r} (models: {known})")
+
+
+def load_model(name_or_path: str, device: str | torch.device = "cpu") -> LoadedModel:
+    name, folder = resolve(name_or_path)
+    path = folder / WEIGHTS if folder.is_dir() else folder
+    model, tokenizer, info = read_weights(path)
+    model.to(device)
+    return LoadedModel(model, tokenizer, name, folder, info, read_meta(folder))
+
+
+def read_meta(folder: Path) -> dict:
+    try:
+        return json.loads((Path(folder) / "meta.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Listing and managing
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    path: Path
+    params: int | None
+    best_val_loss: float | None
+    corpus: str
+    updated: float
+    size_bytes: int
+    bundled: bool = False
+    meta: dict = field(default_factory=dict)
+
+
+def _info_for(folder: Path, bundled: bool = False) -> ModelInfo:
+    meta = read_meta(folder)
+    weights = folder / WEIGHTS
+    try:
+        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+        updated = weights.stat().st_mtime
+    except OSError:
+        size, updated = 0, 0.0
+    return ModelInfo(
+        name=BUNDLED_NAME if bundled else folder.name,
+        path=folder,
+        params=meta.get("params"),
+        best_val_loss=meta.get("best_val_loss"),
+        corpus=meta.get("corpus", ""),
+        updated=updated,
+        size_bytes=size,
+        bundled=bundled,
+        meta=meta,
+    )
+
+
+def list_models(include_bundled: bool = False) -> list[ModelInfo]:
+    out = []
+    root = models_dir()
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            if d.is_dir() and (d / WEIGHTS).exists() and NAME_RE.match(d.name):
+                out.append(_info_for(d))
+    if include_bundled and (bundled_dir() / WEIGHTS).exists():
+        if not any(m.name == BUNDLED_NAME for m in out):
+            out.append(_info_for(bundled_dir(), bundled=True))
+    return out
+
+
+def remove_model(name: str) -> Path:
+    d = model_dir(name)
+    if not (d / WEIGHTS).exists() and not d.is_dir():
+        raise StoreError(f"no model named {name!r}")
+    # Rename first, so that a half-deleted folder never looks like a model.
+    trash = d.with_name(f".deleting-{name}-{int(time.time() * 1000)}")
+    os.replace(d, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+    return d
+
+
+def rename_model(old: str, new: str) -> Path:
+    src, dst = model_dir(old), model_dir(new)
+    if not (src / WEIGHTS).exists():
+        raise StoreError(f"no model named {old!r}")
+    if dst.exists():
+        raise StoreError(f"a model named {new!r} already exists")
+    os.replace(src, dst)
+    return dst
+
+
+def write_meta(folder: Path, **fields) -> dict:
+    meta = read_meta(folder)
+    meta.update(fields)
+    atomic_write_json(Path(folder) / "meta.json", meta)
+    return meta

@@ -1,0 +1,803 @@
+#!/usr/bin/env python3
+"""Generate charchat's bundled dialogue corpus (standard library only).
+
+Writes one conversation per line in the common chat format:
+
+    {"messages": [{"role": "user", "content": "..."},
+                  {"role": "assistant", "content": "..."}, ...]}
+
+Everything comes from the hand-written material in ``corpora/seed/`` plus the
+phrasing templates below, recombined by a ``random.Random(seed)``: the same
+``--seed`` and knobs always give a byte-identical file.
+
+Categories: small talk, questions about charchat, arithmetic (sums and
+differences of numbers with up to 3 digits), spelling / reversing / counting
+letters, days and months, and capitals of countries.
+
+Hold-out (always applied to the training file, whether or not a test file is
+written): a deterministic subset of operand pairs, of words, of (n, day/month,
+direction) shifts, and at least one phrasing per task or intent never appear
+in the training file.  ``--split-test PATH`` writes held-out test questions
+with their expected answers (run ``--show-heldout`` to list what is held out).
+
+Examples:
+    python corpora/make_dialogue.py
+    python corpora/make_dialogue.py --split-test corpora/dialogue_test.jsonl
+    python corpora/make_dialogue.py --seed 7 --n 5000 --out /tmp/small.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import re
+import sys
+import time
+import zlib
+from collections import Counter
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_SEED_DIR = os.path.join(HERE, "seed")
+DEFAULT_OUT = os.path.join(HERE, "dialogue.jsonl")
+DEFAULT_SEED = 1337
+DEFAULT_N = 26000        # conversations in the training file
+DEFAULT_TEST_N = 3000    # approximate size of the test file (pairs)
+
+# --------------------------------------------------------------------------
+# Deterministic hold-out rules (crc32 is stable across runs and platforms).
+# --------------------------------------------------------------------------
+
+
+def stable_hash(*parts) -> int:
+    return zlib.crc32("|".join(str(p) for p in parts).encode("utf-8"))
+
+
+def pair_is_heldout(a: int, b: int) -> bool:
+    """About 10% of ordered operand pairs (a, b), for both + and -."""
+    return stable_hash("pair", a, b) % 10 == 0
+
+
+def word_is_heldout(word: str) -> bool:
+    """About 1 word in 8 of seed/words.txt."""
+    return stable_hash("word", word) % 8 == 0
+
+
+def shift_is_heldout(unit: str, name: str, n: int, direction: str) -> bool:
+    """About 1 in 8 of the 'n days/months after/before X' questions."""
+    return stable_hash("shift", unit, name, n, direction) % 8 == 0
+
+
+# --------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------
+
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+MONTHS = ["January", "February", "March", "April", "May", "June", "July",
+          "August", "September", "October", "November", "December"]
+MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+
+
+def ordinal(n: int) -> str:
+    if 10 <= n % 100 <= 20:
+        suffix = "th"
+    else:
+        suffix = {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def cap_first(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def end_sentence(s: str) -> str:
+    return s if s.endswith(".") else s + "."
+
+
+def style(rng: random.Random, q: str) -> str:
+    """Surface variation of a user message: capitalised or not, '?' or not."""
+    if rng.random() < 0.4:
+        q = cap_first(q)
+    if q.endswith("?") and rng.random() < 0.2:
+        q = q[:-1].rstrip()
+    return q
+
+
+def name_case(rng: random.Random, name: str) -> str:
+    """Users often type proper names in lower case."""
+    return name.lower() if rng.random() < 0.2 else name
+
+
+_NORM_OPS = re.compile(r"\s*([+\-=])\s*")
+_NORM_SPACE = re.compile(r"\s+")
+
+
+def normalize(q: str) -> str:
+    """Key used to prove test questions never occur in training: case, spacing
+    around + - = and trailing punctuation are ignored."""
+    q = q.lower().strip()
+    q = _NORM_OPS.sub(r"\1", q)
+    q = _NORM_SPACE.sub(" ", q)
+    return q.rstrip("?.! ")
+
+
+class Pair:
+    __slots__ = ("user", "assistant", "category", "task", "item")
+
+    def __init__(self, user, assistant, category, task=None, item=None):
+        self.user, self.assistant, self.category = user, assistant, category
+        self.task, self.item = task, item
+
+
+# --------------------------------------------------------------------------
+# Template tasks: arithmetic, words, calendar, capitals
+# --------------------------------------------------------------------------
+
+
+class TemplateTask:
+    """Questions made by filling phrasing templates with sampled items.
+
+    train: phrasings used in the training file.  test: held-out phrasings,
+    used only in the test file.  heldout(item): items never used in training.
+    followups: short context-dependent phrasings ("and Spain?") that ask the
+    same question about a new item right after a first question.
+    """
+
+    def __init__(self, name, category, train, test, sample, fields, answer,
+                 heldout=None, followups=(), weight=1.0):
+        self.name, self.category = name, category
+        self.train, self.test = list(train), list(test)
+        self.sample, self.fields, self.answer = sample, fields, answer
+        self.heldout, self.followups, self.weight = heldout, list(followups), weight
+        assert self.train and self.test, name
+
+    def pick(self, rng, want_heldout=False):
+        for _ in range(100000):
+            item = self.sample(rng)
+            held = bool(self.heldout and self.heldout(item))
+            if held == want_heldout:
+                return item
+        raise RuntimeError(f"{self.name}: could not sample an item")
+
+    def make(self, rng, template, item):
+        q = style(rng, template.format(**self.fields(rng, item)))
+        return Pair(q, self.answer(item), self.category, self, item)
+
+    def train_pair(self, rng):
+        return self.make(rng, rng.choice(self.train), self.pick(rng))
+
+    def followup_pair(self, rng, prev):
+        if not self.followups:
+            return None
+        return self.make(rng, rng.choice(self.followups), self.pick(rng))
+
+    def test_pair(self, rng, kind):
+        if kind == "phrasing":
+            return self.make(rng, rng.choice(self.test), self.pick(rng))
+        # kind == held-out items (numbers / words / combos), training phrasing
+        return self.make(rng, rng.choice(self.train), self.pick(rng, True))
+
+
+def sample_number(rng):
+    digits = rng.randint(1, 3)
+    lo = 0 if digits == 1 else 10 ** (digits - 1)
+    return rng.randint(lo, 10 ** digits - 1)
+
+
+def arithmetic_tasks():
+    def sample(rng):
+        return sample_number(rng), sample_number(rng)
+
+    def fields(rng, item):
+        return {"a": item[0], "b": item[1]}
+
+    def heldout(item):
+        return pair_is_heldout(*item)
+
+    add = TemplateTask(
+        "add", "arithmetic",
+        train=["what is {a} + {b}?", "what is {a}+{b}?", "{a} + {b}", "{a}+{b}",
+               "{a} + {b} = ?", "{a} plus {b}?", "what's {a} plus {b}?",
+               "what is {a} plus {b}?", "add {a} and {b}", "compute {a} + {b}",
+               "calculate {a} + {b}", "what is the sum of {a} and {b}?",
+               "how much is {a} plus {b}?", "can you add {a} and {b}?",
+               "sum of {a} and {b}?", "how much is {a} + {b}?"],
+        test=["tell me {a} + {b}", "{a} plus {b} equals what?",
+              "work out the total of {a} and {b}"],
+        sample=sample, fields=fields, heldout=heldout,
+        answer=lambda it: f"{it[0]} + {it[1]} = {it[0] + it[1]}.",
+        followups=["and {a} + {b}?", "now {a} + {b}", "what about {a} plus {b}?"],
+        weight=22)
+    sub = TemplateTask(
+        "sub", "arithmetic",
+        train=["what is {a} - {b}?", "what is {a}-{b}?", "{a} - {b}", "{a}-{b}",
+               "{a} - {b} = ?", "{a} minus {b}?", "what's {a} minus {b}?",
+               "what is {a} minus {b}?", "compute {a} - {b}", "calculate {a} - {b}",
+               "how much is {a} minus {b}?", "subtract {b} from {a}",
+               "take {b} away from {a}", "how much is {a} - {b}?",
+               "what do you get if you subtract {b} from {a}?"],
+        test=["tell me {a} - {b}", "{a} minus {b} equals what?",
+              "work out {a} take away {b}"],
+        sample=sample, fields=fields, heldout=heldout,
+        answer=lambda it: f"{it[0]} - {it[1]} = {it[0] - it[1]}.",
+        followups=["and {a} - {b}?", "now {a} - {b}", "what about {a} minus {b}?"],
+        weight=22)
+    return [add, sub]
+
+
+WORD_ANSWERS = {
+    "spell": lambda w: "-".join(w),
+    "reverse": lambda w: w[::-1],
+    "count": lambda w: f"{w} has {len(w)} letter{'s' if len(w) != 1 else ''}.",
+    "first": lambda w: f"The first letter of {w} is {w[0]}.",
+    "last": lambda w: f"The last letter of {w} is {w[-1]}.",
+}
+
+# "now reverse it" after "spell cat": same word, another operation.
+WORD_FOLLOWUPS = {
+    "spell": ["now spell it", "spell it", "and how is it spelled?"],
+    "reverse": ["now reverse it", "reverse it", "and backwards?", "now write it backwards"],
+    "count": ["how many letters is that?", "and how many letters?", "how many letters does it have?"],
+    "first": ["and its first letter?", "what is its first letter?"],
+    "last": ["and its last letter?", "what is its last letter?"],
+}
+
+
+class WordTask(TemplateTask):
+    def followup_pair(self, rng, prev):
+        op = rng.choice([k for k in WORD_FOLLOWUPS if k != self.name])
+        word = prev.item
+        task = self.siblings[op]
+        return Pair(style(rng, rng.choice(WORD_FOLLOWUPS[op])), WORD_ANSWERS[op](word),
+                    task.category, task, word)
+
+
+def word_tasks(words):
+    def sample(rng):
+        return rng.choice(words)
+
+    def fields(rng, w):
+        return {"w": w}
+
+    spec = {
+        "spell": ("spelling", 5,
+                  ["spell {w}", "how do you spell {w}?", "spell the word {w}",
+                   "can you spell {w}?", "spell {w} for me", "spell out {w}",
+                   "how is {w} spelled?", "what is the spelling of {w}?"],
+                  ["give me the letters of {w} one by one", "letter by letter, {w}"]),
+        "reverse": ("reverse", 4.5,
+                    ["reverse the word {w}", "reverse {w}", "what is {w} backwards?",
+                     "{w} backwards", "write {w} backwards", "what is {w} reversed?",
+                     "can you reverse {w}?", "say {w} backwards"],
+                    ["flip the word {w} around", "how does {w} read from the end?"]),
+        "count": ("letters", 4.5,
+                  ["how many letters in {w}?", "how many letters are in {w}?",
+                   "how many letters does {w} have?", "count the letters in {w}",
+                   "how long is the word {w}?", "letter count of {w}?",
+                   "how many letters is {w}?"],
+                  ["what is the number of letters in {w}?", "{w} is how many letters long?"]),
+        "first": ("letters", 2,
+                  ["what is the first letter of {w}?", "first letter of {w}?",
+                   "what letter does {w} start with?", "which letter starts {w}?"],
+                  ["{w} begins with which letter?"]),
+        "last": ("letters", 2,
+                 ["what is the last letter of {w}?", "last letter of {w}?",
+                  "what letter does {w} end with?", "which letter ends {w}?"],
+                 ["{w} finishes with which letter?"]),
+    }
+    tasks = {}
+    for name, (category, weight, train, test) in spec.items():
+        tasks[name] = WordTask(name, category, train, test, sample, fields,
+                               WORD_ANSWERS[name], heldout=word_is_heldout,
+                               weight=weight)
+    for t in tasks.values():
+        t.siblings = tasks
+    return list(tasks.values())
+
+
+def calendar_tasks():
+    tasks = []
+
+    def add(name, train, test, items, fields, answer, heldout=None, weight=0.5,
+            followups=()):
+        def sample(rng, items=items):
+            return rng.choice(items)
+        tasks.append(TemplateTask(name, "calendar", train, test, sample, fields,
+                                  answer, heldout=heldout, followups=followups,
+                                  weight=weight))
+
+    def day_fields(rng, i):
+        return {"d": name_case(rng, DAYS[i])}
+
+    def month_fields(rng, i):
+        return {"m": name_case(rng, MONTHS[i])}
+
+    day_follow = ["and {d}?", "what about {d}?"]
+    month_follow = ["and {m}?", "what about {m}?"]
+    add("day_after",
+        ["what comes after {d}?", "what day comes after {d}?", "what day is after {d}?",
+         "which day follows {d}?", "what is the day after {d}?", "the day after {d} is?",
+         "what day follows {d}?"],
+        ["name the day that follows {d}", "{d} is followed by which day?"],
+        range(7), day_fields, lambda i: f"The day after {DAYS[i]} is {DAYS[(i + 1) % 7]}.",
+        followups=day_follow)
+    add("day_before",
+        ["what comes before {d}?", "what day comes before {d}?", "what day is before {d}?",
+         "which day is before {d}?", "what is the day before {d}?", "the day before {d} is?",
+         "which day comes just before {d}?"],
+        ["name the day that precedes {d}", "{d} comes right after which day?"],
+        range(7), day_fields, lambda i: f"The day before {DAYS[i]} is {DAYS[(i - 1) % 7]}.",
+        followups=day_follow)
+    add("tomorrow",
+        ["if today is {d}, what day is tomorrow?", "today is {d}. what is tomorrow?",
+         "it's {d} today. what day is tomorrow?",
+         "if it's {d} today, what day will it be tomorrow?"],
+        ["tomorrow is what day if today is {d}?"],
+        range(7), day_fields,
+        lambda i: f"If today is {DAYS[i]}, tomorrow is {DAYS[(i + 1) % 7]}.")
+    add("yesterday",
+        ["if today is {d}, what day was yesterday?", "today is {d}. what was yesterday?",
+         "it's {d} today. what day was yesterday?"],
+        ["yesterday was what day if today is {d}?"],
+        range(7), day_fields,
+        lambda i: f"If today is {DAYS[i]}, yesterday was {DAYS[(i - 1) % 7]}.")
+    add("month_after",
+        ["what comes after {m}?", "what month comes after {m}?", "what month is after {m}?",
+         "which month follows {m}?", "what is the month after {m}?", "the month after {m} is?",
+         "what month follows {m}?"],
+        ["name the month that follows {m}", "{m} is followed by which month?"],
+        range(12), month_fields,
+        lambda i: f"The month after {MONTHS[i]} is {MONTHS[(i + 1) % 12]}.",
+        followups=month_follow)
+    add("month_before",
+        ["what comes before {m}?", "what month comes before {m}?", "what month is before {m}?",
+         "which month is before {m}?", "what is the month before {m}?",
+         "the month before {m} is?", "which month comes just before {m}?"],
+        ["name the month that precedes {m}", "{m} comes right after which month?"],
+        range(12), month_fields,
+        lambda i: f"The month before {MONTHS[i]} is {MONTHS[(i - 1) % 12]}.",
+        followups=month_follow)
+    add("nth_month",
+        ["what is the {nth} month?", "what is the {nth} month of the year?",
+         "which month is the {nth} month?", "what is month number {n}?",
+         "what month is number {n}?", "which month is month {n}?"],
+        ["name the {nth} month of the year", "month {n} of the year is which one?"],
+        range(12), lambda rng, i: {"n": i + 1, "nth": ordinal(i + 1)},
+        lambda i: f"The {ordinal(i + 1)} month is {MONTHS[i]}.")
+    add("month_number",
+        ["what number month is {m}?", "which month of the year is {m}?",
+         "{m} is which month of the year?", "what is the number of the month {m}?",
+         "which number month is {m}?"],
+        ["at what position in the year is {m}?"],
+        range(12), month_fields, lambda i: f"{MONTHS[i]} is the {ordinal(i + 1)} month.")
+    add("month_days",
+        ["how many days are in {m}?", "how many days does {m} have?", "how long is {m}?",
+         "how many days in {m}?", "days in {m}?"],
+        ["what is the number of days in {m}?"],
+        range(12), month_fields,
+        lambda i: ("February has 28 days, or 29 in a leap year." if i == 1
+                   else f"{MONTHS[i]} has {MONTH_DAYS[i]} days."),
+        followups=month_follow)
+
+    def shift(unit, names, direction, train, test):
+        size = len(names)
+        items = [(i, n) for i in range(size) for n in range(1, 15 if unit == "day" else 25)]
+        key = "d" if unit == "day" else "m"
+        sign = 1 if direction == "after" else -1
+
+        def fields(rng, it):
+            i, n = it
+            return {key: name_case(rng, names[i]), "n": n,
+                    "days": "day" if n == 1 else "days",
+                    "months": "month" if n == 1 else "months"}
+
+        def answer(it):
+            i, n = it
+            unit_s = unit if n == 1 else unit + "s"
+            return f"{n} {unit_s} {direction} {names[i]} is {names[(i + sign * n) % size]}."
+
+        add(f"{unit}_shift_{direction}", train, test, items, fields, answer,
+            heldout=lambda it: shift_is_heldout(unit, names[it[0]], it[1], direction),
+            weight=1.5)
+
+    shift("day", DAYS, "after",
+          ["what day is {n} {days} after {d}?", "which day is {n} {days} after {d}?",
+           "what is {n} {days} after {d}?", "{n} {days} after {d} is what day?",
+           "if today is {d}, what day is it in {n} {days}?",
+           "what day comes {n} {days} after {d}?"],
+          ["starting from {d}, what day is it {n} {days} later?"])
+    shift("day", DAYS, "before",
+          ["what day is {n} {days} before {d}?", "which day is {n} {days} before {d}?",
+           "what is {n} {days} before {d}?", "{n} {days} before {d} is what day?",
+           "if today is {d}, what day was it {n} {days} ago?",
+           "what day comes {n} {days} before {d}?"],
+          ["starting from {d}, what day was it {n} {days} earlier?"])
+    shift("month", MONTHS, "after",
+          ["what month is {n} {months} after {m}?", "which month is {n} {months} after {m}?",
+           "what is {n} {months} after {m}?", "{n} {months} after {m} is what month?",
+           "if it is {m} now, what month is it in {n} {months}?",
+           "what month comes {n} {months} after {m}?"],
+          ["starting from {m}, what month is it {n} {months} later?"])
+    shift("month", MONTHS, "before",
+          ["what month is {n} {months} before {m}?", "which month is {n} {months} before {m}?",
+           "what is {n} {months} before {m}?", "{n} {months} before {m} is what month?",
+           "if it is {m} now, what month was it {n} {months} ago?",
+           "what month comes {n} {months} before {m}?"],
+          ["starting from {m}, what month was it {n} {months} earlier?"])
+
+    facts = [
+        ("week_days", ["how many days are in a week?", "how many days in a week?",
+                       "how many days does a week have?"],
+         ["what is the number of days in a week?"], "A week has 7 days."),
+        ("year_months", ["how many months are in a year?", "how many months in a year?",
+                         "how many months does a year have?"],
+         ["what is the number of months in a year?"], "A year has 12 months."),
+        ("year_days", ["how many days are in a year?", "how many days in a year?",
+                       "how many days does a year have?"],
+         ["what is the number of days in a year?"],
+         "A year has 365 days, or 366 in a leap year."),
+        ("list_days", ["list the days of the week", "what are the days of the week?",
+                       "name the days of the week", "say the days of the week"],
+         ["tell me all seven days"], ", ".join(DAYS) + "."),
+        ("list_months", ["list the months of the year", "what are the months of the year?",
+                         "name the months", "name all the months"],
+         ["tell me all twelve months"], ", ".join(MONTHS) + "."),
+        ("weekend", ["what days are the weekend?", "which days are the weekend?",
+                     "what is the weekend?"],
+         ["name the weekend days"], "The weekend is Saturday and Sunday."),
+        ("first_month", ["what is the first month of the year?", "which month starts the year?"],
+         ["the year begins with which month?"], "The first month is January."),
+        ("last_month", ["what is the last month of the year?", "which month ends the year?"],
+         ["the year finishes with which month?"], "The last month is December."),
+    ]
+    for name, train, test, ans in facts:
+        add(name, train, test, [0], lambda rng, i: {}, lambda i, ans=ans: ans, weight=0.15)
+    return tasks
+
+
+def read_facts(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    facts = []
+    for r in rows:
+        name = r["country"].strip()
+        article = r["article"].strip()
+        facts.append({
+            "name": name,
+            "full": f"{article} {name}" if article else name,
+            "capital": r["capital"].strip(),
+            "continent": r["continent"].strip(),
+        })
+    return facts
+
+
+def capital_tasks(facts):
+    with_continent = [f for f in facts if f["continent"]]
+
+    def country_ref(rng, f):
+        # "the Netherlands", sometimes "Netherlands", sometimes lower case
+        ref = f["full"] if rng.random() >= 0.15 else f["name"]
+        return name_case(rng, ref)
+
+    def fields(rng, f):
+        return {"c": country_ref(rng, f), "cap": name_case(rng, f["capital"])}
+
+    def sampler(pool):
+        return lambda rng: rng.choice(pool)
+
+    capital = TemplateTask(
+        "capital", "capitals",
+        train=["what is the capital of {c}?", "what's the capital of {c}?", "capital of {c}?",
+               "which city is the capital of {c}?", "what city is the capital of {c}?",
+               "name the capital of {c}", "tell me the capital of {c}",
+               "do you know the capital of {c}?", "the capital of {c} is?",
+               "what is the capital city of {c}?"],
+        test=["which city serves as the capital of {c}?", "{c} has which city as its capital?"],
+        sample=sampler(facts), fields=fields,
+        answer=lambda f: end_sentence(f"The capital of {f['full']} is {f['capital']}"),
+        followups=["and {c}?", "what about {c}?", "how about {c}?"], weight=7)
+    country = TemplateTask(
+        "country_of_capital", "capitals",
+        train=["{cap} is the capital of which country?", "which country has {cap} as its capital?",
+               "what country is {cap} the capital of?", "{cap} is the capital of what country?",
+               "which country's capital is {cap}?"],
+        test=["of which country is {cap} the capital?"],
+        sample=sampler(facts), fields=fields,
+        answer=lambda f: f"{f['capital']} is the capital of {f['full']}.",
+        followups=["and {cap}?", "what about {cap}?"], weight=3)
+    continent = TemplateTask(
+        "continent", "capitals",
+        train=["which continent is {c} in?", "what continent is {c} in?",
+               "what continent is {c} on?", "{c} is in which continent?",
+               "{c} is on which continent?", "in which continent is {c}?"],
+        test=["on what continent do we find {c}?"],
+        sample=sampler(with_continent), fields=fields,
+        answer=lambda f: f"{cap_first(f['full'])} is in {f['continent']}.",
+        followups=["and {c}?", "what about {c}?"], weight=2)
+    return [capital, country, continent]
+
+
+# --------------------------------------------------------------------------
+# Intent tasks: small talk and charchat FAQ (seed/*.json)
+# --------------------------------------------------------------------------
+
+
+class IntentTask:
+    def __init__(self, name, category, intents, weight):
+        self.name, self.category, self.intents, self.weight = name, category, intents, weight
+        self.by_position = {}
+        for it in intents:
+            self.by_position.setdefault(it.get("position", "any"), []).append(it)
+
+    def train_pair(self, rng, position=None):
+        pool = self.by_position[position] if position else self.intents
+        it = rng.choice(pool)
+        q = style(rng, rng.choice(it["prompts"]))
+        return Pair(q, rng.choice(it["replies"]), self.category, self, it)
+
+    def followup_pair(self, rng, prev):
+        return None
+
+    def all_test_pairs(self, rng):
+        return [Pair(style(rng, p), it["replies"][0], self.category, self, it)
+                for it in self.intents for p in it["test_prompts"]]
+
+
+def read_intents(path):
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    intents = data["intents"]
+    for it in intents:
+        for key in ("intent", "prompts", "test_prompts", "replies"):
+            if not it.get(key):
+                raise ValueError(f"{path}: intent {it.get('intent')!r} lacks {key!r}")
+    return intents
+
+
+def check_intents(intents):
+    """Every normalised prompt maps to exactly one intent; test prompts are
+    never training prompts."""
+    owner = {}
+    for it in intents:
+        for p in it["prompts"] + it["test_prompts"]:
+            k = normalize(p)
+            if k in owner and owner[k] is not it:
+                raise ValueError(f"prompt {p!r} is in {owner[k]['intent']!r} and {it['intent']!r}")
+            owner[k] = it
+    train = {normalize(p) for it in intents for p in it["prompts"]}
+    for it in intents:
+        for p in it["test_prompts"]:
+            if normalize(p) in train:
+                raise ValueError(f"test prompt {p!r} is also a training prompt")
+
+
+def read_words(path):
+    words, seen = [], set()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            w = line.strip()
+            if not w or w.startswith("#"):
+                continue
+            if not re.fullmatch(r"[a-z]{2,}", w):
+                raise ValueError(f"{path}: bad word {w!r}")
+            if w not in seen:
+                seen.add(w)
+                words.append(w)
+    return words
+
+
+# --------------------------------------------------------------------------
+# The corpus
+# --------------------------------------------------------------------------
+
+
+class Corpus:
+    def __init__(self, seed_dir):
+        self.words = read_words(os.path.join(seed_dir, "words.txt"))
+        self.facts = read_facts(os.path.join(seed_dir, "facts.csv"))
+        small = read_intents(os.path.join(seed_dir, "smalltalk.json"))
+        faq = read_intents(os.path.join(seed_dir, "charchat_faq.json"))
+        check_intents(small + faq)
+        self.smalltalk = IntentTask("smalltalk", "smalltalk", small, weight=10)
+        self.faq = IntentTask("charchat", "charchat", faq, weight=10)
+        self.template_tasks = (arithmetic_tasks() + word_tasks(self.words)
+                               + calendar_tasks() + capital_tasks(self.facts))
+        self.tasks = self.template_tasks + [self.smalltalk, self.faq]
+        # Category weights (share of training pairs, before openings/closings):
+        # arithmetic 40, words 18, calendar 10, capitals 12, smalltalk 10, charchat 10.
+        cal = [t for t in self.tasks if t.category == "calendar"]
+        cal_total = sum(t.weight for t in cal)
+        self.weights = [(10 * t.weight / cal_total) if t.category == "calendar" else t.weight
+                        for t in self.tasks]
+
+    # -- training ---------------------------------------------------------
+
+    def conversation(self, rng):
+        k = rng.choices((1, 2, 3, 4), weights=(40, 30, 18, 12))[0]
+        pairs = []
+        for i in range(k):
+            p = None
+            if i == 0 and k > 1 and rng.random() < 0.2:
+                p = self.smalltalk.train_pair(rng, "open")
+            elif i == k - 1 and k > 1 and rng.random() < 0.15:
+                p = self.smalltalk.train_pair(rng, "close")
+            elif pairs and pairs[-1].task is not None and rng.random() < 0.35:
+                p = pairs[-1].task.followup_pair(rng, pairs[-1])
+            if p is None:
+                task = rng.choices(self.tasks, weights=self.weights)[0]
+                p = task.train_pair(rng)
+            pairs.append(p)
+        return pairs
+
+    # -- test ---------------------------------------------------------------
+
+    def test_pairs(self, rng, n, train_keys):
+        """Single-turn held-out questions.  Returns [(pair, heldout_kind)]."""
+        out, seen = [], set()
+
+        def take(pair, kind):
+            key = normalize(pair.user)
+            if key in train_keys:
+                raise AssertionError(f"held-out question found in training: {pair.user!r}")
+            if key in seen:
+                return False
+            seen.add(key)
+            out.append((pair, kind))
+            return True
+
+        item_kind = {"arithmetic": "numbers", "spelling": "words", "reverse": "words",
+                     "letters": "words", "calendar": "combo", "capitals": None}
+        share = {"arithmetic": 0.36, "spelling": 0.08, "reverse": 0.08, "letters": 0.10,
+                 "calendar": 0.16, "capitals": 0.14}
+        for cat, frac in share.items():
+            tasks = [t for t in self.template_tasks if t.category == cat]
+            quota = max(1, round(n * frac))
+            kinds = ["phrasing"]
+            if item_kind[cat]:
+                kinds.append(item_kind[cat])
+            for kind in kinds:
+                cand = [t for t in tasks if kind == "phrasing" or t.heldout]
+                cw = [t.weight for t in cand]
+                target = quota // len(kinds)
+                got = tries = 0
+                while got < target and tries < target * 50:
+                    tries += 1
+                    t = rng.choices(cand, weights=cw)[0]
+                    if take(t.test_pair(rng, kind), kind):
+                        got += 1
+        for task in (self.smalltalk, self.faq):
+            for p in task.all_test_pairs(rng):
+                take(p, "phrasing")
+        return out
+
+
+def conversation_json(pairs):
+    msgs = []
+    for p in pairs:
+        msgs.append({"role": "user", "content": p.user})
+        msgs.append({"role": "assistant", "content": p.assistant})
+    return json.dumps({"messages": msgs}, ensure_ascii=False)
+
+
+def check_text(line):
+    bad = {c for c in line if not (" " <= c <= "~")}
+    if bad:
+        raise ValueError(f"non-printable-ASCII characters {sorted(bad)!r} in {line[:80]!r}")
+
+
+def write_lines(path, lines):
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        for line in lines:
+            f.write(line)
+            f.write("\n")
+    os.replace(tmp, path)
+
+
+def generate(seed=DEFAULT_SEED, n=DEFAULT_N, seed_dir=DEFAULT_SEED_DIR, test_n=None):
+    """Return (train_lines, train_stats, test_lines, test_stats).  test_* are
+    None unless test_n is given.  The training output does not depend on
+    whether a test set is made."""
+    corpus = Corpus(seed_dir)
+    rng = random.Random(seed)
+    train_lines, stats, keys = [], Counter(), set()
+    for _ in range(n):
+        pairs = corpus.conversation(rng)
+        for p in pairs:
+            stats[p.category] += 1
+            keys.add(normalize(p.user))
+        line = conversation_json(pairs)
+        check_text(line)
+        train_lines.append(line)
+    test_lines = test_stats = None
+    if test_n is not None:
+        trng = random.Random(f"charchat-test-{seed}")
+        test_lines, test_stats = [], Counter()
+        tests = corpus.test_pairs(trng, test_n, keys)
+        trng.shuffle(tests)  # mixed categories, so any slice (e.g. the last 10%) is representative
+        for p, kind in tests:
+            test_stats[f"{p.category}/{kind}"] += 1
+            line = json.dumps({"messages": [{"role": "user", "content": p.user},
+                                            {"role": "assistant", "content": p.assistant}],
+                               "category": p.category, "heldout": kind},
+                              ensure_ascii=False)
+            check_text(line)
+            test_lines.append(line)
+    return train_lines, stats, test_lines, test_stats
+
+
+def show_heldout(seed_dir):
+    corpus = Corpus(seed_dir)
+    print("Held-out phrasings (test split only):")
+    for t in corpus.template_tasks:
+        print(f"  [{t.category}/{t.name}] " + " | ".join(t.test))
+    for task in (corpus.smalltalk, corpus.faq):
+        for it in task.intents:
+            print(f"  [{task.category}/{it['intent']}] " + " | ".join(it["test_prompts"]))
+    held = [w for w in corpus.words if word_is_heldout(w)]
+    print(f"Held-out words ({len(held)} of {len(corpus.words)}): " + " ".join(held))
+    pairs = sum(pair_is_heldout(a, b) for a in range(1000) for b in range(1000))
+    print(f"Held-out operand pairs: {pairs} of 1000000 (crc32('pair|a|b') % 10 == 0)")
+    print("  e.g. " + ", ".join(f"({a}, {b})" for a in range(100) for b in range(100)
+                                if pair_is_heldout(a, b))[:300] + " ...")
+    shifts = [f"{n} {u}{'' if n == 1 else 's'} {d} {x}"
+              for u, names, top in (("day", DAYS, 15), ("month", MONTHS, 25))
+              for x in names for n in range(1, top) for d in ("after", "before")
+              if shift_is_heldout(u, x, n, d)]
+    print(f"Held-out shifts ({len(shifts)}): " + "; ".join(shifts))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(
+        description="Generate charchat's bundled dialogue corpus (JSONL chat format).")
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                    help=f"random seed (default {DEFAULT_SEED})")
+    ap.add_argument("--n", type=int, default=DEFAULT_N,
+                    help=f"number of conversations in the training file (default {DEFAULT_N})")
+    ap.add_argument("--out", default=DEFAULT_OUT,
+                    help="training file to write (default corpora/dialogue.jsonl)")
+    ap.add_argument("--split-test", metavar="PATH",
+                    help="also write held-out test questions (single-turn) to PATH")
+    ap.add_argument("--test-n", type=int, default=DEFAULT_TEST_N,
+                    help=f"approximate number of test questions (default {DEFAULT_TEST_N})")
+    ap.add_argument("--seed-dir", default=DEFAULT_SEED_DIR,
+                    help="folder with the hand-written seed material")
+    ap.add_argument("--show-heldout", action="store_true",
+                    help="list what is held out of training, then exit")
+    ap.add_argument("-q", "--quiet", action="store_true", help="print no statistics")
+    args = ap.parse_args(argv)
+    if args.show_heldout:
+        show_heldout(args.seed_dir)
+        return 0
+    if args.n < 1:
+        ap.error("--n must be at least 1")
+
+    t0 = time.perf_counter()
+    train, stats, test, tstats = generate(args.seed, args.n, args.seed_dir,
+                                          args.test_n if args.split_test else None)
+    write_lines(args.out, train)
+    if test is not None:
+        write_lines(args.split_test, test)
+    dt = time.perf_counter() - t0
+
+    if not args.quiet:
+        def report(path, lines, counts):
+            text = "\n".join(lines) + "\n"
+            chars = sorted(set(text) - {"\n"})
+            print(f"{path}: {len(text.encode('utf-8'))} bytes, {len(lines)} lines, "
+                  f"{sum(counts.values())} user/assistant pairs, "
+                  f"{len(chars)} distinct characters", file=sys.stderr)
+            for k, v in sorted(counts.items()):
+                print(f"  {k:28s} {v}", file=sys.stderr)
+        report(args.out, train, stats)
+        if test is not None:
+            report(args.split_test, test, tstats)
+        print(f"done in {dt:.2f}s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -75,7 +75,8 @@ class Corpus:
 
     @property
     def split(self) -> int:
-        return len(self.ids) - int(len(self.ids) * VAL_FRACTION)
+        # int(n * 0.9), as nanoGPT's shakespeare_char splits, so validation sets match exactly.
+        return int(len(self.ids) * (1 - VAL_FRACTION))
 
     @property
     def train_ids(self) -> np.ndarray:

@@ -118,11 +118,42 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
 
+_GELU_K0 = 2.0 * math.sqrt(2.0 / math.pi)
+_GELU_K1 = _GELU_K0 * 0.044715
+
+
+class _TanhGELUFunction(torch.autograd.Function):
+    """GPT-2's tanh GELU, 0.5 x (1 + tanh(z)) with z = sqrt(2/pi) (x + 0.044715 x^3), computed
+    as x * sigmoid(2 z): the same function (0.5 (1 + tanh z) == sigmoid(2 z)), but this CPU build
+    of torch evaluates tanh about 4x slower than sigmoid, and F.gelu(approximate="tanh") cost
+    ~17% of a small model's training step. In-place ops keep the memory traffic down."""
+
+    @staticmethod
+    def forward(ctx, x):
+        s = (x * x).mul_(_GELU_K1).add_(_GELU_K0).mul_(x).sigmoid_()
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, s = ctx.saved_tensors
+        # d/dx [x s(u)] = s + x s (1 - s) du/dx,  u = K0 x + K1 x^3,  du/dx = K0 + 3 K1 x^2
+        d = (x * x).mul_(3.0 * _GELU_K1).add_(_GELU_K0).mul_(x).mul_(s).mul_(1.0 - s)
+        return d.add_(s).mul_(grad)
+
+
+class TanhGELU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu":
+            return _TanhGELUFunction.apply(x)
+        return F.gelu(x, approximate="tanh")  # a single fused kernel on GPUs
+
+
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU(approximate="tanh")  # GPT-2 used the tanh approximation
+        self.gelu = TanhGELU()  # GPT-2 used the tanh approximation of GELU
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 

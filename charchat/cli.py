@@ -1,0 +1,559 @@
+"""The `charchat` command: a thin layer over the core. With no arguments it opens the app.
+
+Errors print one line, `charchat: error: ...`, and exit with status 1 (2 for bad usage,
+130 when training is stopped with Ctrl-C, after the best model has been kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+class CLIError(Exception):
+    pass
+
+
+def _fmt_time(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "--:--"
+    s = int(round(s))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0 or not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return v
+
+
+def _bool(text: str) -> bool:
+    t = text.lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+HYPER = [
+    # flag, dest, type, help
+    ("--n-layer", "n_layer", _positive_int, "transformer blocks"),
+    ("--n-head", "n_head", _positive_int, "attention heads"),
+    ("--n-embd", "n_embd", _positive_int, "embedding width"),
+    ("--block-size", "block_size", _positive_int, "context length in characters"),
+    ("--batch-size", "batch_size", _positive_int, "sequences per step"),
+    ("--grad-accum", "grad_accum", _positive_int, "micro-batches per step"),
+    ("--lr", "lr", _positive_float, "peak learning rate"),
+    ("--min-lr", "min_lr", float, "learning rate at the end of the cosine"),
+    ("--warmup-steps", "warmup_steps", _positive_int, "linear warmup steps"),
+    ("--weight-decay", "weight_decay", float, "AdamW weight decay on matrices and embeddings"),
+    ("--beta2", "beta2", float, "AdamW beta2"),
+    ("--grad-clip", "grad_clip", _positive_float, "clip the global gradient norm to this"),
+    ("--dropout", "dropout", float, "dropout probability"),
+    ("--eval-interval", "eval_interval", _positive_int, "steps between evaluations"),
+    ("--eval-tokens", "eval_tokens", _positive_int, "validation characters per evaluation"),
+    ("--patience", "patience", _positive_int, "evaluations without improvement before stopping"),
+    ("--min-delta", "min_delta", float, "smallest val-loss drop that counts as improvement"),
+    ("--seed", "seed", int, "random seed"),
+    ("--device", "device", str, "auto, cpu, cuda, cuda:N or mps"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="charchat",
+        description="Train a character-level GPT-2 on your own text and chat with it. "
+        "With no command, opens the app.",
+    )
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model on text files and folders")
+    t.add_argument("paths", nargs="*", metavar="PATH", help="text files, .jsonl chat files, folders")
+    t.add_argument("--name", help="model name (default: from the first file's name)")
+    lim = t.add_mutually_exclusive_group()
+    lim.add_argument("--minutes", type=_positive_float, help="time budget; the schedule fits it")
+    lim.add_argument("--max-steps", type=_positive_int, help="number of optimiser steps")
+    t.add_argument("--resume", metavar="NAME", help="continue training a saved model")
+    for flag, dest, typ, hlp in HYPER:
+        t.add_argument(flag, dest=dest, type=typ, help=hlp)
+    t.add_argument("--compile", type=_bool, nargs="?", const=True, default=None,
+                   help="use torch.compile (true/false)")
+    t.add_argument("--quiet", action="store_true", help="print only the final line")
+
+    s = sub.add_parser("sample", help="generate text from a model (streams to stdout)")
+    s.add_argument("--model", default=None, help="model name or folder (default: last used)")
+    s.add_argument("--prompt", default="", help="text to continue")
+    s.add_argument("--chars", type=_positive_int, default=500, help="characters to generate")
+    _add_sampling(s)
+
+    e = sub.add_parser("eval", help="validation loss of a model on the last 10%% of a file")
+    e.add_argument("--model", required=True, help="model name or folder")
+    e.add_argument("file", help="text file (its last 10%% is evaluated)")
+    e.add_argument("--device", default="auto")
+
+    m = sub.add_parser("models", help="list saved models; 'models rm NAME' deletes one")
+    m.add_argument("action", nargs="?", choices=["list", "rm", "rename"], default="list")
+    m.add_argument("args", nargs="*")
+    m.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    c = sub.add_parser("chat", help="chat in the terminal")
+    c.add_argument("--plain", action="store_true", help="line by line on stdin/stdout")
+    c.add_argument("--model", default=None, help="model name or folder")
+    c.add_argument("--max-chars", type=_positive_int, default=None, help="longest reply")
+    _add_sampling(c)
+    return p
+
+
+def _add_sampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--temperature", type=float, default=None, help="0 = greedy (default 0.8)")
+    p.add_argument("--top-k", type=int, default=None, help="keep the k likeliest characters")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
+    p.add_argument("--seed", type=int, default=None, help="fixed seed for repeatable output")
+    p.add_argument("--device", default="auto")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"charchat {__version__}"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_train(args) -> int:
+    from rich.console import Console
+
+    from . import store
+    from .corpus import CorpusError, load_corpus
+    from .tokenizer import CharTokenizer
+    from .trainer import TrainConfig, Trainer, TrainingError, unique_name
+
+    console = Console(stderr=False, highlight=False)
+    overrides = {dest: getattr(args, dest) for _, dest, _, _ in HYPER if getattr(args, dest) is not None}
+    if args.compile is not None:
+        overrides["compile"] = args.compile
+    tokenizer = None
+    if args.resume:
+        name, folder = store.resolve(args.resume)
+        try:
+            saved = json.loads((folder / "train_args.json").read_text())
+            tokenizer = CharTokenizer.from_json((folder / "tokenizer.json").read_text())
+        except (OSError, ValueError) as e:
+            raise CLIError(f"{folder}: cannot resume, training record unreadable ({e})") from None
+        base = dict(saved.get("config", {}))
+        # New limits, if given, set a new total; otherwise the saved schedule goes on.
+        if args.minutes or args.max_steps:
+            base["minutes"], base["max_steps"] = args.minutes, args.max_steps
+        base.update({k: v for k, v in overrides.items() if k not in ("n_layer", "n_head", "n_embd", "block_size")})
+        config = TrainConfig.from_dict(base)
+        paths = args.paths or saved.get("corpus_paths", [])
+        if not paths:
+            raise CLIError(f"cannot resume {name!r}: its corpus paths are not recorded; name them")
+    else:
+        if not args.paths:
+            raise CLIError("no corpus given: charchat train FILE_OR_FOLDER... (see --help)")
+        paths = args.paths
+        config = TrainConfig(minutes=args.minutes, max_steps=args.max_steps, **overrides)
+        if args.name:
+            name = store.check_name(args.name)
+            if (store.models_dir() / name / store.WEIGHTS).exists():
+                raise CLIError(
+                    f"a model named {name!r} already exists; use --resume {name} to continue it, "
+                    "another --name, or 'charchat models rm' first"
+                )
+        else:
+            name = unique_name(Path(paths[0]).expanduser().resolve().stem or "model")
+
+    quiet = args.quiet
+    if not quiet:
+        console.print(f"[bold]Reading corpus[/] {' '.join(str(p) for p in paths)}")
+    try:
+        corpus = load_corpus(paths, tokenizer=tokenizer)
+    except CorpusError as e:
+        raise CLIError(str(e)) from None
+    if not quiet:
+        for note in corpus.summary.notes[:20]:
+            console.print(f"  [dim]note: {note}[/]")
+        if len(corpus.summary.notes) > 20:
+            console.print(f"  [dim]... and {len(corpus.summary.notes) - 20} more notes[/]")
+        console.print(f"  {corpus.summary.describe()}")
+
+    cancel = threading.Event()
+    view = _TrainView(console, quiet)
+    trainer = Trainer(corpus, config, name=name, on_event=view.on_event, cancel=cancel,
+                      resume=bool(args.resume), corpus_paths=[str(p) for p in paths])
+    presses = {"n": 0}
+
+    def on_sigint(signum, frame):
+        presses["n"] += 1
+        if presses["n"] > 1:
+            raise KeyboardInterrupt
+        cancel.set()
+        view.say("[yellow]Stopping after this step; the best model is kept (Ctrl-C again to abort).[/]")
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with view:
+            result = trainer.run()
+    except (TrainingError, CorpusError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    finally:
+        signal.signal(signal.SIGINT, old)
+    line = f"{result.message}" if quiet else f"[bold]Done:[/] {result.message}"
+    console.print(line)
+    if result.best_val_loss is not None and not quiet:
+        console.print(f"Chat with it:  charchat chat --plain --model {result.name}   (or: charchat)")
+    _remember_model(result.name)
+    if result.stop_reason == "non_finite":
+        return 1
+    return 130 if result.stop_reason == "cancelled" else 0
+
+
+class _TrainView:
+    """Live progress for `charchat train`: a bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, console, quiet: bool) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        self.console = console
+        self.quiet = quiet
+        self.live = console.is_terminal and not quiet
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[stats]}"),
+            console=console,
+            transient=False,
+        )
+        self.task = None
+        self.stats = {"step": 0, "loss": None, "val": None, "best": None, "tps": None, "eta": None}
+
+    def __enter__(self):
+        if self.live:
+            self.progress.__enter__()
+            self.task = self.progress.add_task("training", total=1.0, stats="starting")
+        return self
+
+    def __exit__(self, *exc):
+        if self.live:
+            self.progress.__exit__(*exc)
+
+    def say(self, text: str) -> None:
+        (self.progress.console if self.live else self.console).print(text)
+
+    def _stats(self) -> str:
+        s = self.stats
+        parts = [f"step {s['step']}"]
+        if s["loss"] is not None:
+            parts.append(f"loss {s['loss']:.3f}")
+        if s["val"] is not None:
+            parts.append(f"val {s['val']:.3f} (ppl {math.exp(s['val']):.2f})")
+        if s["best"] is not None:
+            parts.append(f"best {s['best']:.3f}")
+        if s["tps"]:
+            parts.append(f"{s['tps'] / 1000:.1f}k tok/s")
+        parts.append(f"ETA {_fmt_time(s['eta'])}")
+        return " | ".join(parts)
+
+    def on_event(self, ev) -> None:
+        if self.quiet:
+            return
+        s = self.stats
+        s["step"] = ev.step
+        if ev.kind == "start":
+            d = ev.details
+            c = d["config"]
+            self.say(
+                f"Training [bold]{Path(d['folder']).name}[/]: {ev.message}; "
+                f"{c['n_layer']} layers, {c['n_head']} heads, {c['n_embd']} wide, "
+                f"context {c['block_size']}, batch {c['batch_size']}, lr {c['lr']:g}"
+                + (" (resumed)" if d.get("resumed") else "")
+            )
+            for note in d["notes"]:
+                self.say(f"  [dim]{note}[/]")
+        elif ev.kind == "step":
+            s["loss"], s["tps"], s["eta"] = ev.train_loss, ev.tokens_per_s, ev.eta
+            if s["best"] is None and ev.best_val_loss is not None:
+                s["best"] = ev.best_val_loss
+        elif ev.kind == "eval":
+            s["val"], s["best"] = ev.val_loss, ev.best_val_loss
+            mark = " [green]saved[/]" if ev.improved else ""
+            self.say(
+                f"  step {ev.step:>6}  val {ev.val_loss:.4f}  ppl {ev.ppl:7.3f}  "
+                f"lr {ev.lr:.2e}  {_fmt_time(ev.elapsed)}{mark}"
+            )
+        if self.live and self.task is not None:
+            self.progress.update(self.task, completed=ev.progress, stats=self._stats())
+
+
+def _settings_from(args, chars: int | None = None):
+    from .generation import SamplingSettings
+
+    d = {}
+    if args.temperature is not None:
+        d["temperature"] = args.temperature
+    if args.top_k is not None:
+        d["top_k"] = args.top_k
+    if args.top_p is not None:
+        d["top_p"] = args.top_p
+    if args.seed is not None:
+        d["seed"] = args.seed
+    if chars is not None:
+        d["max_new_chars"] = chars
+    try:
+        return SamplingSettings(**d)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+
+
+def _load(name: str | None, device: str):
+    from . import store
+    from .device import pick_device
+
+    name = name or _last_model() or store.BUNDLED_NAME
+    try:
+        dev = pick_device(device)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    try:
+        loaded = store.load_model(name, dev.device)
+    except store.StoreError as e:
+        if name == store.BUNDLED_NAME and "no model named" in str(e):
+            raise CLIError(
+                "no model yet: train one with 'charchat train FILE --minutes 5', "
+                "then use --model NAME"
+            ) from None
+        raise CLIError(str(e)) from None
+    return loaded, dev
+
+
+def cmd_sample(args) -> int:
+    from .generation import stream_text
+
+    settings = _settings_from(args, args.chars)
+    loaded, dev = _load(args.model, args.device)
+    tok = loaded.tokenizer
+    res = tok.encode_lenient(args.prompt)
+    if res.unknown:
+        shown = " ".join(repr(c) for c in sorted(res.unknown)[:8])
+        print(f"charchat: note: the model never saw {shown}; replaced or left out", file=sys.stderr)
+    ids = res.ids
+    if not ids:
+        ids = [tok.stoi["\n"]] if "\n" in tok.stoi else [tok.user_id]
+    out = sys.stdout
+    out.write(args.prompt)
+    out.flush()
+    try:
+        for piece in stream_text(loaded.model, tok, ids, settings, (), dev.amp_dtype):
+            out.write(piece)
+            out.flush()
+    except KeyboardInterrupt:
+        pass
+    out.write("\n")
+    out.flush()
+    _remember_model(loaded.name)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .corpus import CorpusError, load_corpus
+    from .evaluate import val_loss
+
+    loaded, dev = _load(args.model, args.device)
+    try:
+        corpus = load_corpus([args.file], tokenizer=loaded.tokenizer)
+    except CorpusError as e:
+        raise CLIError(f"{e} (model {loaded.name!r})") from None
+    bs = loaded.model.config.block_size
+    if len(corpus.val_ids) < bs + 1:
+        raise CLIError(
+            f"{args.file}: its last 10% has {len(corpus.val_ids)} characters; "
+            f"model {loaded.name!r} needs at least {bs + 1}"
+        )
+    r = val_loss(loaded.model, corpus.val_ids, dev.device, dev.amp_dtype)
+    print(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from . import store
+
+    if args.action == "rm":
+        if len(args.args) != 1:
+            raise CLIError("usage: charchat models rm NAME")
+        path = store.remove_model(args.args[0])
+        print(f"deleted {args.args[0]} ({path})")
+        return 0
+    if args.action == "rename":
+        if len(args.args) != 2:
+            raise CLIError("usage: charchat models rename OLD NEW")
+        store.rename_model(*args.args)
+        print(f"renamed {args.args[0]} to {args.args[1]}")
+        return 0
+    models = store.list_models(include_bundled=True)
+    if args.json:
+        for m in models:
+            print(json.dumps({"name": m.name, "path": str(m.path), "params": m.params,
+                              "best_val_loss": m.best_val_loss, "corpus": m.corpus,
+                              "updated": m.updated, "size_bytes": m.size_bytes,
+                              "bundled": m.bundled}))
+        return 0
+    if not models:
+        print(f"no models yet in {store.models_dir()}; train one: charchat train FILE --minutes 5")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for col in ("name", "params", "best val", "corpus", "updated", "size"):
+        table.add_column(col)
+    for m in models:
+        table.add_row(
+            m.name + (" (bundled)" if m.bundled else ""),
+            f"{m.params / 1e6:.2f}M" if m.params else "?",
+            f"{m.best_val_loss:.4f}" if m.best_val_loss is not None else "?",
+            m.corpus,
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(m.updated)) if m.updated else "?",
+            f"{m.size_bytes / 1e6:.1f} MB",
+        )
+    Console().print(table)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    if not args.plain:
+        return run_app(args.model)
+    from .chat import ChatSession
+
+    settings = _settings_from(args, args.max_chars)
+    loaded, dev = _load(args.model, args.device)
+    session = ChatSession.from_loaded(
+        loaded, settings, on_notice=lambda msg: print(f"note: {msg}", file=sys.stderr)
+    )
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"charchat: chatting with {loaded.name} on {dev.label}. Empty line or Ctrl-D quits.",
+              file=sys.stderr)
+    _remember_model(loaded.name)
+    while True:
+        if interactive:
+            print("> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        text = line.rstrip("\n")
+        if not text.strip():
+            if interactive:
+                break
+            continue
+        try:
+            for piece in session.stream_reply(text):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    return 0
+
+
+def run_app(model: str | None = None) -> int:
+    try:
+        from .tui.app import run
+    except ImportError as e:
+        if "charchat.tui" not in str(e) and "tui" not in str(e):
+            raise
+        print("charchat: the app is not installed in this build; use 'charchat chat --plain' "
+              "or see 'charchat --help'", file=sys.stderr)
+        return 1
+    return run(model)
+
+
+# ---------------------------------------------------------------------------------------------
+# The last model used, so that `charchat` and `charchat sample` pick it up.
+
+
+def _state_file() -> Path:
+    from . import store
+
+    return store.home() / "state.json"
+
+
+def _last_model() -> str | None:
+    try:
+        return json.loads(_state_file().read_text()).get("last_model")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _remember_model(name: str) -> None:
+    from . import store
+
+    try:
+        path = _state_file()
+        try:
+            state = json.loads(path.read_text())
+            if not isinstance(state, dict):
+                state = {}
+        except (OSError, ValueError):
+            state = {}
+        state["last_model"] = name
+        store.atomic_write_json(path, state)
+    except OSError:
+        pass  # remembering is a convenience; never fail a command over it
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .store import StoreError
+
+    handlers = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
+                "models": cmd_models, "chat": cmd_chat}
+    try:
+        if args.command is None:
+            return run_app()
+        return handlers[args.command](args)
+    except (CLIError, StoreError) as e:
+        print(f"charchat: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("charchat: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -99,7 +99,13 @@ class ChatSession:
                 if m.role == "assistant" and i + 1 < len(self.messages):
                     text += PROSE_TURN_SEP
                 chunks.append(self._encode_quiet(text))
-        return _fit(chunks, tail, budget, keep_role_token=self.kind == "dialogue")
+        budget = max(budget, min(bs, len(tail) + 1))
+        ids = _fit(chunks, tail, budget, keep_role_token=self.kind == "dialogue")
+        if not ids:
+            # Nothing readable (an empty message, or only unknown characters): start the
+            # continuation from a newline, as a fresh paragraph.
+            ids = [tok.stoi["\n"]] if "\n" in tok.stoi else [tok.end_id]
+        return ids
 
     def _encode_quiet(self, text: str) -> list[int]:
         return self.tokenizer.encode_lenient(text).ids
@@ -175,6 +181,8 @@ def _fit(chunks: list[list[int]], tail: list[int], budget: int, keep_role_token:
     """The newest chunks whose total (with tail) fits in budget; cut the newest if it alone
     does not fit, keeping its end (and its role token, for dialogue)."""
     room = budget - len(tail)
+    if room <= 0:
+        return list(tail)
     kept: list[list[int]] = []
     used = 0
     for chunk in reversed(chunks):

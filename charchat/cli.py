@@ -134,6 +134,8 @@ def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=None, help="keep the k likeliest characters")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
     p.add_argument("--seed", type=int, default=None, help="fixed seed for repeatable output")
+    p.add_argument("--int8", action="store_true",
+                   help="read tokens through int8 weights: faster on a CPU, numbers change slightly")
     p.add_argument("--device", default="auto")
 
 
@@ -159,8 +161,10 @@ def cmd_train(args) -> int:
     if args.compile is not None:
         overrides["compile"] = args.compile
     tokenizer = None
+    out_dir = None
     if args.resume:
         name, folder = store.resolve(args.resume)
+        out_dir = folder
         try:
             saved = json.loads((folder / "train_args.json").read_text())
             tokenizer = CharTokenizer.from_json((folder / "tokenizer.json").read_text())
@@ -206,8 +210,8 @@ def cmd_train(args) -> int:
 
     cancel = threading.Event()
     view = _TrainView(console, quiet)
-    trainer = Trainer(corpus, config, name=name, on_event=view.on_event, cancel=cancel,
-                      resume=bool(args.resume), corpus_paths=[str(p) for p in paths])
+    trainer = Trainer(corpus, config, name=name, out_dir=out_dir, on_event=view.on_event,
+                      cancel=cancel, resume=bool(args.resume), corpus_paths=[str(p) for p in paths])
     presses = {"n": 0}
 
     def on_sigint(signum, frame):
@@ -225,8 +229,10 @@ def cmd_train(args) -> int:
         raise CLIError(str(e)) from None
     finally:
         signal.signal(signal.SIGINT, old)
-    line = f"{result.message}" if quiet else f"[bold]Done:[/] {result.message}"
-    console.print(line)
+    if quiet:
+        print(result.message)  # one line, never wrapped
+    else:
+        console.print(f"[bold]Done:[/] {result.message}")
     if result.best_val_loss is not None and not quiet:
         console.print(f"Chat with it:  charchat chat --plain --model {result.name}   (or: charchat)")
     _remember_model(result.name)
@@ -327,6 +333,8 @@ def _settings_from(args, chars: int | None = None):
         d["seed"] = args.seed
     if chars is not None:
         d["max_new_chars"] = chars
+    if getattr(args, "int8", False):
+        d["quantize"] = "int8"
     try:
         return SamplingSettings(**d)
     except ValueError as e:

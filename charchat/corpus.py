@@ -91,7 +91,9 @@ class Corpus:
         need = block_size + 1
         n_train, n_val = len(self.train_ids), len(self.val_ids)
         if n_train < need or n_val < need:
-            total_needed = int(np.ceil(need / VAL_FRACTION)) + 1
+            total_needed = need
+            while total_needed - int(total_needed * (1 - VAL_FRACTION)) < need:
+                total_needed += 1
             raise CorpusError(
                 f"corpus too short: {len(self.ids):,} characters give a {n_val:,}-character "
                 f"validation split, but one window needs {need} (block_size {block_size} + 1); "
@@ -136,33 +138,32 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[str]]
         if p.is_dir():
             found = []
             try:
-                walk = list(os.walk(p, onerror=_raise))
+                for root, dirs, names in os.walk(p, onerror=_raise):
+                    # Pruning dirs in place stops os.walk from descending into hidden folders.
+                    for d in sorted(d for d in dirs if d.startswith(".")):
+                        notes.append(f"skipped hidden folder {Path(root) / d}")
+                    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                    for name in sorted(names):
+                        f = Path(root) / name
+                        if name.startswith("."):
+                            notes.append(f"skipped hidden file {f}")
+                            continue
+                        if not f.is_file():
+                            continue
+                        try:
+                            nul = _sniff_binary(f)
+                            size = f.stat().st_size
+                        except OSError as e:
+                            raise _open_error(f, e) from None
+                        if nul is not None:
+                            notes.append(f"skipped binary file {f}")
+                            continue
+                        if size == 0:
+                            notes.append(f"skipped empty file {f}")
+                            continue
+                        found.append(f)
             except OSError as e:
-                raise _open_error(p, e) from None
-            for root, dirs, names in walk:
-                hidden = sorted(d for d in dirs if d.startswith("."))
-                for d in hidden:
-                    notes.append(f"skipped hidden folder {Path(root) / d}")
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(names):
-                    f = Path(root) / name
-                    if name.startswith("."):
-                        notes.append(f"skipped hidden file {f}")
-                        continue
-                    if not f.is_file():
-                        continue
-                    try:
-                        nul = _sniff_binary(f)
-                        size = f.stat().st_size
-                    except OSError as e:
-                        raise _open_error(f, e) from None
-                    if nul is not None:
-                        notes.append(f"skipped binary file {f}")
-                        continue
-                    if size == 0:
-                        notes.append(f"skipped empty file {f}")
-                        continue
-                    found.append(f)
+                raise _open_error(Path(getattr(e, "filename", None) or p), e) from None
             if not found:
                 raise CorpusError(f"{p}: folder has no text files")
             files.extend(found)
@@ -196,7 +197,8 @@ def _raise(e: OSError) -> None:
 
 
 def _read_prose(path: Path) -> Iterator[str]:
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    # utf-8-sig: a byte-order mark at the start (common from Windows editors) is not text.
+    decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
     offset = 0
     carry_cr = False
     last = ""
@@ -248,7 +250,7 @@ def _read_dialogue(path: Path) -> Iterator[list[tuple[str, str]]]:
             start = offset
             offset += len(raw)
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as e:
                 raise CorpusError(
                     f"{path}: invalid UTF-8 at byte offset {start + e.start} (line {lineno}); "
@@ -306,15 +308,15 @@ def inspect(
     Returns the summary, the files and the sorted characters of the vocabulary. Raises
     CorpusError for the first problem found.
     """
+    paths = list(paths)
+    explicit = {Path(p).expanduser().resolve() for p in paths if Path(p).expanduser().is_file()}
     files, notes = discover(paths)
     total = sum(f.stat().st_size for f in files)
     done = 0
     chars: set[str] = set()
-    summary = CorpusSummary(files=[str(f) for f in files], bytes=total, notes=notes)
-    kinds = set()
+    skipped: set[Path] = set()
+    summary = CorpusSummary(bytes=total, notes=notes)
     for f in files:
-        kind = _kind_of(f)
-        kinds.add(kind)
         n_file = 0
         visible = False
         for what, item in _read(f):
@@ -330,11 +332,21 @@ def inspect(
                     n_file += len(content) + 2
                 visible = True
         if not visible:
-            raise CorpusError(f"{f}: file is empty or whitespace only")
+            if f.resolve() in explicit:
+                raise CorpusError(f"{f}: file is empty or whitespace only")
+            notes.append(f"skipped whitespace-only file {f}")
+            skipped.add(f)
+            continue
         summary.chars += n_file
         done += f.stat().st_size
         if progress:
             progress(done, total)
+    files = [f for f in files if f not in skipped]
+    if not files:
+        raise CorpusError(f"{', '.join(str(p) for p in paths)}: no text to train on (only whitespace)")
+    kinds = {_kind_of(f) for f in files}
+    summary.files = [str(f) for f in files]
+    summary.bytes = sum(f.stat().st_size for f in files)
     summary.kind = kinds.pop() if len(kinds) == 1 else "mixed"
     summary.vocab_size = len(chars)
     return summary, files, "".join(sorted(chars))
@@ -342,6 +354,16 @@ def inspect(
 
 # ---------------------------------------------------------------------------------------------
 # Pass 2: encode to a cached id file
+
+
+def _first_file_with(files: list[Path], wanted: set[str]) -> Path:
+    """The first file holding any of `wanted` (to name it in an error)."""
+    for f in files:
+        for what, item in _read(f):
+            texts = [item] if what == "text" else [c for _, c in item]
+            if any(ch in wanted for t in texts for ch in t):
+                return f
+    return files[0]
 
 
 def _cache_key(files: list[Path], tokenizer: CharTokenizer) -> str:
@@ -386,7 +408,8 @@ def load_corpus(
         if missing:
             shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in missing[:5])
             raise CorpusError(
-                f"corpus has {len(missing)} character(s) the model's vocabulary lacks: {shown}"
+                f"{_first_file_with(files, set(missing))}: has {len(missing)} character(s) "
+                f"the model's vocabulary lacks: {shown}"
             )
     dtype = np.uint16 if tokenizer.vocab_size <= 65535 else np.uint32
     if cache_dir is None:

@@ -79,11 +79,13 @@ def generate_ids(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
     amp_dtype: torch.dtype | None = None,
+    quantize: str | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield max_new_tokens sampled tokens, each a LongTensor of shape (B,), using a KV cache.
 
     amp_dtype runs each forward pass under autocast (CUDA). The autocast context is entered per
     call, never across a yield: it is thread-local state and must not leak into the caller.
+    quantize="int8" reads new tokens through int8 weights (CPU; see charchat.decoding).
     """
     if idx.dim() != 2 or idx.size(1) == 0:
         raise ValueError("idx must be a non-empty LongTensor of shape (batch, time)")
@@ -102,7 +104,7 @@ def generate_ids(
         window[:, :n] = ctx
         cache = model.new_cache(B)
         amp = _amp_context(idx.device, amp_dtype)
-        step = DecodeStep(model)
+        step = DecodeStep(model, cache, quantize)
         with amp():
             logits = model(ctx, cache=cache, last_only=True)[0][:, -1, :]
         for i in range(max_new_tokens):
@@ -114,7 +116,7 @@ def generate_ids(
                 window[:, n] = tok
                 n += 1
                 with amp():
-                    logits = step(tok, cache)
+                    logits = step(tok)
             else:
                 # Full: keep the newest `keep` tokens (the new one included), refill in one pass.
                 kept = torch.cat([window[:, bs - keep + 1 :], tok.unsqueeze(1)], dim=1)
@@ -138,6 +140,7 @@ class SamplingSettings:
     max_new_chars: int = 400  # hard limit on a reply's length
     stop: tuple[str, ...] = ()  # text that ends a reply (not included in it)
     seed: int | None = None  # fixed seed = repeatable replies
+    quantize: str | None = None  # "int8": faster on CPU, numbers change slightly
 
     def __post_init__(self) -> None:
         self.stop = tuple(self.stop)
@@ -150,6 +153,8 @@ class SamplingSettings:
             raise ValueError(f"top_k must be a whole number >= 0, got {self.top_k!r}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.quantize not in (None, "int8"):
+            raise ValueError(f"quantize must be None or 'int8', got {self.quantize!r}")
         if not isinstance(self.max_new_chars, int) or self.max_new_chars < 1:
             raise ValueError(f"max_new_chars must be a whole number >= 1, got {self.max_new_chars!r}")
 
@@ -195,7 +200,7 @@ def stream_text(
     top_k = settings.top_k or None
     tokens = generate_ids(
         model, idx, settings.max_new_chars, settings.temperature, top_k, settings.top_p, gen,
-        amp_dtype=amp_dtype,
+        amp_dtype=amp_dtype, quantize=settings.quantize,
     )
     try:
         for tok in tokens:
@@ -203,7 +208,10 @@ def stream_text(
             if t in stop_ids:
                 outcome.update(reason="stop_id", token=t)
                 break
-            pending += tokenizer.decode([t])
+            piece = tokenizer.decode_text([t])  # turn markers are structure, not text
+            if not piece:
+                continue
+            pending += piece
             if stops:
                 hit = min((pending.find(s) for s in stops if s in pending), default=-1)
                 if hit >= 0:

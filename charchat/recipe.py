@@ -59,16 +59,25 @@ def resolve_config(config, n_tokens: int, device: str, kind: str = "prose"):
     budget_s = c.minutes * 60.0 if c.minutes else DEFAULT_CAP_MINUTES.get(device, 30.0) * 60.0
     if c.max_steps and not c.minutes:
         budget_s = min(budget_s, 60.0 + c.max_steps * 0.1)
+    for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum",
+                 "eval_interval", "eval_tokens", "warmup_steps", "patience", "log_interval"):
+        value = getattr(c, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     n_layer, n_head, n_embd, block, batch = _shape_for(budget_s, n_tokens, dev)
-    c.n_layer = c.n_layer or n_layer
-    c.n_embd = c.n_embd or n_embd
+    if c.n_layer is None:
+        c.n_layer = n_layer
+    if c.n_embd is None:
+        c.n_embd = n_embd
     if c.n_head is None:
         c.n_head = n_head if c.n_embd % n_head == 0 else _divisor_near(c.n_embd, n_head)
-    c.block_size = c.block_size or block
+    if c.block_size is None:
+        c.block_size = block
     # The corpus must hold a window in both splits: shrink the default context if it is short.
     while config.block_size is None and c.block_size > 16 and n_tokens * 0.1 < c.block_size + 1:
         c.block_size //= 2
-    c.batch_size = c.batch_size or batch
+    if c.batch_size is None:
+        c.batch_size = batch
     if c.lr is None:
         # Narrow models tolerate (and need) larger steps; 1e-3 is right around 384 wide.
         c.lr = round(min(3e-3, 1e-3 * math.sqrt(384 / c.n_embd) * 1.5), 6)
@@ -92,9 +101,6 @@ def resolve_config(config, n_tokens: int, device: str, kind: str = "prose"):
         )
     if c.n_embd % c.n_head:
         raise ValueError(f"--n-embd ({c.n_embd}) must be divisible by --n-head ({c.n_head})")
-    for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum"):
-        if getattr(c, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 <= c.dropout < 1:
         raise ValueError(f"--dropout must be in [0, 1), got {c.dropout}")
     if c.lr <= 0 or c.min_lr < 0 or c.min_lr > c.lr:

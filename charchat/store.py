@@ -213,15 +213,31 @@ def read_weights(path: Path) -> tuple[GPT, CharTokenizer, dict]:
         )
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise StoreError(f"{path}: damaged model file (weights are not tensors)")
-    model = GPT(config)
     sd = dict(sd)
     if "lm_head.weight" in sd:
         sd["transformer.wte.weight"] = sd["lm_head.weight"]
+    # Compare shapes on the meta device first: a damaged config could ask for a huge model,
+    # and nothing should be allocated before the file is known to be consistent.
     try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in GPT(config).state_dict().items()}
+    except (RuntimeError, ValueError) as e:
+        raise StoreError(f"{path}: damaged model file (bad config: {e})") from None
+    if set(expected) != set(sd):
+        extra = sorted(set(sd) - set(expected))[:2]
+        lacking = sorted(set(expected) - set(sd))[:2]
+        raise StoreError(f"{path}: weights do not fit the model's config "
+                         f"(missing {lacking}, unexpected {extra})")
+    for k, shape in expected.items():
+        if tuple(sd[k].shape) != shape:
+            raise StoreError(f"{path}: weights do not fit the model's config "
+                             f"({k} is {tuple(sd[k].shape)}, config needs {shape})")
+    try:
+        model = GPT(config)
         model.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise StoreError(f"{path}: weights do not fit the model's config ({first[:160]})") from None
+    except (RuntimeError, MemoryError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise StoreError(f"{path}: cannot build the model ({first[:160]})") from None
     for k, v in sd.items():
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise StoreError(f"{path}: damaged model file (non-finite values in {k})")

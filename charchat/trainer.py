@@ -112,7 +112,9 @@ class TrainEvent:
     details: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
-        d = {k: v for k, v in asdict(self).items() if v not in (None, "", {}, False) or k == "kind"}
+        # Leave out empty fields, but keep zeros (0 == False, so test identity, not equality).
+        d = {k: v for k, v in asdict(self).items()
+             if k == "kind" or not (v is None or v is False or v == "" or v == {})}
         return json.dumps(d)
 
 
@@ -191,7 +193,7 @@ class Trainer:
         if c.minutes:
             budget = c.minutes * 60.0
             parts.append((elapsed - self._warmup_elapsed) / max(1e-9, budget - self._warmup_elapsed))
-        return max(parts) if parts else 0.0
+        return min(1.0, max(0.0, max(parts))) if parts else 0.0
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
@@ -390,7 +392,9 @@ class Trainer:
     def _run(self) -> TrainResult:
         self._setup()
         c = self.config
-        self._metrics = open(self.folder / "metrics.jsonl", "a", encoding="utf-8")
+        # A resumed run continues the log; a new one starts it afresh.
+        mode = "a" if self.resume else "w"
+        self._metrics = open(self.folder / "metrics.jsonl", mode, encoding="utf-8")
         self._t0 = time.perf_counter()
         params = self.model.num_params()
         tokens_per_step = c.batch_size * c.block_size * c.grad_accum

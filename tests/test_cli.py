@@ -1,0 +1,252 @@
+import io
+import json
+import math
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from charchat import store
+from charchat.chat import ChatSession, sample
+from charchat.cli import main
+from charchat.corpus import load_corpus
+from charchat.evaluate import val_loss
+from charchat.generation import SamplingSettings
+
+from conftest import pattern_text
+
+TINY = ["--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "16",
+        "--batch-size", "8", "--device", "cpu", "--seed", "1", "--eval-interval", "10"]
+
+
+def cli(capsys, *args):
+    """Run `charchat ARGS`; returns (exit status, stdout, stderr)."""
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    assert err.startswith("charchat: error: ") and err.endswith("\n")
+    assert err.count("\n") == 1, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def trained_home(tmp_path_factory):
+    """A data folder holding one model, 'tiny', trained through the CLI once per module."""
+    torch.set_num_threads(1)
+    home = tmp_path_factory.mktemp("home")
+    text = tmp_path_factory.mktemp("corpus") / "tiny.txt"
+    text.write_text(pattern_text(6000))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHARCHAT_HOME", str(home))
+        assert main(["train", str(text), "--name", "tiny", "--max-steps", "30", "--quiet", *TINY]) == 0
+    return home, text
+
+
+@pytest.fixture
+def model(trained_home, charchat_home):
+    """This test's data folder, with a copy of the trained model; returns the corpus path."""
+    home, text = trained_home
+    shutil.copytree(home / "models", charchat_home / "models")
+    return text
+
+
+def test_train(capsys, write_file, charchat_home):
+    path = write_file("story.txt", pattern_text(6000))
+    handler = signal.getsignal(signal.SIGINT)
+    code, out, err = cli(capsys, "train", path, "--max-steps", "20", *TINY)
+    assert code == 0, err
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert "Done:" in out and "reached --max-steps" in out and "charchat chat" in out
+    assert "story" in out
+    folder = charchat_home / "models" / "story"
+    assert (folder / "model.pt").exists()
+    assert json.loads((folder / "meta.json").read_text())["best_step"] == 20
+    assert json.loads((charchat_home / "state.json").read_text())["last_model"] == "story"
+    assert store.load_model("story").model.config.n_embd == 16
+
+
+def test_resume(capsys, model, charchat_home):
+    code, out, err = cli(capsys, "train", "--resume", "tiny", "--max-steps", "40", "--quiet")
+    assert code == 0, err
+    assert "reached --max-steps" in out
+    state = torch.load(charchat_home / "models" / "tiny" / "state.pt", weights_only=True)
+    assert state["step"] == 40
+    assert json.loads((charchat_home / "models" / "tiny" / "meta.json").read_text())["best_step"] == 40
+
+
+def test_quiet_train_prints_one_line(capsys, write_file, charchat_home):
+    path = write_file("story.txt", pattern_text(6000))
+    code, out, err = cli(capsys, "train", path, "--max-steps", "10", "--quiet", *TINY)
+    assert code == 0, err
+    assert out.count("\n") == 1
+    assert out.rstrip("\n").endswith(str(charchat_home / "models" / "story"))
+
+
+def test_resume_by_folder_path(capsys, model, charchat_home, tmp_path):
+    folder = tmp_path / "elsewhere" / "tiny"
+    shutil.move(charchat_home / "models" / "tiny", folder)
+    code, out, err = cli(capsys, "train", "--resume", folder, "--max-steps", "40", "--quiet")
+    assert code == 0, err
+    assert torch.load(folder / "state.pt", weights_only=True)["step"] == 40
+
+
+def test_models_list_and_json(capsys, model):
+    code, out, _ = cli(capsys, "models")
+    assert code == 0 and "tiny" in out and "best val" in out
+    code, out, _ = cli(capsys, "models", "--json")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["name"] for r in rows] == ["tiny"]
+    meta = store.read_meta(store.model_dir("tiny"))
+    assert rows[0]["best_val_loss"] == meta["best_val_loss"]
+    assert rows[0]["params"] == meta["params"] > 0 and rows[0]["bundled"] is False
+
+
+def test_models_when_there_are_none(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(store, "bundled_dir", lambda: tmp_path / "no-bundle")
+    code, out, _ = cli(capsys, "models")
+    assert code == 0 and "no models yet" in out
+    assert cli(capsys, "models", "--json")[1] == ""
+
+
+def test_models_rm_and_rename(capsys, model):
+    code, out, _ = cli(capsys, "models", "rename", "tiny", "other")
+    assert code == 0 and "renamed tiny to other" in out
+    code, out, _ = cli(capsys, "models", "rm", "other")
+    assert code == 0 and "deleted other" in out
+    assert cli(capsys, "models", "--json")[1] == ""
+    code, _, err = cli(capsys, "models", "rm", "other")
+    assert code == 1 and "no model named 'other'" in one_line_error(err)
+    code, _, err = cli(capsys, "models", "rm")
+    assert code == 1 and "usage" in one_line_error(err)
+
+
+def test_sample(capsys, model):
+    code, out, err = cli(capsys, "sample", "--model", "tiny", "--chars", "20", "--seed", "1")
+    assert code == 0, err
+    again = cli(capsys, "sample", "--model", "tiny", "--chars", "20", "--seed", "1")[1]
+    assert out == again
+    expected = sample(store.load_model("tiny"), "", chars=20, seed=1)
+    assert out == expected + "\n"
+    # The model used last is the default.
+    assert cli(capsys, "sample", "--chars", "20", "--seed", "1")[1] == out
+
+
+def test_sample_with_a_prompt(capsys, model):
+    code, out, err = cli(capsys, "sample", "--model", "tiny", "--prompt", "The cat",
+                         "--chars", "10", "--temperature", "0")
+    assert code == 0 and err == ""
+    loaded = store.load_model("tiny")
+    assert out == "The cat" + sample(loaded, "The cat", chars=10, temperature=0) + "\n"
+    code, out, err = cli(capsys, "sample", "--model", "tiny", "--prompt", "caf\u00e9\u4e2d",
+                         "--chars", "5")
+    assert code == 0 and "never saw" in err and "\u4e2d" in err
+
+
+def test_eval(capsys, model):
+    code, out, err = cli(capsys, "eval", "--model", "tiny", model)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 1
+    r = json.loads(lines[0])
+    assert set(r) == {"val_loss", "bpc", "ppl", "chars"}
+    loaded = store.load_model("tiny")
+    expected = val_loss(loaded.model, load_corpus([model], tokenizer=loaded.tokenizer).val_ids)
+    assert r["val_loss"] == pytest.approx(expected["val_loss"], abs=1e-6)
+    assert r["chars"] == expected["chars"] and r["chars"] % 16 == 0
+    assert r["bpc"] == pytest.approx(r["val_loss"] / math.log(2), abs=1e-5)
+    assert r["ppl"] == pytest.approx(math.exp(r["val_loss"]), rel=1e-5)
+
+
+def test_eval_errors(capsys, model, write_file):
+    code, _, err = cli(capsys, "eval", "--model", "tiny", write_file("short.txt", "The cat.\n"))
+    assert code == 1 and "needs at least 17" in one_line_error(err)
+    bad = write_file("other.txt", "Zebras \u00e9\n" * 50)
+    code, _, err = cli(capsys, "eval", "--model", "tiny", bad)
+    assert code == 1 and "vocabulary lacks" in one_line_error(err) and "'tiny'" in err
+
+
+def test_chat_plain(capsys, model, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("The dog\n\n   \nA big\n"))
+    code, out, err = cli(capsys, "chat", "--plain", "--model", "tiny", "--temperature", "0",
+                         "--max-chars", "30")
+    assert code == 0, err
+    session = ChatSession.from_loaded(store.load_model("tiny"),
+                                      SamplingSettings(temperature=0, max_new_chars=30))
+    expected = [session.reply("The dog"), session.reply("A big")]
+    assert out == "".join(r + "\n" for r in expected)
+    assert all(expected)
+
+
+def test_chat_plain_notes_unknown_characters(capsys, model, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("The \u00e7at\nthe \u00e7\n"))
+    code, out, err = cli(capsys, "chat", "--plain", "--model", "tiny", "--max-chars", "5")
+    assert code == 0
+    assert err.count("note:") == 1 and "'\u00e7'" in err
+    assert len(out.splitlines()) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+
+def test_missing_corpus_file(capsys, tmp_path):
+    missing = tmp_path / "missing.txt"
+    code, _, err = cli(capsys, "train", missing, "--max-steps", "5", *TINY)
+    assert code == 1
+    assert str(missing) in one_line_error(err) and "no such file" in err
+
+
+def test_existing_name(capsys, model):
+    code, _, err = cli(capsys, "train", model, "--name", "tiny", "--max-steps", "5", *TINY)
+    assert code == 1 and "already exists" in one_line_error(err)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train"], "no corpus given"),
+        (["train", "x.txt", "--name", "bad name"], "invalid model name"),
+        (["sample", "--model", "nobody"], "no model named 'nobody'"),
+        (["sample", "--model", "tiny", "--temperature", "9"], "temperature"),
+        (["chat", "--plain", "--model", "nobody"], "no model named"),
+        (["train", "--resume", "nobody"], "no model named"),
+    ],
+)
+def test_errors_are_one_line(capsys, model, args, message):
+    code, out, err = cli(capsys, *args)
+    assert code == 1 and message in one_line_error(err)
+
+
+def test_no_model_at_all(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(store, "bundled_dir", lambda: tmp_path / "no-bundle")
+    code, _, err = cli(capsys, "sample")
+    assert code == 1 and "no model yet" in one_line_error(err)
+
+
+@pytest.mark.parametrize("args", [["train", "x", "--max-steps", "0"], ["train", "x", "--lr", "-1"],
+                                  ["train", "x", "--minutes", "1", "--max-steps", "2"],
+                                  ["frobnicate"]])
+def test_bad_usage_exits_2(capsys, args):
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("charchat 0.")
+
+
+def test_core_imports_no_textual():
+    code = "import charchat, sys; charchat.GPT; charchat.Trainer; charchat.ChatSession; " \
+           "import charchat.cli; assert 'textual' not in sys.modules, 'textual imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -1,0 +1,85 @@
+import dataclasses
+
+import pytest
+
+from charchat.recipe import resolve_config
+from charchat.trainer import TrainConfig
+
+FILLED_LATER = {"eval_interval"}  # chosen by the trainer once it has timed a few steps
+
+
+@pytest.mark.parametrize("minutes, max_steps", [(None, None), (2.0, None), (None, 100), (1.0, 50)])
+@pytest.mark.parametrize("n_tokens", [1_000, 100_000, 2_000_000])
+@pytest.mark.parametrize("device", ["cpu", "cuda", "mps"])
+def test_every_unset_value_is_filled(minutes, max_steps, n_tokens, device):
+    user = TrainConfig(minutes=minutes, max_steps=max_steps)
+    c, notes = resolve_config(user, n_tokens=n_tokens, device=device)
+    unset = [f.name for f in dataclasses.fields(c) if getattr(c, f.name) is None]
+    if max_steps is not None and minutes is None:
+        assert unset == ["minutes", "eval_interval"]
+    else:
+        assert unset == ["max_steps", "eval_interval"] if max_steps is None else ["eval_interval"]
+    assert c.n_embd % c.n_head == 0
+    assert 0 < c.min_lr <= c.lr and 0 <= c.dropout < 1
+    assert user == TrainConfig(minutes=minutes, max_steps=max_steps)  # a copy was changed
+    if minutes is None and max_steps is None:
+        assert c.minutes > 0 and any("early stopping" in n for n in notes)
+
+
+def test_values_set_by_hand_are_kept():
+    user = TrainConfig(n_layer=3, n_head=3, n_embd=48, block_size=20, batch_size=5, lr=1e-3,
+                       min_lr=1e-5, warmup_steps=7, beta2=0.9, eval_tokens=100, dropout=0.2,
+                       max_steps=10)
+    c, _ = resolve_config(user, n_tokens=500, device="cpu")
+    for f in dataclasses.fields(user):
+        if getattr(user, f.name) is not None:
+            assert getattr(c, f.name) == getattr(user, f.name), f.name
+
+
+def test_a_short_corpus_shrinks_the_default_context():
+    c, _ = resolve_config(TrainConfig(max_steps=10), n_tokens=300, device="cpu")
+    assert c.block_size == 16
+    c, _ = resolve_config(TrainConfig(max_steps=10), n_tokens=500, device="cpu")
+    assert 500 * 0.1 >= c.block_size + 1 and c.block_size == 32
+
+
+def test_head_count_divides_the_width():
+    c, _ = resolve_config(TrainConfig(n_embd=30, max_steps=5), n_tokens=10_000, device="cpu")
+    assert c.n_embd == 30 and 30 % c.n_head == 0 and c.n_head in (3, 5)
+
+
+def test_narrow_models_get_a_larger_learning_rate():
+    wide, _ = resolve_config(TrainConfig(n_embd=384, max_steps=5), 10_000, "cpu")
+    narrow, _ = resolve_config(TrainConfig(n_embd=64, max_steps=5), 10_000, "cpu")
+    assert wide.lr == pytest.approx(1.5e-3) and narrow.lr == pytest.approx(3e-3)
+    assert wide.min_lr == pytest.approx(wide.lr / 20)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(n_embd=30, n_head=4), "divisible"),
+        (dict(minutes=0), "minutes"),
+        (dict(minutes=-1), "minutes"),
+        (dict(max_steps=0), "max-steps"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(dropout=-0.1), "dropout"),
+        (dict(lr=0.0), "lr"),
+        (dict(lr=-1e-3), "lr"),
+        (dict(lr=1e-3, min_lr=2e-3), "min-lr"),
+        (dict(min_lr=-1.0), "min-lr"),
+        (dict(grad_clip=0.0), "grad-clip"),
+        (dict(n_layer=-1), "n-layer"),
+        (dict(grad_accum=0), "grad-accum"),
+        (dict(batch_size=-2), "batch-size"),
+    ],
+)
+def test_bad_values_raise_value_error(bad, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_config(TrainConfig(**{"max_steps": 10, **bad}), n_tokens=10_000, device="cpu")
+
+
+@pytest.mark.parametrize("field", ["n_head", "n_layer", "n_embd", "block_size", "batch_size"])
+def test_zero_sizes_raise_value_error(field):
+    with pytest.raises(ValueError, match=field.replace("_", "-")):
+        resolve_config(TrainConfig(max_steps=10, **{field: 0}), n_tokens=10_000, device="cpu")

@@ -1,0 +1,369 @@
+import collections
+import json
+import math
+import os
+import threading
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from charchat import store
+from charchat.corpus import corpus_from_text, load_corpus
+from charchat.evaluate import windows_loss
+from charchat.model import GPT
+from charchat.trainer import TrainEvent, Trainer, TrainingError, train
+
+from conftest import pattern_text, random_text, tiny_train_config
+
+PATTERN = pattern_text(30000)
+
+
+def run(corpus, folder, cancel_at=None, resume=False, **config):
+    """Train on corpus into folder; returns (result, trainer, events). cancel_at=N stops the
+    run from the event callback once step N is reported."""
+    events = []
+    cancel = threading.Event()
+
+    def on_event(ev):
+        events.append(ev)
+        if cancel_at is not None and ev.kind == "step" and ev.step >= cancel_at:
+            cancel.set()
+
+    trainer = Trainer(corpus, tiny_train_config(**config), out_dir=folder, on_event=on_event,
+                      cancel=cancel, resume=resume)
+    return trainer.run(), trainer, events
+
+
+def of_kind(events, kind):
+    return [e for e in events if e.kind == kind]
+
+
+def weights_equal(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One ordinary run, shared by the tests that only look at what it left behind."""
+    torch.set_num_threads(1)
+    corpus = corpus_from_text(PATTERN)
+    folder = tmp_path_factory.mktemp("run") / "pattern"
+    result, trainer, events = run(corpus, folder, max_steps=150, block_size=32, eval_interval=25,
+                                  log_interval=1, warmup_steps=10)
+    return SimpleNamespace(corpus=corpus, folder=folder, result=result, trainer=trainer,
+                           events=events)
+
+
+# ---------------------------------------------------------------------------------------------
+# An ordinary run
+
+
+def test_learns_well_below_the_unigram_entropy(trained):
+    counts = collections.Counter(PATTERN)
+    n = len(PATTERN)
+    unigram_entropy = -sum(c / n * math.log(c / n) for c in counts.values())
+    assert trained.result.stop_reason == "max_steps"
+    assert trained.result.steps == 150
+    assert trained.result.best_val_loss < 0.6 * unigram_entropy
+
+
+def test_best_model_on_disk_equals_the_lowest_val_loss(trained):
+    evals = of_kind(trained.events, "eval")
+    best = min(e.val_loss for e in evals)
+    model, tok, info = store.read_weights(trained.folder / store.WEIGHTS)
+    loss, _ = windows_loss(model, trained.corpus.val_ids, trained.trainer.eval_starts)
+    assert loss == pytest.approx(best, abs=1e-5)
+    meta = json.loads((trained.folder / "meta.json").read_text())
+    assert meta["best_val_loss"] == best == trained.result.best_val_loss
+    best_step = next(e.step for e in evals if e.val_loss == best)
+    assert meta["best_step"] == info["step"] == trained.result.best_step == best_step
+    assert tok == trained.corpus.tokenizer
+
+
+def test_files_left_behind(trained):
+    names = {p.name for p in trained.folder.iterdir()}
+    assert {"model.pt", "state.pt", "config.json", "tokenizer.json", "train_args.json",
+            "corpus.json", "meta.json", "metrics.jsonl"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    args = json.loads((trained.folder / "train_args.json").read_text())
+    assert args["config"]["n_embd"] == 32 and args["config"]["lr"] == 3e-3
+
+
+def test_events(trained):
+    events, result = trained.events, trained.result
+    assert events[0].kind == "start" and events[-1].kind == "end"
+    assert {e.kind for e in events} == {"start", "step", "eval", "end"}
+    steps = of_kind(events, "step")
+    assert [e.step for e in steps] == list(range(1, 151))
+    for e in steps:
+        assert math.isfinite(e.train_loss) and e.ppl == pytest.approx(math.exp(e.train_loss))
+        assert e.lr > 0 and math.isfinite(e.grad_norm) and e.grad_norm > 0
+        assert e.tokens_per_s > 0 and e.progress <= 1 and e.max_steps == 150
+    evals = of_kind(events, "eval")
+    assert [e.step for e in evals] == [25, 50, 75, 100, 125, 150]
+    best = math.inf
+    for e in evals:
+        assert e.ppl == pytest.approx(math.exp(e.val_loss))
+        assert e.improved == (e.val_loss < best)
+        best = min(best, e.val_loss)
+        assert e.best_val_loss == best
+    end = events[-1]
+    assert end.stop_reason == "max_steps" == result.stop_reason
+    assert end.best_val_loss == result.best_val_loss and end.step == 150
+    assert "best val loss" in result.message
+
+
+def test_progress_is_between_0_and_1(trained):
+    progress = [e.progress for e in trained.events]
+    assert all(0.0 <= p <= 1.0 for p in progress)
+    steps = [e.progress for e in of_kind(trained.events, "step")]
+    assert all(a <= b for a, b in zip(steps, steps[1:]))
+
+
+def test_metrics_jsonl_matches_the_events(trained):
+    lines = (trained.folder / "metrics.jsonl").read_text().splitlines()
+    logged = [json.loads(line) for line in lines]
+    assert logged == [json.loads(e.to_json()) for e in trained.events]
+    assert [d["kind"] for d in logged] == [e.kind for e in trained.events]
+    evals = [d for d in logged if d["kind"] == "eval"]
+    assert [d["val_loss"] for d in evals] == [e.val_loss for e in of_kind(trained.events, "eval")]
+
+
+def test_metrics_keep_zero_values():
+    d = json.loads(TrainEvent("start", step=0, elapsed=0.0, grad_norm=0.0).to_json())
+    assert d["step"] == 0 and d["elapsed"] == 0.0 and d["grad_norm"] == 0.0
+
+
+def test_learning_rate_schedule_in_step_events(trained):
+    c = trained.trainer.config
+    lrs = [e.lr for e in of_kind(trained.events, "step")]
+    warmup, n = c.warmup_steps, c.max_steps
+    for s in range(1, warmup + 1):  # linear warmup
+        assert lrs[s - 1] == pytest.approx(c.lr * s / warmup)
+    for s in range(warmup + 1, n + 1):  # then cosine from lr down towards min_lr
+        p = (s - 1 - warmup) / (n - warmup)
+        expected = c.min_lr + 0.5 * (c.lr - c.min_lr) * (1 + math.cos(math.pi * p))
+        assert lrs[s - 1] == pytest.approx(expected)
+    tail = lrs[warmup:]
+    assert all(a >= b for a, b in zip(tail, tail[1:]))
+    assert tail[0] == pytest.approx(c.lr) and tail[-1] == pytest.approx(c.min_lr, rel=0.01)
+
+
+def test_lr_at(trained):
+    t = trained.trainer
+    c = t.config
+    assert t._lr_at(0, 0.0) == pytest.approx(c.lr / c.warmup_steps)
+    assert t._lr_at(c.warmup_steps - 1, 0.0) == pytest.approx(c.lr)
+    assert t._lr_at(c.warmup_steps, 0.0) == pytest.approx(c.lr)
+    assert t._lr_at(c.warmup_steps, 0.5) == pytest.approx((c.lr + c.min_lr) / 2)
+    assert t._lr_at(c.warmup_steps, 1.0) == pytest.approx(c.min_lr)
+    assert t._lr_at(c.warmup_steps, 7.0) == pytest.approx(c.min_lr)
+    assert t._lr_at(c.warmup_steps, -1.0) == pytest.approx(c.lr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stopping
+
+
+def test_early_stopping(tmp_path):
+    # Random characters: nothing generalises, so the model overfits and val loss rises.
+    corpus = corpus_from_text(random_text(3000))
+    result, trainer, events = run(corpus, tmp_path / "m", max_steps=3000, n_layer=2, n_embd=64,
+                                  lr=1e-2, eval_interval=10, patience=2)
+    assert result.stop_reason == "early_stopping"
+    assert result.steps < 3000
+    evals = of_kind(events, "eval")
+    assert [e.improved for e in evals[-2:]] == [False, False]
+    best = min(e.val_loss for e in evals)
+    assert result.best_val_loss == best
+    model, _, _ = store.read_weights(tmp_path / "m" / store.WEIGHTS)
+    assert windows_loss(model, corpus.val_ids, trainer.eval_starts)[0] == pytest.approx(best, abs=1e-5)
+
+
+def test_min_delta_counts_only_large_improvements(tmp_path):
+    corpus = corpus_from_text(PATTERN)
+    result, _, events = run(corpus, tmp_path / "m", max_steps=200, eval_interval=5, patience=2,
+                            min_delta=10.0)
+    assert result.stop_reason == "early_stopping"
+    evals = of_kind(events, "eval")
+    assert len(evals) == 3 and result.steps == 15
+    assert result.best_step == [e.step for e in evals if e.improved][-1]
+
+
+def test_cancel_stops_within_one_step_and_keeps_a_model(tmp_path):
+    corpus = corpus_from_text(PATTERN)
+    result, _, events = run(corpus, tmp_path / "m", cancel_at=7, max_steps=100, log_interval=1,
+                            eval_interval=50)
+    assert result.stop_reason == "cancelled" and result.steps == 7
+    assert max(e.step for e in of_kind(events, "step")) == 7
+    # No evaluation had been made: one is made now, so a model is kept.
+    assert of_kind(events, "eval")[-1].step == 7
+    assert store.read_weights(tmp_path / "m" / store.WEIGHTS)[2]["step"] == 7
+    assert (tmp_path / "m" / store.STATE).exists()
+
+
+def test_cancel_with_a_best_model_skips_the_last_evaluation(tmp_path):
+    corpus = corpus_from_text(PATTERN)
+    result, _, events = run(corpus, tmp_path / "m", cancel_at=7, max_steps=100, log_interval=1,
+                            eval_interval=5)
+    assert result.stop_reason == "cancelled" and result.steps == 7
+    assert [e.step for e in of_kind(events, "eval")] == [5]
+    assert result.best_step == 5
+
+
+def test_time_budget(tmp_path):
+    corpus = corpus_from_text(PATTERN)
+    result, _, events = run(corpus, tmp_path / "m", minutes=0.03, max_steps=None,
+                            eval_interval=None)
+    assert result.stop_reason == "time_budget"
+    assert of_kind(events, "eval") and (tmp_path / "m" / store.WEIGHTS).exists()
+
+
+@pytest.mark.parametrize(
+    "cancel_at, extra",
+    [(20, {}),  # stopped right after an evaluation
+     (17, {}),  # between evaluations, with a best model: no last evaluation
+     (7, {}),  # before the first evaluation: a last one is made
+     (17, dict(grad_accum=2, dropout=0.1))],  # dropout draws from torch's RNG
+)
+def test_resume_equals_an_uninterrupted_run(tmp_path, cancel_at, extra):
+    corpus = corpus_from_text(PATTERN)
+    config = {"max_steps": 40, "eval_interval": 10, "log_interval": 1, "dropout": 0.0, **extra}
+    full, full_trainer, full_events = run(corpus, tmp_path / "full", **config)
+
+    first, _, _ = run(corpus, tmp_path / "split", cancel_at=cancel_at, **config)
+    assert first.stop_reason == "cancelled" and first.steps == cancel_at
+    second, split_trainer, split_events = run(corpus, tmp_path / "split", resume=True, **config)
+    assert second.stop_reason == "max_steps" and second.steps == 40
+    assert split_events[0].details["resumed"]
+
+    assert weights_equal(split_trainer.model, full_trainer.model)
+    assert [(e.step, e.val_loss) for e in of_kind(split_events, "eval")] == \
+        [(e.step, e.val_loss) for e in of_kind(full_events, "eval") if e.step > cancel_at]
+    assert [e.train_loss for e in of_kind(split_events, "step")] == \
+        [e.train_loss for e in of_kind(full_events, "step") if e.step > cancel_at]
+    assert (second.best_val_loss, second.best_step) == (full.best_val_loss, full.best_step)
+    assert weights_equal(store.read_weights(tmp_path / "split" / store.WEIGHTS)[0],
+                         store.read_weights(tmp_path / "full" / store.WEIGHTS)[0])
+
+
+def test_resume_needs_a_state_and_the_same_shape(tmp_path):
+    corpus = corpus_from_text(PATTERN)
+    with pytest.raises(TrainingError, match="no training state"):
+        run(corpus, tmp_path / "m", resume=True)
+    run(corpus, tmp_path / "m", max_steps=5)
+    with pytest.raises(TrainingError, match="n_embd was 32, now 16"):
+        run(corpus, tmp_path / "m", resume=True, max_steps=10, n_embd=16)
+
+
+def test_existing_model_is_not_overwritten(tmp_path):
+    corpus = corpus_from_text(PATTERN)
+    run(corpus, tmp_path / "m", max_steps=5)
+    before = (tmp_path / "m" / store.WEIGHTS).read_bytes()
+    with pytest.raises(TrainingError, match="already exists"):
+        run(corpus, tmp_path / "m", max_steps=5)
+    assert (tmp_path / "m" / store.WEIGHTS).read_bytes() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Failures
+
+
+def test_non_finite_loss_keeps_the_best_model(tmp_path, monkeypatch):
+    real_forward = GPT.forward
+    batches = {"n": 0}
+
+    def forward(self, idx, targets=None, **kw):
+        logits, loss = real_forward(self, idx, targets, **kw)
+        if targets is not None:
+            batches["n"] += 1
+            if batches["n"] > 12:  # training goes wrong from step 13 on
+                loss = loss * float("nan")
+        return logits, loss
+
+    monkeypatch.setattr(GPT, "forward", forward)
+    saved = {}
+
+    def on_event(ev):
+        if ev.kind == "eval":
+            saved[ev.step] = (tmp_path / "m" / store.WEIGHTS).read_bytes()
+
+    corpus = corpus_from_text(PATTERN)
+    result = Trainer(corpus, tiny_train_config(max_steps=100, eval_interval=5, log_interval=5),
+                     out_dir=tmp_path / "m", on_event=on_event).run()
+    assert result.stop_reason == "non_finite" and result.steps == 15
+    assert "diverged" in result.message and "is kept" in result.message
+    assert sorted(saved) == [5, 10]
+    assert (tmp_path / "m" / store.WEIGHTS).read_bytes() == saved[10]
+    model, _, info = store.read_weights(tmp_path / "m" / store.WEIGHTS)
+    assert info["step"] == result.best_step == 10
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_crash_while_saving_the_best_model(tmp_path, monkeypatch):
+    folder = tmp_path / "m"
+    real_replace = os.replace
+    state = {"armed": False, "saved": None}
+
+    def replace(src, dst):
+        if state["armed"] and os.path.basename(dst) == store.WEIGHTS:
+            raise OSError(5, "Input/output error")
+        return real_replace(src, dst)
+
+    def on_event(ev):
+        if ev.kind == "eval" and ev.step == 10:
+            state["saved"] = (folder / store.WEIGHTS).read_bytes()
+            state["armed"] = True
+
+    monkeypatch.setattr(os, "replace", replace)
+    corpus = corpus_from_text(PATTERN)
+    trainer = Trainer(corpus, tiny_train_config(max_steps=60, eval_interval=10), out_dir=folder,
+                      on_event=on_event)
+    with pytest.raises(OSError, match="Input/output error"):
+        trainer.run()
+    assert (folder / store.WEIGHTS).read_bytes() == state["saved"]
+    assert store.read_weights(folder / store.WEIGHTS)[2]["step"] == 10
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_corpus_too_short_for_the_block_size(tmp_path):
+    corpus = corpus_from_text(pattern_text(200))
+    with pytest.raises(ValueError, match="block_size 32"):
+        run(corpus, tmp_path / "m", block_size=32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Smaller features
+
+
+def test_sample_events_are_not_logged(tmp_path):
+    corpus = corpus_from_text(PATTERN)
+    _, _, events = run(corpus, tmp_path / "m", max_steps=20, eval_interval=10, sample_every=1)
+    samples = of_kind(events, "sample")
+    assert [e.step for e in samples] == [10, 20]
+    assert all(len(e.sample) > 100 for e in samples)
+    kinds = [json.loads(line)["kind"] for line in (tmp_path / "m" / "metrics.jsonl").open()]
+    assert "sample" not in kinds and kinds.count("eval") == 2
+
+
+def test_dialogue_corpus(tmp_path, write_file):
+    line = json.dumps({"messages": [{"role": "user", "content": "hi there"},
+                                    {"role": "assistant", "content": "hello, friend"}]})
+    corpus = load_corpus([write_file("chat.jsonl", (line + "\n") * 300)])
+    _, _, events = run(corpus, tmp_path / "m", max_steps=10, eval_interval=10, sample_every=1)
+    assert of_kind(events, "sample")[0].sample.startswith("<|user|>")
+    loaded = store.load_model(str(tmp_path / "m"))
+    assert loaded.kind == "dialogue" and loaded.info["corpus_kind"] == "dialogue"
+
+
+def test_train_helper_names_the_model_after_the_file(write_file):
+    path = write_file("my notes.txt", PATTERN[:5000])
+    kw = dict(max_steps=5, n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4,
+              device="cpu")
+    first = train([path], **kw)
+    second = train(str(path), **kw)
+    assert (first.name, second.name) == ("my-notes", "my-notes-2")
+    assert [m.name for m in store.list_models()] == ["my-notes", "my-notes-2"]
+    assert store.load_model("my-notes").model.config.n_embd == 16

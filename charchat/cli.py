@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument(flag, dest=dest, type=typ, help=hlp)
     t.add_argument("--compile", type=_bool, nargs="?", const=True, default=None,
                    help="use torch.compile (true/false)")
+    t.add_argument("--bias", type=_bool, default=None,
+                   help="biases in Linear and LayerNorm layers (true/false)")
     t.add_argument("--quiet", action="store_true", help="print only the final line")
 
     s = sub.add_parser("sample", help="generate text from a model (streams to stdout)")
@@ -160,6 +162,8 @@ def cmd_train(args) -> int:
     overrides = {dest: getattr(args, dest) for _, dest, _, _ in HYPER if getattr(args, dest) is not None}
     if args.compile is not None:
         overrides["compile"] = args.compile
+    if args.bias is not None:
+        overrides["bias"] = args.bias
     tokenizer = None
     out_dir = None
     if args.resume:

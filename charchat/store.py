@@ -31,11 +31,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from .model import GPT, GPTConfig
 from .tokenizer import CharTokenizer, TokenizerError
+
+if TYPE_CHECKING:  # torch is imported on first use, so that listing models stays instant
+    import torch
+
+    from .model import GPT
 
 WEIGHTS = "model.pt"
 STATE = "state.pt"
@@ -129,6 +132,8 @@ def atomic_write_json(path: Path, obj) -> None:
 
 
 def atomic_torch_save(path: Path, obj) -> None:
+    import torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -136,6 +141,8 @@ def atomic_torch_save(path: Path, obj) -> None:
 
 def safe_torch_load(path: Path, what: str = "model file"):
     """torch.load that never unpickles arbitrary objects, with one-line errors."""
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise StoreError(f"{path}: {what} not found")
@@ -154,7 +161,7 @@ def safe_torch_load(path: Path, what: str = "model file"):
 # Saving and loading models
 
 
-def save_model(folder: Path, model: GPT, tokenizer: CharTokenizer, info: dict | None = None) -> None:
+def save_model(folder: Path, model: "GPT", tokenizer: CharTokenizer, info: dict | None = None) -> None:
     """Write the weights file atomically. info: small JSON-able facts (step, val_loss, ...)."""
     sd = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in _plain_state_dict(model).items()}
     payload = {
@@ -178,7 +185,7 @@ def _plain_state_dict(model) -> dict:
 
 @dataclass
 class LoadedModel:
-    model: GPT
+    model: "GPT"
     tokenizer: CharTokenizer
     name: str
     path: Path
@@ -193,6 +200,10 @@ class LoadedModel:
 
 def read_weights(path: Path) -> tuple[GPT, CharTokenizer, dict]:
     """Build a GPT from a weights file, checking everything a damaged or foreign file could break."""
+    import torch
+
+    from .model import GPT, GPTConfig
+
     path = Path(path)
     obj = safe_torch_load(path)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
@@ -264,7 +275,7 @@ def resolve(name_or_path: str) -> tuple[str, Path]:
     raise StoreError(f"no model named {name_or_path!r} (models: {known})")
 
 
-def load_model(name_or_path: str, device: str | torch.device = "cpu") -> LoadedModel:
+def load_model(name_or_path: str, device: "str | torch.device" = "cpu") -> LoadedModel:
     name, folder = resolve(name_or_path)
     path = folder / WEIGHTS if folder.is_dir() else folder
     model, tokenizer, info = read_weights(path)

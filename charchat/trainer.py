@@ -48,7 +48,7 @@ class TrainConfig:
     n_embd: int | None = None
     block_size: int | None = None
     dropout: float | None = None
-    bias: bool = True
+    bias: bool = False  # GPT-2 has biases; without them steps are a little cheaper (nanoGPT's default)
     # optimisation
     batch_size: int | None = None
     grad_accum: int = 1

@@ -43,7 +43,7 @@ SHAPES = {
 class _Vocab:
     """The minimum stream_text needs from a tokenizer, for the chat-path timing."""
 
-    def decode(self, ids):
+    def decode_text(self, ids):
         return "".join(chr(65 + int(i) % 26) for i in ids)
 
 

@@ -509,37 +509,20 @@ def run_app(model: str | None = None) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# The last model used, so that `charchat` and `charchat sample` pick it up.
-
-
-def _state_file() -> Path:
-    from . import store
-
-    return store.home() / "state.json"
+# The model to open when none is named: pinned as default, else last used (charchat.preferences).
 
 
 def _last_model() -> str | None:
-    try:
-        return json.loads(_state_file().read_text()).get("last_model")
-    except (OSError, ValueError, AttributeError):
-        return None
+    """The model to use when none is named: the one pinned as default, else the last used."""
+    from .preferences import model_to_open
+
+    return model_to_open()
 
 
 def _remember_model(name: str) -> None:
-    from . import store
+    from .preferences import remember_model
 
-    try:
-        path = _state_file()
-        try:
-            state = json.loads(path.read_text())
-            if not isinstance(state, dict):
-                state = {}
-        except (OSError, ValueError):
-            state = {}
-        state["last_model"] = name
-        store.atomic_write_json(path, state)
-    except OSError:
-        pass  # remembering is a convenience; never fail a command over it
+    remember_model(name)  # a convenience: never fails a command
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ from .device import DeviceInfo, pick_device
 from .evaluate import window_starts, windows_loss
 from .model import GPT, GPTConfig
 from .recipe import resolve_config
+from .store import unique_name  # noqa: F401  (re-exported: used by the CLI)
 
 STATE_FORMAT = "charchat-train-state"
 
@@ -385,7 +386,10 @@ class Trainer:
         gen.manual_seed(self.step)
         out = self.model.generate(idx, 160, temperature=0.8, top_p=0.95, generator=gen)
         self.model.train()
-        return tok.decode(out[0].tolist())
+        ids = out[0].tolist()
+        # Dialogue samples show the turn markers (they are the structure being learned);
+        # prose has none to show, even if an untrained model emits them.
+        return tok.decode(ids) if self.corpus.summary.kind != "prose" else tok.decode_text(ids)
 
     # -----------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -611,19 +615,6 @@ def train(
         name = unique_name(Path(corpus.summary.files[0]).stem or "model")
     return Trainer(corpus, config, name=name, out_dir=out_dir, on_event=on_event,
                    cancel=cancel, corpus_paths=paths).run()
-
-
-def unique_name(base: str) -> str:
-    """A free model name made from base (a corpus file name, say)."""
-    import re
-
-    base = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-._")[:48] or "model"
-    if not base[0].isalnum():
-        base = "m" + base
-    name, i = base, 2
-    while (store.models_dir() / name).exists():
-        name, i = f"{base}-{i}", i + 1
-    return name
 
 
 __all__ = ["TrainConfig", "TrainEvent", "TrainResult", "Trainer", "TrainingError", "train",

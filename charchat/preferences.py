@@ -1,0 +1,197 @@
+"""Small things remembered between runs: the model last used, sampling settings per model, the
+app's theme.
+
+They live in ``<home>/state.json`` (one JSON object, written atomically). Remembering is a
+convenience: a missing, unreadable or damaged file reads as "nothing remembered", and a failed
+write is ignored, so no command ever fails over it. Importing this module does not import torch.
+
+    {"last_model": "prose", "default_model": "prose",
+     "sampling": {"prose": {"temperature": 0.7, "top_k": null, "top_p": 0.95, "max_new_chars": 400}},
+     "theme": "textual-dark"}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+from typing import Callable
+
+from . import store
+
+STATE_FILE = "state.json"
+
+# Sampling settings kept per model (the SamplingSettings fields a user sets in the app).
+SAMPLING_KEYS = ("temperature", "top_k", "top_p", "max_new_chars", "seed")
+SAMPLING_DEFAULTS = {"temperature": 0.8, "top_k": None, "top_p": 0.95, "max_new_chars": 400,
+                     "seed": None}
+
+_lock = threading.Lock()  # the app writes from its UI thread and from workers
+
+
+def state_file() -> Path:
+    return store.home() / STATE_FILE
+
+
+def read_state() -> dict:
+    try:
+        state = json.loads(state_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _update(change: Callable[[dict], None]) -> None:
+    with _lock:
+        try:
+            state = read_state()
+            change(state)
+            store.atomic_write_json(state_file(), state)
+        except OSError:
+            pass  # remembering is a convenience; never fail over it
+
+
+# ---------------------------------------------------------------------------------------------
+# The model last used, and the one pinned as default: `charchat`, `charchat chat` and
+# `charchat sample` open the pinned one, else the last used, when none is named.
+
+
+def last_model() -> str | None:
+    name = read_state().get("last_model")
+    return name if isinstance(name, str) and name else None
+
+
+def remember_model(name: str) -> None:
+    _update(lambda s: s.__setitem__("last_model", name))
+
+
+def default_model() -> str | None:
+    """The model pinned as the default for chat (models screen), if any."""
+    name = read_state().get("default_model")
+    return name if isinstance(name, str) and name else None
+
+
+def set_default_model(name: str | None) -> None:
+    """Pin a model as the default for chat (None unpins)."""
+    def change(state: dict) -> None:
+        if name:
+            state["default_model"] = name
+        else:
+            state.pop("default_model", None)
+
+    _update(change)
+
+
+def model_to_open() -> str | None:
+    """The model to open when none is named: the pinned default, else the last used."""
+    return default_model() or last_model()
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling settings per model
+
+
+def check_sampling(values: dict) -> dict:
+    """A clean copy of the sampling settings in values (only SAMPLING_KEYS), or ValueError with
+    a one-line message. The bounds are those of charchat.generation.SamplingSettings, checked
+    here without importing torch."""
+    out = {}
+    for key in SAMPLING_KEYS:
+        if key not in values:
+            continue
+        v = values[key]
+        if key == "temperature":
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+                math.isfinite(v) and 0 <= v <= 5
+            ):
+                raise ValueError(f"temperature must be between 0 and 5, got {v!r}")
+            v = float(v)
+        elif key == "top_k":
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise ValueError(f"top-k must be a whole number >= 0 (0 = off), got {v!r}")
+            v = v or None
+        elif key == "top_p":
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1
+            ):
+                raise ValueError(f"top-p must be in (0, 1] (empty = off), got {v!r}")
+            v = None if v is None else float(v)
+        elif key == "max_new_chars":
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 100_000:
+                raise ValueError(f"max reply length must be a whole number from 1 to 100000, got {v!r}")
+        elif key == "seed":
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise ValueError(f"seed must be a whole number or empty, got {v!r}")
+        out[key] = v
+    return out
+
+
+def sampling_for(name: str) -> dict:
+    """The sampling settings saved for a model, over the defaults (damaged entries ignored)."""
+    saved = read_state().get("sampling", {})
+    entry = saved.get(name) if isinstance(saved, dict) else None
+    out = dict(SAMPLING_DEFAULTS)
+    if isinstance(entry, dict):
+        for key in SAMPLING_KEYS:
+            if key in entry:
+                try:
+                    out.update(check_sampling({key: entry[key]}))
+                except ValueError:
+                    pass
+    return out
+
+
+def save_sampling(name: str, values: dict) -> dict:
+    """Check and remember a model's sampling settings; returns what was saved."""
+    clean = {**sampling_for(name), **check_sampling(values)}
+
+    def change(state: dict) -> None:
+        sampling = state.get("sampling")
+        if not isinstance(sampling, dict):
+            sampling = state["sampling"] = {}
+        sampling[name] = clean
+
+    _update(change)
+    return clean
+
+
+# ---------------------------------------------------------------------------------------------
+# When models are renamed or deleted
+
+
+def rename_model(old: str, new: str) -> None:
+    def change(state: dict) -> None:
+        for key in ("last_model", "default_model"):
+            if state.get(key) == old:
+                state[key] = new
+        sampling = state.get("sampling")
+        if isinstance(sampling, dict) and old in sampling:
+            sampling[new] = sampling.pop(old)
+
+    _update(change)
+
+
+def forget_model(name: str) -> None:
+    def change(state: dict) -> None:
+        for key in ("last_model", "default_model"):
+            if state.get(key) == name:
+                state.pop(key)
+        sampling = state.get("sampling")
+        if isinstance(sampling, dict):
+            sampling.pop(name, None)
+
+    _update(change)
+
+
+# ---------------------------------------------------------------------------------------------
+# The app's theme
+
+
+def theme() -> str | None:
+    t = read_state().get("theme")
+    return t if isinstance(t, str) and t else None
+
+
+def remember_theme(name: str) -> None:
+    _update(lambda s: s.__setitem__("theme", name))

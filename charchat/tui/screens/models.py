@@ -1,0 +1,314 @@
+"""The models screen: every saved model (and the bundled default) with its size, parameters,
+best validation loss, corpus and date; chat with one, delete, rename, resume training, or pin it
+as the default for chat."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ... import conversations, preferences, store
+from ..engine import describe_error, fmt_params, fmt_size
+from ..widgets.status import StatusLine
+from .modals import ConfirmModal, RenameModal
+
+
+class ModelsScreen(Screen):
+    CSS_PATH = "models.tcss"
+    AUTO_FOCUS = "#models-table"
+
+    BINDINGS = [
+        Binding("enter", "chat", "Chat", priority=True),
+        Binding("d,delete", "delete", "Delete"),
+        Binding("r", "rename", "Rename"),
+        Binding("t", "resume", "Resume"),
+        Binding("s", "set_default", "Default"),
+        Binding("ctrl+t", "app.open_training", "Train new", show=False),
+        Binding("escape", "back", "Back"),
+    ]
+
+    class Listed(Message):
+        def __init__(self, models: list, error: str | None = None) -> None:
+            super().__init__()
+            self.models, self.error = models, error
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.models: list = []
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="◆")
+        with Horizontal(id="models-body"):
+            yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="model-details"):
+                yield Static(id="details")
+        yield StatusLine(id="models-status")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.title = "charchat"
+        self.sub_title = "models"
+        table = self.query_one(DataTable)
+        for key, label in (("name", "name"), ("params", "params"), ("val", "best val"),
+                           ("size", "size"), ("updated", "updated"), ("corpus", "corpus")):
+            table.add_column(label, key=key)
+        self.refresh_list()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_list()
+
+    # -- listing -------------------------------------------------------------------------------
+    def refresh_list(self, select: str | None = None) -> None:
+        self._select = select
+        self._list()
+
+    @work(thread=True, exclusive=True, group="list")
+    def _list(self) -> None:
+        try:
+            self.post_message(self.Listed(store.list_models(include_bundled=True)))
+        except Exception as e:
+            self.post_message(self.Listed([], describe_error(e)))
+
+    @on(Listed)
+    def _listed(self, msg: Listed) -> None:
+        table = self.query_one(DataTable)
+        keep = self._select or self.current_name()
+        self.models = sorted(msg.models, key=lambda m: (m.bundled, -m.updated))
+        table.clear()
+        default = preferences.default_model()
+        chat = getattr(self.app.chat_screen, "model_name", None)
+        for m in self.models:
+            name = Text(m.name, style="bold")
+            if m.name == default:
+                name.append(" ★", style="yellow")
+            if m.name == chat:
+                name.append(" ●", style="green")
+            if m.bundled:
+                name.append(" (bundled)", style="italic dim")
+            table.add_row(
+                name,
+                fmt_params(m.params),
+                f"{m.best_val_loss:.4f}" if m.best_val_loss is not None else "–",
+                fmt_size(m.size_bytes),
+                time.strftime("%Y-%m-%d", time.localtime(m.updated)) if m.updated else "?",
+                _short_corpus(m.corpus),
+                key=m.name,
+            )
+        if msg.error:
+            self.status.set(msg.error, level="error")
+        elif not self.models:
+            self.status.set("No models yet: ctrl+t trains one.")
+        else:
+            self.status.set(f"{len(self.models)} model(s) in {store.models_dir()} · "
+                            "★ default for chat · ● open in chat")
+        names = [m.name for m in self.models]
+        if keep in names:
+            table.move_cursor(row=names.index(keep))
+        self._show_details()
+
+    @property
+    def status(self) -> StatusLine:
+        return self.query_one("#models-status", StatusLine)
+
+    def current(self):
+        table = self.query_one(DataTable)
+        if not self.models or table.cursor_row is None or table.cursor_row >= len(self.models):
+            return None
+        return self.models[table.cursor_row]
+
+    def current_name(self) -> str | None:
+        m = self.current()
+        return m.name if m else None
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self) -> None:
+        self._show_details()
+
+    def _show_details(self) -> None:
+        m = self.current()
+        details = self.query_one("#details", Static)
+        if m is None:
+            details.update(Text("No models yet.\n\nTrain one with ctrl+t: it appears here, "
+                                "with its size, parameters, best validation loss and corpus.",
+                                style="dim"))
+            return
+        meta = m.meta
+        rows = [
+            ("folder", str(m.path)),
+            ("parameters", f"{m.params:,}" if m.params else "?"),
+            ("best val loss", (f"{m.best_val_loss:.4f}" if m.best_val_loss is not None else "–")
+             + (f" at step {meta['best_step']}" if meta.get("best_step") is not None else "")),
+            ("corpus", m.corpus or "?"),
+            ("kind", meta.get("corpus_kind", "?")),
+            ("trained on", meta.get("device", "?")),
+            ("created", _date(meta.get("created"))),
+            ("updated", _date(m.updated)),
+            ("on disk", fmt_size(m.size_bytes)),
+        ]
+        args = _train_args(m.path)
+        if args:
+            c = args.get("config", {})
+            rows.append(("shape", f"{c.get('n_layer')} layers × {c.get('n_embd')} wide, "
+                                  f"{c.get('n_head')} heads, context {c.get('block_size')}"))
+            rows.append(("trained with", f"batch {c.get('batch_size')}, lr {c.get('lr')}, "
+                         + (f"{c.get('minutes'):g} min budget" if c.get("minutes") else
+                            f"{c.get('max_steps')} steps")))
+            paths = args.get("corpus_paths") or []
+            if paths:
+                rows.append(("corpus files", ", ".join(paths[:3]) + (" …" if len(paths) > 3 else "")))
+        state = m.path / store.STATE
+        rows.append(("resumable", "yes" if state.exists() and not m.bundled else "no"))
+        table = Table.grid(padding=(0, 1))
+        table.add_column(style="dim", justify="right", no_wrap=True)
+        table.add_column(overflow="fold")
+        for label, value in rows:
+            table.add_row(label, Text(str(value)))
+        details.update(Group(Text(m.name + (" (bundled)" if m.bundled else ""), style="bold"),
+                             table))
+
+    # -- actions -------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("chat", "delete", "rename", "resume", "set_default"):
+            m = self.current()
+            if m is None:
+                return None  # shown, greyed out
+            if m.bundled and action in ("delete", "rename", "resume"):
+                return None
+        return True
+
+    @on(DataTable.RowSelected)
+    def _selected(self) -> None:
+        self.action_chat()
+
+    def action_chat(self) -> None:
+        m = self.current()
+        if m is not None:
+            self.app.chat_with(m.name)
+
+    def action_delete(self) -> None:
+        m = self.current()
+        if m is None or m.bundled:
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._delete(m.name)
+
+        self.app.push_screen(ConfirmModal(
+            f"Delete {m.name}?",
+            f"This deletes the folder {m.path} ({fmt_size(m.size_bytes)}): the weights, the "
+            "training state and the metrics. Its saved conversations are kept. "
+            "This cannot be undone.",
+            yes="Delete", no="Keep it", danger=True), answer)
+
+    def _delete(self, name: str) -> None:
+        train = self.app.train_screen()
+        if train is not None and train.running and train.spec and train.spec.name == name:
+            self.notify("That model is being trained; stop training first.", severity="error")
+            return
+        try:
+            store.remove_model(name)
+        except (store.StoreError, OSError) as e:
+            self.notify(describe_error(e), severity="error", title="Not deleted")
+            return
+        preferences.forget_model(name)
+        self.notify(f"Deleted {name}.")
+        self.app.chat_screen.model_removed(name)
+        self.refresh_list()
+
+    def action_rename(self) -> None:
+        m = self.current()
+        if m is None or m.bundled:
+            return
+
+        def answer(new: str | None) -> None:
+            if not new:
+                return
+            try:
+                store.rename_model(m.name, new)
+            except (store.StoreError, OSError) as e:
+                self.notify(describe_error(e), severity="error", title="Not renamed")
+                return
+            preferences.rename_model(m.name, new)
+            conversations.rename_model(m.name, new)
+            self.notify(f"Renamed {m.name} to {new}.")
+            self.app.chat_screen.model_renamed(m.name, new)
+            self.refresh_list(select=new)
+
+        self.app.push_screen(RenameModal(m.name), answer)
+
+    def action_resume(self) -> None:
+        m = self.current()
+        if m is None or m.bundled:
+            return
+        if not (m.path / store.STATE).exists():
+            self.notify(f"{m.name} has no training state to resume from.", severity="error")
+            return
+        self.app.action_open_training(resume=m.name)
+
+    def action_set_default(self) -> None:
+        m = self.current()
+        if m is None:
+            return
+        if preferences.default_model() == m.name:
+            preferences.set_default_model(None)
+            self.notify(f"{m.name} is no longer pinned: charchat opens the last model used.")
+        else:
+            preferences.set_default_model(m.name)
+            self.notify(f"{m.name} is now the default for chat: charchat opens it on start "
+                        "(and `charchat chat`, `charchat sample` use it).")
+        self.refresh_list(select=m.name)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def palette_commands(self):
+        m = self.current()
+        if m is None:
+            return
+        yield (f"Chat with {m.name}", "Open the highlighted model in chat (Enter)", self.action_chat)
+        if not m.bundled:
+            yield (f"Delete {m.name}…", "Delete the highlighted model (d)", self.action_delete)
+            yield (f"Rename {m.name}…", "Rename the highlighted model (r)", self.action_rename)
+            yield (f"Resume training {m.name}", "Continue training it (t)", self.action_resume)
+        yield (f"Set {m.name} as default", "The model charchat opens on start (s)",
+               self.action_set_default)
+
+
+def _short_corpus(text: str) -> str:
+    """"3 files, 41,514 characters, vocabulary 74, prose" -> "41.5k chars, prose"."""
+    chars = re.search(r"([\d,]+) characters", text)
+    kind = re.search(r"vocabulary \d+, (\w+)", text)
+    if not chars:
+        return text[:30]
+    n = int(chars.group(1).replace(",", ""))
+    size = f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+    return f"{size} chars" + (f", {kind.group(1)}" if kind else "")
+
+
+def _date(t) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(t)))
+    except (TypeError, ValueError):
+        return "?"
+
+
+def _train_args(folder) -> dict:
+    try:
+        d = json.loads((folder / "train_args.json").read_text())
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
+

@@ -1,0 +1,718 @@
+"""The training screen: choose a corpus, a name, a budget and a size, then watch the run.
+
+The corpus is checked (and the core's default hyperparameters worked out) in thread workers as
+the form changes. Start runs the core trainer in a thread worker; its events are coalesced by a
+TrainFeed into at most ten screen updates a second, and the plot redraws at most twice a second.
+Stop sets the trainer's cancel event: it ends within a step and keeps the best model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import threading
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import (Button, Collapsible, Footer, Header, Input, Label, ProgressBar,
+                             Select, Static)
+
+from ... import store
+from ...cli import HYPER
+from ..engine import (PRESET_CHOICES, SHAPE_KEYS, Cancelled, TrainFeed, TrainSpec,
+                      check_new_name, describe_error, fmt_time, read_train_args,
+                      resolved_defaults, run_training, suggest_name)
+from ..widgets.loss_plot import LossPlot
+from ..widgets.status import StatusLine
+from ..widgets.train_stats import TrainStats
+from .modals import ConfirmModal, PathPickerModal, shorten_path
+
+# The advanced section: every hyperparameter of `charchat train`, in the CLI's order, and the
+# step limit. (flag, TrainConfig field, parser, help)
+ADVANCED = [*HYPER[:-1], ("--max-steps", "max_steps", HYPER[0][2], "stop after this many steps"),
+            HYPER[-1]]
+PRESET_HELP = {"auto": "auto (fits the budget)", "tiny": "tiny · 2×64", "small": "small · 3×128",
+               "medium": "medium · 4×192", "large": "large · 6×384"}
+DEFAULT_MINUTES = "2"
+
+
+class FormError(Exception):
+    def __init__(self, message: str, widget_id: str | None = None) -> None:
+        super().__init__(message)
+        self.widget_id = widget_id
+
+
+class TrainScreen(Screen):
+    CSS_PATH = "train.tcss"
+
+    BINDINGS = [
+        Binding("ctrl+s", "start", "Start"),
+        Binding("ctrl+x", "stop", "Stop", priority=True),
+        Binding("ctrl+b", "browse", "Browse"),
+        Binding("ctrl+l", "chat_with", "Chat"),
+        Binding("ctrl+e", "toggle_view", "Form/Run"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    state = reactive("idle", bindings=True)  # idle, running, stopping, done
+
+    class CorpusChecked(Message):
+        def __init__(self, req: int, summary, error: str | None) -> None:
+            super().__init__()
+            self.req, self.summary, self.error = req, summary, error
+
+    class DefaultsResolved(Message):
+        def __init__(self, req: int, values: dict | None, notes: list[str], device: str,
+                     error: str | None) -> None:
+            super().__init__()
+            self.req, self.values, self.notes, self.device, self.error = (
+                req, values, notes, device, error)
+
+    class Progress(Message):
+        def __init__(self, batch) -> None:
+            super().__init__()
+            self.batch = batch
+
+    class Finished(Message):
+        def __init__(self, result) -> None:
+            super().__init__()
+            self.result = result
+
+    class Failed(Message):
+        def __init__(self, error: str, cancelled: bool = False) -> None:
+            super().__init__()
+            self.error, self.cancelled = error, cancelled
+
+    class History(Message):
+        def __init__(self, train: list, val: list) -> None:
+            super().__init__()
+            self.train, self.val = train, val
+
+    # ------------------------------------------------------------------------------------------
+    def __init__(self, resume: str | None = None) -> None:
+        super().__init__()
+        self.resume_name = resume
+        self.cancel = threading.Event()
+        self.summary = None
+        self.auto: dict[str, str] = {}  # field -> the default last filled in
+        self.name_auto = ""  # the name last suggested (replaced while untouched)
+        self.req = 0
+        self.defaults_req = 0
+        self.result = None
+        self.result_name: str | None = None
+        self.spec: TrainSpec | None = None
+        self._after_stop = None
+        self._debounce_timers: dict[str, object] = {}
+        self.show_setup = True
+        self.max_steps = None
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "stopping")
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="◆")
+        with Horizontal(id="train-body"):
+            with VerticalScroll(id="setup"):
+                yield Static("Corpus", classes="section-title first")
+                with Horizontal(classes="row"):
+                    yield Input(placeholder="files or folders (space-separated; quote spaces)",
+                                id="paths", compact=True)
+                    yield Button("Browse…", id="browse", compact=True)
+                yield Static(Text("Text files are prose; .jsonl files are dialogue. ctrl+b "
+                                  "browses."), id="corpus-summary", classes="hint")
+                with Grid(id="basics", classes="form-grid"):
+                    yield Label("Model name")
+                    yield Input(placeholder="from the corpus file's name", id="name", compact=True)
+                    yield Label("Minutes", id="minutes-label")
+                    yield Input(DEFAULT_MINUTES, placeholder="empty = until early stopping (≤ 30)",
+                                id="minutes", compact=True)
+                    yield Label("Size")
+                    yield Select([(PRESET_HELP[p], p) for p in PRESET_CHOICES], value="auto",
+                                 allow_blank=False, id="preset", compact=True)
+                with Collapsible(title="Advanced hyperparameters", id="advanced"):
+                    yield Static("Filled in with the defaults charchat picks for this corpus, "
+                                 "budget and size; change any. Empty = automatic.",
+                                 classes="hint")
+                    with Grid(id="advanced-grid", classes="form-grid"):
+                        for flag, dest, _, help_text in ADVANCED:
+                            yield Label(flag[2:])
+                            yield Input(placeholder="auto", id=f"adv-{dest}", compact=True,
+                                        tooltip=help_text)
+                with Horizontal(classes="row buttons"):
+                    yield Button("Start training", id="start", variant="primary")
+            with Vertical(id="run"):
+                yield Static("Not started. Live progress appears here.", id="run-title")
+                with Horizontal(id="progress-row"):
+                    yield ProgressBar(total=1.0, show_eta=False, id="progress")
+                yield TrainStats(id="stats")
+                yield LossPlot(id="plot")
+                yield Static(Text(""), id="sample")
+                yield Static(id="outcome-text")
+                with Horizontal(id="outcome"):
+                    yield Button("Chat with this model", id="chat-with", variant="success",
+                                 compact=True)
+                    yield Button("Stop training", id="stop", variant="error", compact=True)
+        yield StatusLine(id="train-status")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.title = "charchat"
+        self.sub_title = "train a model"
+        self.query_one("#chat-with").display = False
+        self.query_one("#stop").display = False
+        self.query_one("#sample").border_title = "sample"
+        self.query_one("#sample").display = False
+        self._apply_view()
+        if self.resume_name:
+            self.prepare_resume(self.resume_name)
+        else:
+            self.query_one("#paths", Input).focus()
+            self.status.set("Choose a corpus: type a path, or ctrl+b to browse.")
+
+    @property
+    def status(self) -> StatusLine:
+        return self.query_one("#train-status", StatusLine)
+
+    # -- the form ------------------------------------------------------------------------------
+    def prepare_resume(self, name: str) -> None:
+        """Fill the form to continue training a saved model."""
+        if self.running:
+            self.notify("Training is running; stop it first.", severity="warning")
+            return
+        try:
+            saved = read_train_args(name)
+        except store.StoreError as e:
+            self.notify(str(e), severity="error", title="Cannot resume")
+            return
+        self.resume_name = name
+        self.sub_title = f"resume {name}"
+        paths = saved.get("corpus_paths") or []
+        self.query_one("#paths", Input).value = " ".join(shlex.quote(p) for p in paths)
+        name_input = self.query_one("#name", Input)
+        name_input.value = name
+        name_input.disabled = True
+        self.query_one("#minutes-label", Label).update("More minutes")
+        self.query_one("#preset", Select).disabled = True
+        config = saved.get("config", {})
+        for key in SHAPE_KEYS:
+            field = self.query_one(f"#adv-{key}", Input)
+            field.value = str(config.get(key, ""))
+            field.disabled = True
+        self.status.set(f"Resume {name}: it continues from its last step with its optimizer "
+                        "state. Set how long, then ctrl+s.")
+        self.query_one("#minutes", Input).focus()
+        self._check_corpus_soon(0.0)
+
+    def _debounce(self, key: str, delay: float, callback) -> None:
+        timer = self._debounce_timers.pop(key, None)
+        if timer is not None:
+            timer.stop()
+        self._debounce_timers[key] = self.set_timer(delay, callback)
+
+    def _check_corpus_soon(self, delay: float = 0.5) -> None:
+        self._debounce("corpus", delay, self._check_corpus)
+
+    @on(Input.Changed, "#paths")
+    def _paths_changed(self) -> None:
+        if self.state == "idle" or self.state == "done":
+            self._check_corpus_soon()
+
+    @on(Input.Changed, "#minutes")
+    def _minutes_changed(self) -> None:
+        self._debounce("defaults", 0.4, self._resolve_defaults)
+
+    @on(Select.Changed, "#preset")
+    def _preset_changed(self) -> None:
+        self._debounce("defaults", 0.1, self._resolve_defaults)
+
+    @on(Input.Changed, "#name")
+    def _name_changed(self, event: Input.Changed) -> None:
+        if event.value != self.name_auto:
+            self.name_auto = ""  # the user chose a name: leave it alone
+
+    def _paths(self) -> list[str]:
+        raw = self.query_one("#paths", Input).value.strip()
+        try:
+            return shlex.split(raw)
+        except ValueError as e:
+            raise FormError(f"corpus paths: {e} (quote paths that contain spaces)", "paths") from None
+
+    def _check_corpus(self) -> None:
+        self.req += 1
+        summary_w = self.query_one("#corpus-summary", Static)
+        try:
+            paths = self._paths()
+        except FormError as e:
+            summary_w.update(Text(str(e)))
+            summary_w.set_classes("error-text")
+            return
+        if not paths:
+            self.summary = None
+            summary_w.update(Text("Text files are prose; .jsonl files are dialogue. ctrl+b browses."))
+            summary_w.set_classes("hint")
+            return
+        summary_w.update(Text("checking the corpus…"))
+        summary_w.set_classes("hint")
+        self._inspect(self.req, paths)
+
+    @work(thread=True, group="inspect")
+    def _inspect(self, req: int, paths: list[str]) -> None:
+        from ...corpus import inspect
+
+        try:
+            summary, _, _ = inspect(paths)
+            self.post_message(self.CorpusChecked(req, summary, None))
+        except Exception as e:
+            self.post_message(self.CorpusChecked(req, None, describe_error(e)))
+
+    @on(CorpusChecked)
+    def _corpus_checked(self, msg: CorpusChecked) -> None:
+        if msg.req != self.req:
+            return  # the paths changed meanwhile
+        w = self.query_one("#corpus-summary", Static)
+        self.summary = msg.summary
+        if msg.error:
+            w.update(Text("✗ " + msg.error))
+            w.set_classes("error-text")
+            return
+        s = msg.summary
+        kind = {"prose": "prose: replies continue your text",
+                "dialogue": "dialogue: replies are chat turns",
+                "mixed": "prose and dialogue mixed"}.get(s.kind, s.kind)
+        text = Text.assemble(("✓ ", "bold green"), (s.describe(), "bold"), f"\n{kind}")
+        if s.notes:
+            text.append(f"\n{len(s.notes)} note(s): {s.notes[0]}"
+                        + (" …" if len(s.notes) > 1 else ""), style="dim")
+        w.update(text)
+        w.set_classes("corpus-ok")
+        name = self.query_one("#name", Input)
+        if not self.resume_name and (not name.value or name.value == self.name_auto):
+            self.name_auto = suggest_name(self._paths())
+            name.value = self.name_auto
+        self._resolve_defaults()
+
+    def _spec_for_defaults(self) -> TrainSpec | None:
+        try:
+            minutes = self._minutes()
+        except FormError:
+            return None
+        preset = self.query_one("#preset", Select).value
+        return TrainSpec(paths=[], name=self.resume_name or "x", minutes=minutes,
+                         preset=str(preset), resume=False)
+
+    def _resolve_defaults(self) -> None:
+        if self.summary is None or self.running:
+            return
+        spec = self._spec_for_defaults()
+        if spec is None:
+            return
+        self.defaults_req += 1
+        if self.resume_name:
+            # Resuming goes on with the saved hyperparameters: those are the defaults.
+            try:
+                saved = dict(read_train_args(self.resume_name).get("config", {}))
+            except store.StoreError as e:
+                self.status.set(str(e), level="error")
+                return
+            device = read_train_args(self.resume_name).get("device", "")
+            self.post_message(self.DefaultsResolved(self.defaults_req, saved, [], device, None))
+            return
+        self._defaults(self.defaults_req, spec, self.summary.chars, self.summary.kind)
+
+    @work(thread=True, group="defaults")
+    def _defaults(self, req: int, spec: TrainSpec, n_chars: int, kind: str) -> None:
+        try:
+            values, notes, device = resolved_defaults(spec, n_chars, kind)
+            self.post_message(self.DefaultsResolved(req, values, notes, device, None))
+        except Exception as e:
+            self.post_message(self.DefaultsResolved(req, None, [], "", describe_error(e)))
+
+    @on(DefaultsResolved)
+    def _defaults_resolved(self, msg: DefaultsResolved) -> None:
+        if msg.req != self.defaults_req or self.running:
+            return
+        if msg.error:
+            self.status.set(msg.error, level="error")
+            return
+        for _, dest, _, _ in ADVANCED:
+            field = self.query_one(f"#adv-{dest}", Input)
+            if field.disabled:
+                continue
+            value = msg.values.get(dest)
+            text = "" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
+            if field.value.strip() in ("", self.auto.get(dest, "")):
+                field.value = text
+            self.auto[dest] = text
+            if dest == "eval_interval" and not text:
+                field.placeholder = "auto (timed: ~12 per run, ≤ 30 s apart)"
+        if self.status.level == "error":
+            return  # keep the message about what to fix in view
+        shape = f"{msg.values['n_layer']} layers × {msg.values['n_embd']} wide"
+        self.status.set(f"Ready on {msg.device}: {shape}, context {msg.values['block_size']}. "
+                        "ctrl+s starts.")
+
+    def _minutes(self) -> float | None:
+        raw = self.query_one("#minutes", Input).value.strip()
+        if not raw:
+            return None
+        try:
+            v = float(raw)
+        except ValueError:
+            raise FormError(f"minutes: {raw!r} is not a number", "minutes") from None
+        if not (v > 0 and math.isfinite(v)):
+            raise FormError("minutes must be a positive number (or empty: until early stopping)",
+                            "minutes")
+        return v
+
+    def read_form(self) -> TrainSpec:
+        """The spec the form describes, or FormError naming the field."""
+        paths = self._paths()
+        if not paths:
+            raise FormError("choose a corpus: type a file or folder, or press ctrl+b to browse",
+                            "paths")
+        if self.resume_name:
+            name = self.resume_name
+        else:
+            name = self.query_one("#name", Input).value.strip() or suggest_name(paths)
+            try:
+                check_new_name(name)
+            except store.StoreError as e:
+                raise FormError(str(e), "name") from None
+        overrides = {}
+        for flag, dest, parse, _ in ADVANCED:
+            field = self.query_one(f"#adv-{dest}", Input)
+            raw = field.value.strip()
+            if field.disabled or not raw or raw == self.auto.get(dest):
+                continue
+            try:
+                overrides[dest] = parse(raw)
+            except Exception as e:  # argparse's validators raise ArgumentTypeError
+                raise FormError(f"{flag[2:]}: {e}", f"adv-{dest}") from None
+        max_steps = overrides.pop("max_steps", None)
+        minutes = self._minutes()
+        return TrainSpec(paths=paths, name=name, minutes=minutes, max_steps=max_steps,
+                         preset=str(self.query_one("#preset", Select).value),
+                         overrides=overrides, resume=bool(self.resume_name))
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "paths":
+            self._check_corpus_soon(0.0)
+        self.focus_next()
+
+    # -- running -------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("start", "browse"):
+            return self.state in ("idle", "done")
+        if action == "stop":
+            return self.state == "running"
+        if action == "chat_with":
+            return self.state == "done" and self.result_name is not None
+        if action == "toggle_view":
+            return self.state != "idle" and self.has_class("-narrow")
+        return True
+
+    def action_start(self) -> None:
+        if self.running:
+            return
+        try:
+            spec = self.read_form()
+        except FormError as e:
+            self.status.set(str(e), level="error")
+            self.notify(str(e), severity="error", title="Cannot start")
+            if e.widget_id:
+                w = self.query_one(f"#{e.widget_id}")
+                if e.widget_id.startswith("adv-"):
+                    self.query_one("#advanced", Collapsible).collapsed = False
+                w.focus()
+            return
+        self.spec = spec
+        self.cancel = threading.Event()
+        self.result = None
+        self.result_name = None
+        self.max_steps = None
+        self.state = "running"
+        self.show_setup = False
+        self._set_form_enabled(False)
+        self.query_one(TrainStats).reset()
+        self.query_one(LossPlot).clear()
+        self.query_one("#progress", ProgressBar).update(total=1.0, progress=0)
+        sample = self.query_one("#sample", Static)
+        sample.update(Text(""))
+        sample.display = False
+        self.query_one("#outcome-text", Static).update("")
+        self.query_one("#outcome-text").set_classes("")
+        self.query_one("#chat-with").display = False
+        self.query_one("#stop").display = True
+        self.query_one("#run-title", Static).update(Text(f"Starting {spec.name}…", style="bold"))
+        self.status.set("starting (loading torch and the corpus)…", busy=True)
+        self._apply_view()
+        self.query_one("#stop", Button).focus()
+        self._train(spec)
+
+    def _set_form_enabled(self, enabled: bool) -> None:
+        for w in self.query("#setup Input, #setup Select, #setup Button"):
+            if enabled and self.resume_name and (
+                w.id == "name" or w.id == "preset" or w.id in {f"adv-{k}" for k in SHAPE_KEYS}
+            ):
+                continue
+            w.disabled = not enabled
+
+    @work(thread=True, group="train")
+    def _train(self, spec: TrainSpec) -> None:
+        feed = TrainFeed(lambda batch: self.post_message(self.Progress(batch)))
+        try:
+            if spec.resume:
+                self._post_history(spec.name)
+            result = run_training(spec, feed, self.cancel)
+            feed.flush()
+            self.post_message(self.Finished(result))
+        except Cancelled:
+            self.post_message(self.Failed("stopped before training began", cancelled=True))
+        except BaseException as e:  # noqa: BLE001 - the app must never die with a traceback
+            feed.flush()
+            self.post_message(self.Failed(describe_error(e)))
+
+    def _post_history(self, name: str) -> None:
+        """The loss curves so far of a model being resumed (from its metrics.jsonl)."""
+        train, val = [], []
+        try:
+            _, folder = store.resolve(name)
+            with open(folder / "metrics.jsonl", encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        d = json.loads(line)
+                    except ValueError:
+                        continue
+                    if d.get("kind") == "step" and "train_loss" in d:
+                        train.append((d.get("step", 0), d["train_loss"]))
+                    elif d.get("kind") == "eval" and "val_loss" in d:
+                        val.append((d.get("step", 0), d["val_loss"]))
+        except (OSError, store.StoreError):
+            return
+        self.post_message(self.History(train, val))
+
+    @on(History)
+    def _history(self, msg: History) -> None:
+        plot = self.query_one(LossPlot)
+        plot.add_train(msg.train)
+        for step, loss in msg.val:
+            plot.add_val(step, loss)
+
+    @on(Progress)
+    def _progress(self, msg: Progress) -> None:
+        b = msg.batch
+        stats = self.query_one(TrainStats)
+        plot = self.query_one(LossPlot)
+        for note in b.notes:
+            self.status.set(note, busy=True)
+        if b.start is not None:
+            ev = b.start
+            c = ev.details.get("config", {})
+            self.max_steps = ev.max_steps
+            plot.x_max = ev.max_steps
+            params = ev.details.get("params") or 0
+            title = Text.assemble(
+                (Path(ev.details.get("folder", "")).name, "bold"),
+                f" · {params / 1e6:.2f}M params on {ev.details.get('device', '?')} · "
+                f"{c.get('n_layer')}×{c.get('n_embd')}, {c.get('n_head')} heads, "
+                f"context {c.get('block_size')}, batch {c.get('batch_size')}"
+                + (" · resumed" if ev.details.get("resumed") else ""),
+            )
+            self.query_one("#run-title", Static).update(title)
+            self.status.set("training… " + "; ".join(ev.details.get("notes", [])), busy=True)
+            stats.set_values(step=ev.step, max_steps=ev.max_steps)
+        if b.train_points:
+            plot.add_train(b.train_points)
+        if b.step is not None:
+            ev = b.step
+            stats.set_values(step=ev.step, max_steps=ev.max_steps, train=ev.train_loss,
+                             lr=ev.lr, tps=ev.tokens_per_s, elapsed=ev.elapsed, eta=ev.eta,
+                             best=ev.best_val_loss)
+            self.query_one("#progress", ProgressBar).update(progress=ev.progress)
+        for ev in b.evals:
+            plot.add_val(ev.step, ev.val_loss)
+            stats.set_values(step=ev.step, val=ev.val_loss, ppl=ev.ppl, best=ev.best_val_loss,
+                             best_step=ev.step if ev.improved else None, elapsed=ev.elapsed)
+            self.query_one("#progress", ProgressBar).update(progress=ev.progress)
+            if self.state == "running":
+                self.status.set(f"step {ev.step}: val loss {ev.val_loss:.4f}"
+                                + (" · best so far, saved" if ev.improved else ""), busy=True)
+        if b.sample is not None:
+            sample = self.query_one("#sample", Static)
+            sample.display = True
+            sample.border_title = f"sample at step {b.sample.step}"
+            sample.update(Text(b.sample.sample.strip("\n")[-400:]))
+        if b.end is not None:
+            stats.set_values(step=b.end.step, best=b.end.best_val_loss, elapsed=b.end.elapsed,
+                             best_step=b.end.details.get("best_step"), eta=0.0)
+
+    @on(Finished)
+    def _finished(self, msg: Finished) -> None:
+        r = msg.result
+        self.result = r
+        ok = r.best_val_loss is not None
+        self.result_name = r.name if ok else None
+        if r.stop_reason != "cancelled":
+            self.query_one("#progress", ProgressBar).update(progress=1.0)
+        level = "error" if r.stop_reason == "non_finite" else "success"
+        head = {"cancelled": "Stopped", "non_finite": "Diverged"}.get(r.stop_reason, "Finished")
+        # The core's message says why it stopped and where the best model is.
+        text = Text.assemble((f"{head} · ", "bold"), r.message + ".")
+        if ok:
+            text.append(f" ({r.steps} steps in {fmt_time(r.elapsed)})", style="dim")
+        self._end(text, level)
+        self.notify(r.message, title=f"Training {head.lower()}",
+                    severity="error" if level == "error" else "information")
+
+    @on(Failed)
+    def _failed(self, msg: Failed) -> None:
+        name = self.spec.name if self.spec else None
+        kept = bool(name) and (store.models_dir() / name / store.WEIGHTS).exists()
+        self.result_name = name if kept else None
+        text = Text.assemble(("Stopped · " if msg.cancelled else "Training failed · ", "bold"),
+                             msg.error)
+        if kept:
+            text.append(f"\nThe best model so far is kept in {store.models_dir() / name}.")
+        self._end(text, "warning" if msg.cancelled else "error")
+        if not msg.cancelled:
+            self.notify(msg.error, severity="error", title="Training failed", timeout=10)
+
+    def _end(self, text: Text, level: str) -> None:
+        self.state = "done"
+        self._set_form_enabled(True)
+        if not self.resume_name and self.name_auto:
+            # The name is taken now: suggest the next free one for another run.
+            self.name_auto = suggest_name(self._paths()) if self._paths_ok() else ""
+            if self.name_auto:
+                self.query_one("#name", Input).value = self.name_auto
+        self.query_one("#stop").display = False
+        outcome = self.query_one("#outcome-text", Static)
+        outcome.update(text)
+        outcome.set_classes(f"-{level}")
+        chat = self.query_one("#chat-with", Button)
+        chat.display = self.result_name is not None
+        if self.result_name is not None:
+            chat.focus()
+        self.status.set("done · " + ("ctrl+l chats with the model · " if self.result_name else "")
+                        + "ctrl+s trains again · Escape goes back", level=level)
+        self._apply_view()
+        callback, self._after_stop = self._after_stop, None
+        if callback is not None:
+            callback()
+
+    def _paths_ok(self) -> bool:
+        try:
+            return bool(self._paths())
+        except FormError:
+            return False
+
+    def action_stop(self) -> None:
+        if self.state != "running":
+            return
+        self.cancel.set()
+        self.state = "stopping"
+        self.query_one("#stop", Button).disabled = True
+        self.status.set("stopping after this step; the best model is kept…", busy=True)
+
+    def stop_then(self, callback) -> None:
+        """Stop training, then call callback (on the UI thread) once it has ended."""
+        if not self.running:
+            callback()
+            return
+        self._after_stop = callback
+        self.action_stop()
+
+    def action_chat_with(self) -> None:
+        if self.result_name:
+            self.app.chat_with(self.result_name)
+
+    def action_back(self) -> None:
+        if not self.running:
+            self._leave()
+            return
+        self.confirm_leave(self._leave)
+
+    def _leave(self) -> None:
+        """Close this screen (and any opened above it)."""
+        while self in self.app.screen_stack and len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+
+    def confirm_leave(self, then) -> None:
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.stop_then(then)
+
+        self.app.push_screen(ConfirmModal(
+            "Training is running",
+            "Leave the training screen? Training stops after the current step; the best model "
+            "so far is kept, and you can resume it later from the models screen.",
+            yes="Stop and leave", no="Keep training", danger=True), answer)
+
+    def action_browse(self) -> None:
+        if self.running:
+            return
+        try:
+            current = self._paths()
+        except FormError:
+            current = []
+
+        def chosen(path: str | None) -> None:
+            if not path:
+                return
+            paths_input = self.query_one("#paths", Input)
+            quoted = shlex.quote(shorten_path(path))
+            paths_input.value = (paths_input.value.rstrip() + " " + quoted).strip()
+            self._check_corpus_soon(0.0)
+            paths_input.focus()
+
+        self.app.push_screen(PathPickerModal(current[-1] if current else None), chosen)
+
+    def action_toggle_view(self) -> None:
+        self.show_setup = not self.show_setup
+        self._apply_view()
+
+    def _apply_view(self) -> None:
+        """Narrow screens show the form or the run, not both."""
+        setup, run = self.state == "idle" or self.show_setup, self.state != "idle"
+        if (setup, run) != (self.has_class("-show-setup"), self.has_class("-show-run")):
+            # One restyle of the screen for both classes.
+            self.set_class(setup, "-show-setup", update=False)
+            self.set_class(run, "-show-run", update=False)
+            self.update_node_styles()
+        self.refresh_bindings()
+
+    @on(Button.Pressed, "#start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    @on(Button.Pressed, "#stop")
+    def _stop_pressed(self) -> None:
+        self.action_stop()
+
+    @on(Button.Pressed, "#browse")
+    def _browse_pressed(self) -> None:
+        self.action_browse()
+
+    @on(Button.Pressed, "#chat-with")
+    def _chat_pressed(self) -> None:
+        self.action_chat_with()
+
+    def palette_commands(self):
+        yield ("Start training", "Start with the settings in the form (ctrl+s)", self.action_start)
+        yield ("Stop training", "Stop after this step, keep the best model (ctrl+x)",
+               self.action_stop)
+        yield ("Browse for a corpus…", "Add a file or folder to the corpus (ctrl+b)",
+               self.action_browse)
+        if self.result_name:
+            yield ("Chat with the new model", f"Open {self.result_name} in chat (ctrl+l)",
+                   self.action_chat_with)

@@ -1,0 +1,89 @@
+import json
+import os
+
+import pytest
+
+from charchat import conversations
+
+
+def make(model="m", *pairs):
+    conv = conversations.new(model, "prose")
+    for user, reply in pairs:
+        conv.messages.append({"role": "user", "content": user, "ended": ""})
+        conv.messages.append({"role": "assistant", "content": reply, "ended": "stop"})
+    return conv
+
+
+def test_save_and_load(charchat_home):
+    conv = make("m", ("hello", "hi there"))
+    path = conversations.save(conv)
+    assert path.parent == charchat_home / "conversations"
+    back = conversations.load(conv.id)
+    assert back.model == "m" and back.kind == "prose"
+    assert back.messages == conv.messages
+    assert back.title == "hello"
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp files
+
+
+def test_empty_conversation_is_not_written(charchat_home):
+    conv = conversations.new("m")
+    conversations.save(conv)
+    assert conversations.latest() is None
+    assert not (charchat_home / "conversations").exists()
+
+
+def test_latest_per_model(charchat_home):
+    a1 = make("a", ("one", "1"))
+    conversations.save(a1)
+    b = make("b", ("two", "2"))
+    conversations.save(b)
+    os.utime(conversations.path_for(a1.id), (1, 1))  # a1 is older
+    a2 = make("a", ("three", "3"))
+    conversations.save(a2)
+    assert conversations.latest().id == a2.id
+    assert conversations.latest("b").id == b.id
+    assert conversations.latest("a").id == a2.id
+    assert conversations.latest("nobody") is None
+    assert [c.id for c in conversations.list_conversations("a")] == [a2.id, a1.id]
+
+
+def test_damaged_files_are_skipped(charchat_home):
+    good = make("a", ("x", "y"))
+    conversations.save(good)
+    folder = charchat_home / "conversations"
+    (folder / "broken.json").write_text("{not json")
+    (folder / "list.json").write_text("[]")
+    (folder / "junk.json").write_text(json.dumps(
+        {"model": "a", "messages": [{"role": "robot", "content": "x"}, "nope",
+                                    {"role": "user", "content": 5}]}))
+    assert conversations.latest("a").id == good.id
+    assert conversations.load("broken") is None
+    assert conversations.load("../etc/passwd") is None
+
+
+def test_bad_ids_are_refused():
+    with pytest.raises(ValueError):
+        conversations.path_for("../x")
+
+
+def test_rename_model_keeps_order(charchat_home):
+    old = make("a", ("first", "1"))
+    conversations.save(old)
+    os.utime(conversations.path_for(old.id), (100, 100))
+    conversations.save(make("z", ("second", "2")))
+    assert conversations.rename_model("a", "b") == 1
+    assert conversations.latest("b").messages[0]["content"] == "first"
+    assert conversations.latest().model == "z"  # still the newest
+
+
+def test_delete(charchat_home):
+    conv = make("a", ("x", "y"))
+    conversations.save(conv)
+    conversations.delete(conv.id)
+    assert conversations.load(conv.id) is None
+    conversations.delete(conv.id)  # twice is fine
+
+
+def test_long_titles_are_shortened():
+    conv = make("a", ("word " * 40, "y"))
+    assert len(conv.title) <= 60 and conv.title.endswith("…")

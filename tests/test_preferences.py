@@ -1,0 +1,102 @@
+import json
+
+import pytest
+
+from charchat import cli, preferences
+
+
+def test_nothing_remembered_yet(charchat_home):
+    assert preferences.last_model() is None
+    assert preferences.default_model() is None
+    assert preferences.model_to_open() is None
+    assert preferences.sampling_for("m") == preferences.SAMPLING_DEFAULTS
+    assert preferences.theme() is None
+
+
+def test_last_and_default_model(charchat_home):
+    preferences.remember_model("a")
+    assert preferences.last_model() == "a" and preferences.model_to_open() == "a"
+    preferences.set_default_model("b")
+    assert preferences.model_to_open() == "b"
+    assert cli._last_model() == "b"  # the CLI opens the pinned model too
+    preferences.set_default_model(None)
+    assert preferences.model_to_open() == "a"
+    cli._remember_model("c")
+    assert json.loads((charchat_home / "state.json").read_text())["last_model"] == "c"
+
+
+def test_damaged_state_reads_as_nothing(charchat_home):
+    charchat_home.mkdir(parents=True)
+    (charchat_home / "state.json").write_text("[1, 2")
+    assert preferences.last_model() is None
+    preferences.remember_model("x")  # and is replaced on the next write
+    assert preferences.last_model() == "x"
+    (charchat_home / "state.json").write_text('["a list"]')
+    assert preferences.read_state() == {}
+
+
+def test_unwritable_home_is_ignored(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CHARCHAT_HOME", str(blocker))
+    preferences.remember_model("x")  # no exception
+    assert preferences.last_model() is None
+
+
+def test_sampling_per_model(charchat_home):
+    saved = preferences.save_sampling("a", {"temperature": 0.3, "top_k": 0, "top_p": None})
+    assert saved["temperature"] == 0.3 and saved["top_k"] is None and saved["top_p"] is None
+    assert preferences.sampling_for("a")["temperature"] == 0.3
+    assert preferences.sampling_for("b") == preferences.SAMPLING_DEFAULTS
+    preferences.save_sampling("a", {"max_new_chars": 50})  # other values are kept
+    assert preferences.sampling_for("a")["temperature"] == 0.3
+    assert preferences.sampling_for("a")["max_new_chars"] == 50
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"temperature": 6}, "temperature"),
+    ({"temperature": float("nan")}, "temperature"),
+    ({"temperature": True}, "temperature"),
+    ({"top_k": -1}, "top-k"),
+    ({"top_k": 2.5}, "top-k"),
+    ({"top_p": 0}, "top-p"),
+    ({"top_p": 1.5}, "top-p"),
+    ({"max_new_chars": 0}, "max reply length"),
+    ({"seed": "x"}, "seed"),
+])
+def test_bad_sampling_values(values, message):
+    with pytest.raises(ValueError, match=message):
+        preferences.check_sampling(values)
+
+
+def test_sampling_bounds_match_the_core():
+    from charchat.generation import SamplingSettings
+
+    for values in ({"temperature": 0.0}, {"temperature": 5}, {"top_k": 3}, {"top_p": 1.0},
+                   {"max_new_chars": 1}, {"seed": 7}):
+        SamplingSettings(**preferences.check_sampling(values))
+
+
+def test_damaged_sampling_entries_are_skipped(charchat_home):
+    charchat_home.mkdir(parents=True)
+    (charchat_home / "state.json").write_text(json.dumps(
+        {"sampling": {"a": {"temperature": "hot", "top_p": 0.5, "unknown": 1}}}))
+    s = preferences.sampling_for("a")
+    assert s["temperature"] == 0.8 and s["top_p"] == 0.5 and "unknown" not in s
+
+
+def test_rename_and_forget(charchat_home):
+    preferences.remember_model("a")
+    preferences.set_default_model("a")
+    preferences.save_sampling("a", {"temperature": 0.1})
+    preferences.rename_model("a", "b")
+    assert preferences.last_model() == "b" and preferences.default_model() == "b"
+    assert preferences.sampling_for("b")["temperature"] == 0.1
+    preferences.forget_model("b")
+    assert preferences.model_to_open() is None
+    assert preferences.sampling_for("b") == preferences.SAMPLING_DEFAULTS
+
+
+def test_theme(charchat_home):
+    preferences.remember_theme("textual-light")
+    assert preferences.theme() == "textual-light"

@@ -1,0 +1,325 @@
+"""The chat screen, driven with Pilot on a tiny model in a temporary data folder."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+from charchat import conversations, preferences
+from charchat.tui.app import CharChatApp
+from charchat.tui.screens import chat as chat_module
+from charchat.tui.screens.chat import ChatScreen
+from charchat.tui.widgets.messages import MessageBubble
+
+from .conftest import key, send, settle, wait_for
+
+
+def bubbles(app):
+    return [(b.role, b.text, b.ended) for b in app.screen.query(MessageBubble)]
+
+
+def test_app_module_does_not_import_torch():
+    code = ("import sys, charchat.tui.app, charchat.tui.screens.chat; "
+            "bad = [m for m in ('torch', 'charchat.model', 'charchat.trainer', 'charchat.chat', "
+            "'charchat.generation', 'numpy') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+async def test_empty_state_leads_to_training(charchat_home):
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ChatScreen) and screen.state == "empty"
+        assert "No model yet" in str(screen.query_one("#empty-text").content)
+        assert screen.sub_title == "no model yet"
+        await send(pilot, "hello")  # nothing to answer: the text stays
+        assert screen.query_one("#prompt").value == "hello"
+        await pilot.press("ctrl+t")
+        assert type(app.screen).__name__ == "TrainScreen"
+
+
+async def test_send_streams_a_reply_and_saves_it(tiny_model, charchat_home):
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert screen.state == "ready"
+        assert screen.sub_title == "tiny · cpu"  # header: model and device
+        await send(pilot, "The cat")
+        await settle(pilot)
+        got = bubbles(app)
+        assert got[0] == ("user", "The cat", "")
+        assert got[1][0] == "assistant" and 0 < len(got[1][1]) <= 30
+        assert got[1][2] in ("length", "stop", "end_token")
+        assert screen.query_one("#prompt").value == ""
+        saved = conversations.latest("tiny")
+        assert [m["content"] for m in saved.messages] == ["The cat", got[1][1]]
+        assert preferences.last_model() == "tiny"
+        # The conversation goes on.
+        await send(pilot, "A dog")
+        await settle(pilot)
+        assert [b[0] for b in bubbles(app)] == ["user", "assistant", "user", "assistant"]
+        assert len(conversations.latest("tiny").messages) == 4
+
+
+async def test_stop_keeps_the_text(tiny_model, charchat_home, monkeypatch):
+    monkeypatch.setattr(chat_module, "STREAM_INTERVAL", 0.0)
+    # Greedy: this tiny model then writes spaces, never the blank line that ends a prose reply.
+    preferences.save_sampling("tiny", {"max_new_chars": 100_000, "temperature": 0.0})
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        await send(pilot, "The")
+        await wait_for(pilot, lambda: len(screen.query(MessageBubble)[-1].text) >= 3,
+                       what="streamed characters")
+        assert screen.generating, bubbles(app)
+        shown = [b.binding.action for b in app.active_bindings.values() if b.binding.show]
+        assert "stop" in shown
+        await key(pilot, "escape")
+        await settle(pilot)
+        reply = screen.query(MessageBubble)[-1]
+        assert reply.ended == "cancelled" and not reply.streaming
+        assert 3 <= len(reply.text) < 100_000
+        assert reply.border_subtitle == "stopped"
+        assert not screen.generating
+        assert "stop" not in [b.binding.action for b in app.active_bindings.values()]
+        saved = conversations.latest("tiny").messages[-1]
+        assert saved["content"] == reply.text and saved["ended"] == "cancelled"
+
+
+async def test_new_conversation_and_restore_on_restart(tiny_model, charchat_home):
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await send(pilot, "first")
+        await settle(pilot)
+        first = bubbles(app)
+    # Restart: the last conversation is back, and goes on.
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert bubbles(app) == first
+        assert len(app.engine.session.messages) == 2
+        await key(pilot, "ctrl+n")
+        await settle(pilot)
+        assert bubbles(app) == []
+        assert app.engine.session.messages == []
+        await send(pilot, "second")
+        await settle(pilot)
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert bubbles(app)[0][1] == "second"
+    assert len(conversations.list_conversations("tiny")) == 2  # the first one is still saved
+
+
+async def test_typing_before_the_model_is_ready(tiny_model, charchat_home):
+    preferences.remember_model("gone")  # deleted since: the app falls back to another model
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        # The first message can be sent before the model has loaded; it is answered once
+        # the model is ready.
+        app.screen.query_one("#prompt").value = "early"
+        await key(pilot, "enter")
+        await pilot.pause()
+        assert bubbles(app)[0][:2] == ("user", "early")
+        await settle(pilot)
+        got = bubbles(app)
+        assert got[0][1] == "early" and got[1][0] == "assistant" and got[1][1]
+        assert app.screen.model_name == "tiny" and app.screen.state == "ready"
+
+
+async def test_regenerate_copy_and_unknown_characters(tiny_model, charchat_home):
+    preferences.save_sampling("tiny", {"max_new_chars": 30, "seed": None})
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await key(pilot, "ctrl+r")  # nothing yet: told so
+        await send(pilot, "The")
+        await settle(pilot)
+        await key(pilot, "ctrl+r")
+        await settle(pilot)
+        got = bubbles(app)
+        assert len(got) == 2 and got[1][1]
+        assert app.engine.session.messages[-1].content == got[1][1]
+        copied = []
+        app.copy_to_clipboard = copied.append
+        await key(pilot, "ctrl+y")
+        assert copied == [got[1][1]]
+        # A bubble can be focused and copied too.
+        app.screen.query(MessageBubble)[0].focus()
+        await pilot.pause()
+        await key(pilot, "c")
+        assert copied[-1] == "The"
+        # Characters the model never saw: the core's rule applies, and the user is told once.
+        app.screen.query_one("#prompt").focus()
+        await send(pilot, "Zebra!")
+        await settle(pilot)
+        notes = [n.message for n in app._notifications if "never saw" in n.message]
+        assert len(notes) == 1 and "'!'" in notes[0]
+        await send(pilot, "Zoo!")
+        await settle(pilot)
+        assert len([n for n in app._notifications if "never saw" in n.message]) == 1
+
+
+async def test_settings_modal_changes_and_remembers(tiny_model, charchat_home):
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        assert type(app.screen).__name__ == "SettingsModal"
+        temp = app.screen.query_one("#s-temperature")
+        temp.value = "9"
+        await pilot.press("enter")
+        assert type(app.screen).__name__ == "SettingsModal"  # refused, with a message
+        assert "temperature" in str(app.screen.query_one("#settings-error").content)
+        temp.value = "0.2"
+        app.screen.query_one("#s-top_k").value = "5"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ChatScreen)
+        assert app.engine.session.settings.temperature == 0.2
+        assert app.engine.session.settings.top_k == 5
+        assert preferences.sampling_for("tiny")["temperature"] == 0.2
+        assert "temperature 0.2" in app.screen.query_one("#chat-status").text
+
+
+async def test_command_palette_and_theme(tiny_model, charchat_home):
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        titles = {c.title: c for c in app.get_system_commands(app.screen)}
+        for title in ("New conversation", "Regenerate last reply", "Copy last reply",
+                      "Sampling settings…", "Switch model…", "Temperature 0.5", "Top-k 20",
+                      "Top-p 0.9", "Max reply length 200", "Train a model", "Models"):
+            assert title in titles, title
+        titles["Temperature 0.5"].callback()
+        await settle(pilot)
+        assert preferences.sampling_for("tiny")["temperature"] == 0.5
+        assert app.engine.session.settings.temperature == 0.5
+        await pilot.press("ctrl+p")
+        assert type(app.screen).__name__ == "CommandPalette"
+        await pilot.press("escape")
+        # Narrow and short at 80x24; the theme is remembered.
+        assert app.screen.has_class("-narrow") and app.screen.has_class("-short")
+        app.theme = "textual-light"
+        await pilot.pause()
+        assert json.loads((charchat_home / "state.json").read_text())["theme"] == "textual-light"
+    assert CharChatApp().theme == "textual-light"
+
+
+async def test_switch_model_with_picker(tiny_model, tiny_model_dir, charchat_home):
+    shutil.copytree(tiny_model_dir, charchat_home / "models" / "other")
+    preferences.remember_model("tiny")
+    app = CharChatApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await send(pilot, "hi")
+        await settle(pilot)
+        await pilot.press("ctrl+l")
+        picker = app.screen
+        assert type(picker).__name__ == "ModelPickerModal"
+        options = [o.id for o in picker.query_one("#model-options").options]
+        assert set(options) == {"tiny", "other"}
+        prompt = str(picker.query_one("#model-options").get_option("tiny").prompt)
+        assert "params" in prompt and "val" in prompt
+        picker.query_one("#model-options").highlighted = options.index("other")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.screen.sub_title == "other · cpu"
+        assert bubbles(app) == []  # other has no conversation yet
+        assert preferences.last_model() == "other"
+        # Back to tiny: its conversation comes back.
+        app.screen.switch_model("tiny")
+        await settle(pilot)
+        assert bubbles(app)[0][1] == "hi"
+
+
+async def test_corrupted_model_is_an_error_message(tiny_model, charchat_home):
+    (charchat_home / "models" / "tiny" / "model.pt").write_bytes(b"\x00not a model")
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert screen.state == "failed"
+        text = str(screen.query_one("#empty-text").content)
+        assert "Could not load the model tiny" in text and "not a readable model file" in text
+        assert "not loaded" in screen.sub_title
+        await send(pilot, "hello")
+        assert bubbles(app) == []
+        assert app.return_code is None  # still running, no traceback
+
+
+async def test_view_follows_the_reply_only_at_the_bottom(tiny_model, charchat_home):
+    conv = conversations.new("tiny")
+    for i in range(15):
+        conv.messages += [{"role": "user", "content": f"message {i}", "ended": ""},
+                          {"role": "assistant", "content": f"reply {i}", "ended": "stop"}]
+    conversations.save(conv)
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        view = app.screen.conversation
+        assert view.max_scroll_y > 0 and view.scroll_y == view.max_scroll_y  # restored, at the end
+        await send(pilot, "The cat")
+        await settle(pilot)
+        assert view.scroll_y == view.max_scroll_y  # followed the reply
+        reply = view.last_reply()
+        # The user scrolls up: text streaming in does not move the view...
+        view.scroll_home(animate=False)
+        await pilot.pause()
+        app.screen.post_message(ChatScreen.Chunk(reply, "more\n" * 10))
+        await pilot.pause()
+        assert view.scroll_y == 0
+        # ...until they are back at the bottom: then it follows again.
+        view.scroll_end(animate=False)
+        await pilot.pause()
+        app.screen.post_message(ChatScreen.Chunk(reply, "even more\n" * 10))
+        await pilot.pause()
+        assert view.scroll_y == view.max_scroll_y
+
+
+async def test_opens_the_bundled_default_model(tiny_model_dir, charchat_home, tmp_path,
+                                               monkeypatch):
+    from charchat import store
+
+    bundled = tmp_path / "package-data" / "default"
+    shutil.copytree(tiny_model_dir, bundled)
+    monkeypatch.setattr(store, "bundled_dir", lambda: bundled)
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.screen.state == "ready" and app.screen.sub_title == "default · cpu"
+        await pilot.press("ctrl+l")
+        options = app.screen.query_one("#model-options")
+        assert "(bundled)" in str(options.get_option("default").prompt)
+        await pilot.press("escape")
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        assert not app.screen.check_action("delete", ())  # the bundled model is read-only
+
+
+async def test_hint_and_input_history(tiny_model, charchat_home):
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        hint = app.screen.query(".conversation-hint")
+        assert hint and "learned from prose" in str(hint.first().content)
+        await send(pilot, "one")
+        await settle(pilot)
+        assert not app.screen.query(".conversation-hint")
+        await send(pilot, "two")
+        await settle(pilot)
+        prompt = app.screen.query_one("#prompt")
+        await pilot.press("up")
+        assert prompt.value == "two"
+        await pilot.press("up", "up")
+        assert prompt.value == "one"
+        await pilot.press("down", "down")
+        assert prompt.value == ""
+        await key(pilot, "ctrl+n")
+        await settle(pilot)
+        assert app.screen.query(".conversation-hint")

@@ -1,0 +1,123 @@
+"""The models screen: list, details, delete (confirmed), rename, set default, chat."""
+
+import io
+import re
+import shutil
+
+from charchat import conversations, preferences, store
+from charchat.tui.app import CharChatApp
+from charchat.tui.screens.chat import ChatScreen
+from charchat.tui.screens.models import ModelsScreen, _short_corpus
+
+from .conftest import key, settle
+
+
+async def open_models(pilot) -> ModelsScreen:
+    await settle(pilot)
+    await pilot.press("ctrl+o")
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, ModelsScreen)
+    return pilot.app.screen
+
+
+def plain(renderable) -> str:
+    from rich.console import Console
+
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+def rows(screen):
+    table = screen.query_one("#models-table")
+    return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+
+
+async def test_list_and_details(tiny_model, tiny_model_dir, charchat_home):
+    shutil.copytree(tiny_model_dir, charchat_home / "models" / "other")
+    app = CharChatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_models(pilot)
+        names = rows(screen)
+        assert len(names) == 2 and any(n.startswith("tiny") for n in names)
+        table = screen.query_one("#models-table")
+        row = table.get_row_at(0)
+        assert re.fullmatch(r"[\d.]+k", row[1]) and row[2] != "–" and row[3].endswith("kB")
+        details = plain(screen.query_one("#details").content)
+        for field in ("parameters", "best val loss", "corpus", "created", "on disk", "shape"):
+            assert field in details
+        assert "●" in " ".join(names)  # the model open in chat is marked
+
+
+async def test_delete_asks_first(tiny_model, tiny_model_dir, charchat_home):
+    shutil.copytree(tiny_model_dir, charchat_home / "models" / "other")
+    preferences.remember_model("tiny")
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_models(pilot)
+        screen.query_one("#models-table").move_cursor(row=rows(screen).index(
+            next(n for n in rows(screen) if n.startswith("tiny"))))
+        await pilot.press("d")
+        assert type(app.screen).__name__ == "ConfirmModal"
+        await pilot.press("enter")  # the focused button is "Keep it"
+        await settle(pilot)
+        assert (charchat_home / "models" / "tiny" / "model.pt").exists()
+        await pilot.press("d")
+        await pilot.press("y")
+        await settle(pilot)
+        assert not (charchat_home / "models" / "tiny").exists()
+        assert [n.split()[0] for n in rows(screen)] == ["other"]
+        assert preferences.last_model() != "tiny"
+        # The chat screen had tiny open: it moves to another model.
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, ChatScreen) and app.screen.model_name == "other"
+
+
+async def test_rename_and_default(tiny_model, charchat_home):
+    conv = conversations.new("tiny")
+    conv.messages = [{"role": "user", "content": "hi", "ended": ""}]
+    conversations.save(conv)
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_models(pilot)
+        await pilot.press("r")
+        modal = app.screen
+        modal.query_one("#new-name").value = "bad name!"
+        await pilot.press("enter")
+        assert "invalid model name" in str(modal.query_one("#rename-error").content)
+        modal.query_one("#new-name").value = "renamed"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert (charchat_home / "models" / "renamed" / "model.pt").exists()
+        assert rows(screen)[0].startswith("renamed")
+        assert conversations.latest("renamed").messages[0]["content"] == "hi"
+        await key(pilot, "s")
+        await settle(pilot)
+        assert preferences.default_model() == "renamed"
+        assert "★" in rows(screen)[0]
+        await pilot.press("enter")  # chat with it
+        await settle(pilot)
+        assert isinstance(app.screen, ChatScreen) and app.screen.model_name == "renamed"
+        assert app.screen.state == "ready"
+
+
+async def test_empty_list(charchat_home):
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_models(pilot)
+        assert rows(screen) == []
+        assert "No models yet" in plain(screen.query_one("#details").content)
+        await key(pilot, "d")  # nothing to delete: nothing happens
+        assert app.screen is screen
+
+
+def test_short_corpus():
+    assert _short_corpus("3 files, 41,514 characters, vocabulary 74, prose") == "41.5k chars, prose"
+    assert _short_corpus("1 file, 6,000 characters, vocabulary 7, dialogue (3 conversations)") \
+        == "6.0k chars, dialogue"
+    assert _short_corpus("odd") == "odd"
+
+
+def test_store_listing_is_untouched_by_the_app(tiny_model):
+    assert [m.name for m in store.list_models()] == ["tiny"]

@@ -1,0 +1,203 @@
+"""The training screen: form, live progress, stop, errors, and chatting with the result."""
+
+from charchat import store
+from charchat.tui.app import CharChatApp
+from charchat.tui.screens.chat import ChatScreen
+from charchat.tui.screens.train import TrainScreen
+from charchat.tui.widgets.loss_plot import LossPlot
+from charchat.tui.widgets.train_stats import TrainStats
+
+from .conftest import key, send, settle, wait_for
+
+TINY_FORM = {"n_layer": "1", "n_head": "2", "n_embd": "16", "block_size": "16",
+             "batch_size": "8", "eval_interval": "10", "eval_tokens": "512", "device": "cpu"}
+
+
+async def open_training(pilot, corpus) -> TrainScreen:
+    app = pilot.app
+    await settle(pilot)
+    await pilot.press("ctrl+t")
+    screen = app.screen
+    assert isinstance(screen, TrainScreen)
+    screen.query_one("#paths").value = str(corpus)
+    screen._check_corpus()
+    await settle(pilot)
+    return screen
+
+
+def fill(screen, **fields):
+    for name, value in fields.items():
+        screen.query_one(f"#adv-{name}").value = value
+
+
+async def test_form_checks_corpus_fills_defaults_and_points_at_errors(tiny_corpus,
+                                                                     charchat_home, tiny_model):
+    app = CharChatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_training(pilot, tiny_corpus)
+        summary = str(screen.query_one("#corpus-summary").content)
+        assert "1 file, 6,000 characters, vocabulary" in summary and "prose" in summary
+        assert screen.query_one("#name").value == "story"
+        # The advanced section holds the core's choices for this corpus and budget.
+        assert screen.query_one("#adv-n_layer").value == "2"
+        assert screen.query_one("#adv-lr").value != ""
+        assert screen.query_one("#adv-eval_interval").value == ""  # timed automatically
+        screen.query_one("#preset").value = "small"
+        await pilot.pause()
+        screen._resolve_defaults()
+        await settle(pilot)
+        assert screen.query_one("#adv-n_embd").value == "128"  # the preset shows through
+        # Errors name the field and put the cursor there.
+        screen.query_one("#name").value = "tiny"  # taken
+        await key(pilot, "ctrl+s")
+        assert screen.state == "idle" and "already exists" in screen.status.text
+        assert app.focused.id == "name"
+        screen.query_one("#name").value = "fresh"
+        fill(screen, lr="fast")
+        await key(pilot, "ctrl+s")
+        await settle(pilot)
+        assert screen.state == "idle" and "lr: not a number" in screen.status.text
+        assert app.focused.id == "adv-lr"
+        screen.query_one("#minutes").value = "-1"
+        fill(screen, lr="")
+        await key(pilot, "ctrl+s")
+        assert "minutes" in screen.status.text
+
+
+async def test_bad_corpus_is_a_message(tmp_path, charchat_home):
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(b"abc\x00def")
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_training(pilot, tmp_path / "missing.txt")
+        assert "no such file or folder" in str(screen.query_one("#corpus-summary").content)
+        screen.query_one("#paths").value = str(binary)
+        screen._check_corpus()
+        await settle(pilot)
+        assert "binary file" in str(screen.query_one("#corpus-summary").content)
+        # Starting anyway: the core's error is shown on the screen, no traceback.
+        fill(screen, **TINY_FORM)
+        await key(pilot, "ctrl+s")
+        await settle(pilot)
+        assert screen.state == "done"
+        assert "binary file" in str(screen.query_one("#outcome-text").content)
+        assert app.return_code is None
+
+
+async def test_train_stop_and_chat(tiny_corpus, charchat_home):
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_training(pilot, tiny_corpus)
+        fill(screen, max_steps="100000", **TINY_FORM)
+        screen.query_one("#minutes").value = ""
+        await key(pilot, "ctrl+s")
+        assert screen.state == "running"
+        plot = screen.query_one(LossPlot)
+        stats = screen.query_one(TrainStats)
+        await wait_for(pilot, lambda: len(plot.val) >= 2 and plot.redraws >= 1,
+                       what="two evaluations on the plot")
+        assert plot.train and stats.values["step"] >= 20 and "val" in stats.values
+        assert stats.values["best"] is not None
+        assert screen.query_one("#progress").progress > 0 or stats.values["step"] > 0
+        # Leaving asks first; keeping on training keeps the screen.
+        await key(pilot, "escape")
+        assert type(app.screen).__name__ == "ConfirmModal"
+        await key(pilot, "escape")
+        assert app.screen is screen and screen.running
+        await key(pilot, "ctrl+x")
+        await settle(pilot)
+        assert screen.state == "done"
+        outcome = str(screen.query_one("#outcome-text").content)
+        assert "stopped by you" in outcome and "saved in" in outcome
+        assert (charchat_home / "models" / "story" / "model.pt").exists()
+        assert store.load_model("story").model.config.n_embd == 16
+        await pilot.press("ctrl+l")  # chat with this model
+        await settle(pilot)
+        assert isinstance(app.screen, ChatScreen)
+        assert app.screen.sub_title == "story · cpu"
+        await send(pilot, "The")
+        await settle(pilot)
+        assert app.engine.session.messages[-1].role == "assistant"
+
+
+async def test_train_to_max_steps_chat_then_resume(tiny_corpus, charchat_home):
+    app = CharChatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_training(pilot, tiny_corpus)
+        fill(screen, max_steps="20", **TINY_FORM)
+        screen.query_one("#name").value = "twenty"
+        await key(pilot, "ctrl+s")
+        await settle(pilot)
+        assert screen.state == "done"
+        assert "reached --max-steps" in str(screen.query_one("#outcome-text").content)
+        assert screen.query_one(TrainStats).values["step"] == 20
+        assert screen.query_one("#chat-with").display
+        await pilot.click("#chat-with")
+        await settle(pilot)
+        assert app.screen.model_name == "twenty" and app.screen.state == "ready"
+        # Resume it from the models screen: the form holds its corpus and fixed shape, and
+        # the plot starts with the curves so far.
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        await pilot.press("t")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TrainScreen) and screen.resume_name == "twenty"
+        assert screen.query_one("#name").disabled and screen.query_one("#adv-n_embd").disabled
+        assert screen.query_one("#paths").value == str(tiny_corpus)
+        screen.query_one("#minutes").value = ""
+        fill(screen, max_steps="10")
+        await key(pilot, "ctrl+s")
+        await settle(pilot)
+        assert screen.state == "done", screen.query_one("#outcome-text").content
+        assert screen.query_one(TrainStats).values["step"] == 30
+        assert len(screen.query_one(LossPlot).val) >= 3  # the earlier curve was loaded too
+
+
+async def test_quit_while_training_asks_and_keeps_the_model(tiny_corpus, charchat_home):
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_training(pilot, tiny_corpus)
+        fill(screen, max_steps="100000", **TINY_FORM)
+        await key(pilot, "ctrl+s")
+        await wait_for(pilot, lambda: len(screen.query_one(LossPlot).val) >= 1,
+                       what="a first evaluation")
+        await key(pilot, "ctrl+q")
+        assert type(app.screen).__name__ == "ConfirmModal"
+        await key(pilot, "y")
+        await settle(pilot)
+    assert app.return_code == 0
+    assert (charchat_home / "models" / "story" / "model.pt").exists()
+    assert (charchat_home / "models" / "story" / "state.pt").exists()
+
+
+async def test_core_errors_are_messages(tiny_corpus, charchat_home, monkeypatch):
+    from pathlib import Path
+
+    from charchat.trainer import TrainConfig, TrainingError, TrainResult
+    from charchat.tui.screens import train as train_module
+
+    def out_of_memory(spec, on_event, cancel):
+        raise TrainingError("out of memory: use a smaller --batch-size, --block-size or --n-embd")
+
+    def diverged(spec, on_event, cancel):
+        return TrainResult(spec.name, Path("/x"), "non_finite",
+                           "training diverged at step 7 (loss is not a finite number); no model "
+                           "was saved; try a lower --lr", 7, None, None, 1.0, TrainConfig())
+
+    def crash(spec, on_event, cancel):
+        raise RuntimeError("something odd\nwith a second line")
+
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_training(pilot, tiny_corpus)
+        for fake, expected in ((out_of_memory, "out of memory"), (diverged, "diverged at step 7"),
+                               (crash, "unexpected error (RuntimeError: something odd)")):
+            monkeypatch.setattr(train_module, "run_training", fake)
+            await key(pilot, "ctrl+s")
+            await settle(pilot)
+            outcome = str(screen.query_one("#outcome-text").content)
+            assert screen.state == "done" and expected in outcome, outcome
+            assert "Traceback" not in outcome and not screen.query_one("#chat-with").display
+            assert screen.status.level == "error"
+        assert app.return_code is None

@@ -16,18 +16,11 @@ import threading
 import time
 from pathlib import Path
 
+from .formatting import fmt_time
+
 
 class CLIError(Exception):
     pass
-
-
-def _fmt_time(s: float | None) -> str:
-    if s is None or not math.isfinite(s):
-        return "--:--"
-    s = int(round(s))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
 
 
 def _positive_float(text: str) -> float:
@@ -289,7 +282,7 @@ class _TrainView:
             parts.append(f"best {s['best']:.3f}")
         if s["tps"]:
             parts.append(f"{s['tps'] / 1000:.1f}k tok/s")
-        parts.append(f"ETA {_fmt_time(s['eta'])}")
+        parts.append(f"ETA {fmt_time(s['eta'])}")
         return " | ".join(parts)
 
     def on_event(self, ev) -> None:
@@ -317,7 +310,7 @@ class _TrainView:
             mark = " [green]saved[/]" if ev.improved else ""
             self.say(
                 f"  step {ev.step:>6}  val {ev.val_loss:.4f}  ppl {ev.ppl:7.3f}  "
-                f"lr {ev.lr:.2e}  {_fmt_time(ev.elapsed)}{mark}"
+                f"lr {ev.lr:.2e}  {fmt_time(ev.elapsed)}{mark}"
             )
         if self.live and self.task is not None:
             self.progress.update(self.task, completed=ev.progress, stats=self._stats())

@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 from .. import conversations, preferences, store
 from ..conversations import Conversation
 from ..recipe import PRESETS
+from ..formatting import fmt_time  # noqa: F401  (re-exported for the screens)
 
 log = logging.getLogger("charchat.tui")
 
@@ -401,15 +402,6 @@ class TrainFeed:
         batch, self.batch = self.batch, TrainBatch()
         self.last = self.clock()
         self.post(batch)
-
-
-def fmt_time(s: float | None) -> str:
-    if s is None or not math.isfinite(s):
-        return "--:--"
-    s = int(round(s))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
 
 
 def fmt_size(n: int) -> str:

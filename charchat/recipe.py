@@ -44,7 +44,7 @@ def _shape_for(budget_s: float, n_tokens: int, device: str) -> tuple[int, int, i
     elif budget_s <= 1200:
         shape = (4, 4, 192, 128, 32)
     else:
-        shape = (6, 6, 256, 128, 32)
+        shape = (6, 8, 256, 128, 32)
     # A small corpus does not need (and would overfit) a big model.
     if n_tokens < 50_000:
         shape = (2, 4, 128, min(shape[3], 64), 16)

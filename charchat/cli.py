@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("args", nargs="*")
     m.add_argument("--json", action="store_true", help="one JSON object per line")
 
+    k = sub.add_parser("corpus", help="'corpus list' shows corpora; 'corpus get NAME' downloads one")
+    k.add_argument("action", choices=["list", "get"])
+    k.add_argument("name", nargs="?")
+    k.add_argument("--url", help="download from this mirror instead (the SHA-256 is still checked)")
+
     c = sub.add_parser("chat", help="chat in the terminal")
     c.add_argument("--plain", action="store_true", help="line by line on stdin/stdout")
     c.add_argument("--model", default=None, help="model name or folder")
@@ -452,6 +457,33 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_corpus(args) -> int:
+    from . import catalog
+
+    if args.action == "list":
+        for e in catalog.list_corpora():
+            where = str(e.path) if e.path else ("not downloaded: charchat corpus get " + e.name
+                                                 if e.kind == "download" else "not generated")
+            print(f"{e.name:<16} {e.kind:<9} {e.description}\n{'':<27}{where}")
+        return 0
+    if not args.name:
+        raise CLIError("usage: charchat corpus get NAME (see 'charchat corpus list')")
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r  {done / 1e6:.1f} of {total / 1e6:.1f} MB", end="", file=sys.stderr, flush=True)
+
+    try:
+        path = catalog.fetch(args.name, url=args.url, progress=progress)
+    except catalog.CatalogError as e:
+        raise CLIError(str(e)) from None
+    finally:
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+    print(f"{path}\ntrain on it: charchat train {path} --minutes 5")
+    return 0
+
+
 def cmd_chat(args) -> int:
     if not args.plain:
         return run_app(args.model)
@@ -524,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     from .store import StoreError
 
     handlers = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
-                "models": cmd_models, "chat": cmd_chat}
+                "models": cmd_models, "chat": cmd_chat, "corpus": cmd_corpus}
     try:
         if args.command is None:
             return run_app()

@@ -1,0 +1,149 @@
+"""Corpora you can train on without bringing your own: the ones bundled in the source tree, and
+well-known public-domain texts downloaded on request from a pinned address.
+
+A download is checked against a pinned SHA-256 before it is kept: it is streamed to a temporary
+file beside the destination, hashed, and renamed into place only if the hash matches. A mismatch
+(a changed or tampered file, a proxy's error page) leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import store
+
+
+class CatalogError(Exception):
+    """A corpus that cannot be listed or fetched. The message is one line."""
+
+
+@dataclass(frozen=True)
+class Download:
+    name: str
+    url: str
+    sha256: str
+    size: int
+    filename: str
+    description: str
+
+
+DOWNLOADS: dict[str, Download] = {
+    d.name: d
+    for d in [
+        Download(
+            name="tinyshakespeare",
+            # The text nanoGPT's shakespeare_char and char-rnn train on.
+            url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+            sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+            size=1_115_394,
+            filename="tinyshakespeare.txt",
+            description="40,000 lines of Shakespeare's plays (public domain), 1.1 MB",
+        ),
+    ]
+}
+
+
+def corpora_dir() -> Path:
+    """Where downloaded corpora are kept."""
+    return store.home() / "corpora"
+
+
+def bundled_dir() -> Path | None:
+    """The source tree's corpora/ folder, if charchat runs from a checkout."""
+    d = Path(__file__).resolve().parent.parent / "corpora"
+    return d if d.is_dir() else None
+
+
+@dataclass
+class CorpusEntry:
+    name: str
+    kind: str  # bundled or download
+    description: str
+    path: Path | None  # where it is on disk, if it is there
+
+
+def list_corpora() -> list[CorpusEntry]:
+    out: list[CorpusEntry] = []
+    b = bundled_dir()
+    if b is not None:
+        prose = b / "prose.txt"
+        if prose.exists():
+            out.append(CorpusEntry("prose", "bundled", "original essays and stories (prose)", prose))
+        dialogue = b / "dialogue.jsonl"
+        out.append(CorpusEntry(
+            "dialogue", "bundled",
+            "generated chat corpus (run: python corpora/make_dialogue.py)" if not dialogue.exists()
+            else "generated chat corpus (dialogue)",
+            dialogue if dialogue.exists() else None,
+        ))
+    for d in DOWNLOADS.values():
+        path = corpora_dir() / d.filename
+        out.append(CorpusEntry(d.name, "download", d.description, path if path.exists() else None))
+    return out
+
+
+def fetch(
+    name: str,
+    url: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    timeout: float = 30.0,
+) -> Path:
+    """Download corpus `name` (from its pinned URL, or `url`, a mirror) and check its SHA-256.
+
+    Returns the path of the verified file. An existing verified copy is returned as it is.
+    """
+    d = DOWNLOADS.get(name)
+    if d is None:
+        known = ", ".join(sorted(DOWNLOADS))
+        raise CatalogError(f"unknown corpus {name!r} (downloadable: {known})")
+    dest = corpora_dir() / d.filename
+    if dest.exists() and _sha256(dest) == d.sha256:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    src = url or d.url
+    fd, tmp = tempfile.mkstemp(prefix=f".{d.filename}.", suffix=".part", dir=dest.parent)
+    h = hashlib.sha256()
+    done = 0
+    try:
+        with os.fdopen(fd, "wb") as f:
+            try:
+                with urllib.request.urlopen(src, timeout=timeout) as r:
+                    while chunk := r.read(1 << 16):
+                        f.write(chunk)
+                        h.update(chunk)
+                        done += len(chunk)
+                        if done > d.size * 2:
+                            raise CatalogError(f"{src}: download is far larger than expected")
+                        if progress:
+                            progress(done, d.size)
+            except (urllib.error.URLError, OSError, ValueError) as e:
+                reason = getattr(e, "reason", None) or e
+                raise CatalogError(f"{src}: download failed ({reason})") from None
+            f.flush()
+            os.fsync(f.fileno())
+        got = h.hexdigest()
+        if got != d.sha256:
+            raise CatalogError(
+                f"{src}: SHA-256 mismatch (expected {d.sha256[:16]}..., got {got[:16]}...); "
+                "refusing the file"
+            )
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

@@ -51,7 +51,6 @@ class _Vocab:
 def int8_loss(name: str, text_path: str, n_chars: int) -> dict:
     """Cross-entropy of the float and int8 decode paths over the start of the validation split,
     each character read through DecodeStep (a fresh cache every block_size characters)."""
-    import math
 
     from charchat.corpus import load_corpus
     from charchat.store import load_model

@@ -101,11 +101,7 @@ class ChatSession:
                 chunks.append(self._encode_quiet(text))
         budget = max(budget, min(bs, len(tail) + 1))
         ids = _fit(chunks, tail, budget, keep_role_token=self.kind == "dialogue")
-        if not ids:
-            # Nothing readable (an empty message, or only unknown characters): start the
-            # continuation from a newline, as a fresh paragraph.
-            ids = [tok.stoi["\n"]] if "\n" in tok.stoi else [tok.end_id]
-        return ids
+        return ids or start_ids(tok)
 
     def _encode_quiet(self, text: str) -> list[int]:
         return self.tokenizer.encode_lenient(text).ids
@@ -200,13 +196,23 @@ def _fit(chunks: list[list[int]], tail: list[int], budget: int, keep_role_token:
     return out + tail
 
 
+def start_ids(tok: CharTokenizer) -> list[int]:
+    """What to generate from when a prompt has nothing readable (empty, or only characters the
+    model never saw): a newline, as a fresh paragraph, or else the end of a turn."""
+    return [tok.stoi["\n"]] if "\n" in tok.stoi else [tok.end_id]
+
+
+def prompt_ids(tok: CharTokenizer, text: str) -> tuple[list[int], set[str]]:
+    """Ids to continue `text` from (never empty), and the characters the model never saw."""
+    res = tok.encode_lenient(text)
+    return res.ids or start_ids(tok), res.unknown
+
+
 def sample(loaded, prompt: str = "", chars: int = 200, **settings) -> str:
     """Continue prompt with a loaded model (charchat.load_model) and return the text."""
     s = SamplingSettings(max_new_chars=chars, **settings)
     tok = loaded.tokenizer
-    ids = tok.encode_lenient(prompt).ids if prompt else []
-    if not ids:
-        ids = [tok.stoi["\n"]] if "\n" in tok.stoi else [tok.user_id]
+    ids, _ = prompt_ids(tok, prompt)
     dev = loaded.model.lm_head.weight.device
     from .device import pick_device
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -176,7 +175,7 @@ def cmd_train(args) -> int:
         # New limits, if given, set a new total; otherwise the saved schedule goes on.
         if args.minutes or args.max_steps:
             base["minutes"], base["max_steps"] = args.minutes, args.max_steps
-        base.update({k: v for k, v in overrides.items() if k not in ("n_layer", "n_head", "n_embd", "block_size")})
+        base.update(overrides)  # a changed shape is refused by the trainer, with the reason
         config = TrainConfig.from_dict(base)
         paths = args.paths or saved.get("corpus_paths", [])
         if not paths:
@@ -365,18 +364,16 @@ def _load(name: str | None, device: str):
 
 
 def cmd_sample(args) -> int:
+    from .chat import prompt_ids
     from .generation import stream_text
 
     settings = _settings_from(args, args.chars)
     loaded, dev = _load(args.model, args.device)
     tok = loaded.tokenizer
-    res = tok.encode_lenient(args.prompt)
-    if res.unknown:
-        shown = " ".join(repr(c) for c in sorted(res.unknown)[:8])
+    ids, unknown = prompt_ids(tok, args.prompt)
+    if unknown:
+        shown = " ".join(repr(c) for c in sorted(unknown)[:8])
         print(f"charchat: note: the model never saw {shown}; replaced or left out", file=sys.stderr)
-    ids = res.ids
-    if not ids:
-        ids = [tok.stoi["\n"]] if "\n" in tok.stoi else [tok.user_id]
     out = sys.stdout
     out.write(args.prompt)
     out.flush()

@@ -13,7 +13,7 @@ tests check cached generation against uncached forwards over exactly those conte
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator
 
 import torch

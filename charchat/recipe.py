@@ -7,7 +7,6 @@ can buy, without the user knowing any hyperparameter. The rules below were fitte
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 # Size presets: (n_layer, n_head, n_embd). The TUI offers these by name.

@@ -70,9 +70,6 @@ class TrainConfig:
     min_delta: float = 0.0
     log_interval: int = 10
     sample_every: int = 0  # evaluations between text samples sent as events (0 = none)
-    # Sequence-length warmup: for this fraction of the schedule, train on shorter windows
-    # (block/4, then block/2), more of them per step so that tokens per step stay the same.
-    seq_warmup: float = 0.0
     seed: int = 1337
     device: str = "auto"
     compile: bool = False
@@ -199,19 +196,10 @@ class Trainer:
             parts.append((elapsed - self._warmup_elapsed) / max(1e-9, budget - self._warmup_elapsed))
         return min(1.0, max(0.0, max(parts))) if parts else 0.0
 
-    def _window(self, progress: float) -> tuple[int, int]:
-        """(window length, windows per step) at this point of the schedule."""
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
-        if c.seq_warmup > 0 and c.block_size >= 64:
-            for frac, div in ((0.5, 4), (1.0, 2)):
-                if progress < c.seq_warmup * frac:
-                    return c.block_size // div, c.batch_size * div
-        return c.block_size, c.batch_size
-
-    def _batch(self, progress: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        T, B = self._window(progress)
-        ix = self.rng.integers(0, self._n_train - T - 1, size=B, endpoint=True)
-        rows = self.train_ids[ix[:, None] + self._offsets[: T + 1]]
+        ix = self.rng.integers(0, self._n_train - c.block_size - 1, size=c.batch_size, endpoint=True)
+        rows = self.train_ids[ix[:, None] + self._offsets]
         t = torch.from_numpy(rows.astype(np.int64))
         if self.dev.device.type == "cuda":
             t = t.pin_memory().to(self.dev.device, non_blocking=True)
@@ -459,7 +447,7 @@ class Trainer:
                 g["lr"] = lr
             t_step = time.perf_counter()
             for _ in range(c.grad_accum):
-                x, y = self._batch(progress)
+                x, y = self._batch()
                 with self._amp():
                     _, loss = self.train_model(x, y)
                 loss_sum += loss.detach()

@@ -4,7 +4,6 @@ served from a local HTTP server on 127.0.0.1."""
 import hashlib
 import http.server
 import threading
-from pathlib import Path
 
 import pytest
 

@@ -80,6 +80,14 @@ def test_resume(capsys, model, charchat_home):
     assert json.loads((charchat_home / "models" / "tiny" / "meta.json").read_text())["best_step"] == 40
 
 
+def test_resume_refuses_a_new_shape(capsys, model, charchat_home):
+    before = (charchat_home / "models" / "tiny" / "model.pt").read_bytes()
+    code, _, err = cli(capsys, "train", "--resume", "tiny", "--n-embd", "64", "--max-steps", "40")
+    assert code == 1
+    assert err.startswith("charchat: error: cannot resume 'tiny': n_embd was")
+    assert (charchat_home / "models" / "tiny" / "model.pt").read_bytes() == before
+
+
 def test_quiet_train_prints_one_line(capsys, write_file, charchat_home):
     path = write_file("story.txt", pattern_text(6000))
     code, out, err = cli(capsys, "train", path, "--max-steps", "10", "--quiet", *TINY)

@@ -94,8 +94,10 @@ class Corpus:
             total_needed = need
             while total_needed - int(total_needed * (1 - VAL_FRACTION)) < need:
                 total_needed += 1
+            files = self.summary.files
+            where = files[0] + (f" and {len(files) - 1} more" if len(files) > 1 else "")
             raise CorpusError(
-                f"corpus too short: {len(self.ids):,} characters give a {n_val:,}-character "
+                f"{where}: corpus too short: {len(self.ids):,} characters give a {n_val:,}-character "
                 f"validation split, but one window needs {need} (block_size {block_size} + 1); "
                 f"add text (at least {total_needed:,} characters) or use a smaller --block-size"
             )

@@ -151,9 +151,13 @@ def safe_torch_load(path: Path, what: str = "model file"):
     except PermissionError:
         raise StoreError(f"{path}: cannot read {what} (permission denied)") from None
     except Exception as e:  # truncated zip, foreign pickle, forbidden global, ...
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            reason = "it contains objects other than tensors (refused: loading could run code)"
+        text = str(e)
+        if "GLOBAL" in text or "Unsupported global" in text:
+            reason = "it holds objects other than tensors (refused: loading them could run code)"
+        elif "weights_only" in text or "Unpickler" in text:
+            reason = "damaged, or not a charchat model file"
+        else:
+            reason = text.strip().splitlines()[0] if text.strip() else e.__class__.__name__
         raise StoreError(f"{path}: not a readable {what}: {reason[:200]}") from None
 
 

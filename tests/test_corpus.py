@@ -335,6 +335,7 @@ def test_check_window_names_block_size():
         c.check_window(10)
     message = str(info.value)
     assert "block_size 10" in message and "\n" not in message
+    assert message.startswith("<text>: corpus too short")  # names the corpus
 
 
 def test_given_tokenizer_is_used(corpus_file):

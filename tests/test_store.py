@@ -92,7 +92,8 @@ def test_truncated_file():
 def test_random_bytes(tmp_path):
     path = tmp_path / "model.pt"
     path.write_bytes(os.urandom(5000))
-    store_error(path)
+    message = store_error(path)
+    assert "damaged" in message and "refused" not in message  # broken, not hostile
 
 
 def test_json_renamed_model_pt(tmp_path):

@@ -165,9 +165,19 @@ def safe_torch_load(path: Path, what: str = "model file"):
 # Saving and loading models
 
 
-def save_model(folder: Path, model: "GPT", tokenizer: CharTokenizer, info: dict | None = None) -> None:
-    """Write the weights file atomically. info: small JSON-able facts (step, val_loss, ...)."""
-    sd = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in _plain_state_dict(model).items()}
+def save_model(folder: Path, model: "GPT", tokenizer: CharTokenizer, info: dict | None = None,
+               dtype: "torch.dtype | None" = None) -> None:
+    """Write the weights file atomically. info: small JSON-able facts (step, val_loss, ...).
+
+    dtype: store floating-point weights in this type (e.g. torch.float16, to halve the file of
+    a model that ships in the package); loading always casts them back to the model's float32.
+    """
+    sd = {}
+    for k, v in _plain_state_dict(model).items():
+        v = v.detach().to("cpu", copy=True)
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        sd[k] = v.contiguous()
     payload = {
         "format": FORMAT,
         "version": FORMAT_VERSION,

@@ -274,6 +274,26 @@ def test_default_without_a_bundled_model(monkeypatch, tmp_path):
     assert [m.name for m in store.list_models(include_bundled=True)] == ["mine"]
 
 
+
+def test_weights_stored_in_half_precision_load_as_float32():
+    model = tiny_gpt(seed=5)
+    folder = store.model_dir("half")
+    store.save_model(folder, model, TOK, {"step": 1}, dtype=torch.float16)
+    stored = payload(folder)["state_dict"]
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    loaded = store.load_model("half")
+    got, want = loaded.model.state_dict(), model.state_dict()
+    for k in want:
+        assert got[k].dtype == torch.float32, k
+        assert torch.equal(got[k], want[k].half().float()), k
+    assert (folder / store.WEIGHTS).stat().st_size < 0.7 * _float32_size(model)
+
+
+def _float32_size(model) -> int:
+    folder = store.model_dir("full")
+    store.save_model(folder, model, TOK, {"step": 1})
+    return (folder / store.WEIGHTS).stat().st_size
+
 def test_default_with_a_bundled_model(monkeypatch, tmp_path):
     bundle = tmp_path / "bundle"
     store.save_model(bundle, tiny_gpt(), TOK)

@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--temperature", type=float, default=None, help="0 = greedy (default 0.8)")
+    p.add_argument("--temperature", type=float, default=None, help="0 = greedy (default 0.8, or the model's own for chat)")
     p.add_argument("--top-k", type=int, default=None, help="keep the k likeliest characters")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
     p.add_argument("--seed", type=int, default=None, help="fixed seed for repeatable output")
@@ -320,10 +320,10 @@ class _TrainView:
             self.progress.update(self.task, completed=ev.progress, stats=self._stats())
 
 
-def _settings_from(args, chars: int | None = None):
+def _settings_from(args, chars: int | None = None, base: dict | None = None):
     from .generation import SamplingSettings
 
-    d = {}
+    d = dict(base or {})
     if args.temperature is not None:
         d["temperature"] = args.temperature
     if args.top_k is not None:
@@ -486,8 +486,12 @@ def cmd_chat(args) -> int:
         return run_app(args.model)
     from .chat import ChatSession
 
-    settings = _settings_from(args, args.max_chars)
+    from . import preferences
+
+    _settings_from(args, args.max_chars)  # bad flags fail before the model loads
     loaded, dev = _load(args.model, args.device)
+    # The settings the app uses for this model (yours, else the model's own), under the flags.
+    settings = _settings_from(args, args.max_chars, preferences.sampling_for(loaded.name))
     session = ChatSession.from_loaded(
         loaded, settings, on_notice=lambda msg: print(f"note: {msg}", file=sys.stderr)
     )

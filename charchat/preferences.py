@@ -127,16 +127,30 @@ def check_sampling(values: dict) -> dict:
     return out
 
 
+def model_sampling(name: str) -> dict:
+    """The settings a model's folder recommends (meta.json "sampling"), e.g. greedy replies for
+    the bundled default, whose questions have one right answer. {} if none or unreadable."""
+    try:
+        _, folder = store.resolve(name)
+    except store.StoreError:
+        return {}
+    entry = store.read_meta(folder).get("sampling")
+    return entry if isinstance(entry, dict) else {}
+
+
 def sampling_for(name: str) -> dict:
-    """The sampling settings saved for a model, over the defaults (damaged entries ignored)."""
+    """A model's sampling settings: the defaults, under the model's own recommendation, under
+    what the user saved for it (damaged entries ignored at each level)."""
     saved = read_state().get("sampling", {})
     entry = saved.get(name) if isinstance(saved, dict) else None
     out = dict(SAMPLING_DEFAULTS)
-    if isinstance(entry, dict):
+    for layer in (model_sampling(name), entry):
+        if not isinstance(layer, dict):
+            continue
         for key in SAMPLING_KEYS:
-            if key in entry:
+            if key in layer:
                 try:
-                    out.update(check_sampling({key: entry[key]}))
+                    out.update(check_sampling({key: layer[key]}))
                 except ValueError:
                     pass
     return out

@@ -100,3 +100,19 @@ def test_rename_and_forget(charchat_home):
 def test_theme(charchat_home):
     preferences.remember_theme("textual-light")
     assert preferences.theme() == "textual-light"
+
+
+def test_a_model_can_recommend_its_own_sampling(charchat_home):
+    from charchat import store
+
+    folder = store.model_dir("greedy")
+    folder.mkdir(parents=True)
+    (folder / store.WEIGHTS).write_bytes(b"")  # resolve() only needs the file to exist
+    store.write_meta(folder, sampling={"temperature": 0, "max_new_chars": 300, "top_p": "bad"})
+    got = preferences.sampling_for("greedy")
+    assert got["temperature"] == 0.0 and got["max_new_chars"] == 300
+    assert got["top_p"] == preferences.SAMPLING_DEFAULTS["top_p"]  # a bad entry is ignored
+    assert preferences.sampling_for("other") == preferences.SAMPLING_DEFAULTS
+    preferences.save_sampling("greedy", {"temperature": 0.7})  # what the user sets wins
+    assert preferences.sampling_for("greedy")["temperature"] == 0.7
+    assert preferences.sampling_for("greedy")["max_new_chars"] == 300

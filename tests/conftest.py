@@ -27,10 +27,18 @@ settings.load_profile("charchat")
 
 
 @pytest.fixture(autouse=True)
-def charchat_home(tmp_path, monkeypatch) -> Path:
-    """Every test gets its own data folder: nothing touches the real user data dir."""
+def charchat_home(tmp_path, monkeypatch, request) -> Path:
+    """Every test gets its own data folder: nothing touches the real user data dir.
+
+    The default model shipped in the package is hidden too (tests see a fresh install that has
+    none), except in tests marked real_bundle, which check that model itself.
+    """
     home = tmp_path / "charchat-home"
     monkeypatch.setenv("CHARCHAT_HOME", str(home))
+    if request.node.get_closest_marker("real_bundle") is None:
+        from charchat import store
+
+        monkeypatch.setattr(store, "bundled_dir", lambda: tmp_path / "no-bundled-model")
     return home
 
 

@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Quality of a dialogue model (the bundled default by default) on held-out questions.
+
+Every question is made by corpora/make_dialogue.py's own templates and hold-out rules, so it is
+one the training file never contains:
+
+- addition, 2-digit: both operands 10..99, an operand pair held out of training (about 1 pair in
+  10 is), phrased with a training or a held-out template;
+- addition, 3-digit: both operands 100..999, held out the same way;
+- capitals: every country of corpora/seed/facts.csv, asked with the held-out phrasings;
+- end of turn: the first 300 questions of the held-out test split (all categories), plus a set of
+  questions outside the corpus, reported on their own;
+- latency: time from sending a message to the first character of the reply, model loaded and
+  warmed up, on this machine's CPU threads.
+
+Exact match: the whole reply equals the corpus answer (for example "57 + 38 = 95."), so a right
+number in a wrong sentence does not count. The JSON also gives the looser "number right" score.
+
+    python benchmarks/bench_default_model.py                  # the bundled default model
+    python benchmarks/bench_default_model.py --model NAME     # a model of yours
+    python benchmarks/bench_default_model.py --temperature 0.8 --top-p 0.95   # sampled replies
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "corpora"))
+
+import make_dialogue as md  # noqa: E402
+
+from charchat import store  # noqa: E402
+from charchat.chat import ChatSession  # noqa: E402
+from charchat.generation import SamplingSettings  # noqa: E402
+
+# Questions no part of the corpus covers: the reply must still be a well-formed turn.
+OUTSIDE = [
+    "what is the meaning of life?", "write me a poem about the sea", "who won the world cup?",
+    "do you like pizza?", "explain quantum physics", "asdfghjkl", "what time is it?",
+    "tell me a joke", "how do I bake bread?", "what is 12 * 7?", "translate hello to French",
+    "why is the sky blue?", "are you alive?", "what's your favourite colour?",
+    "recommend a good book", "how tall is Mount Everest?", "1234567 + 7654321",
+    "what is the capital of Atlantis?", "sing me a song", "I am sad today",
+    "can you help me with my homework?", "what's the weather like?", "ok", "?",
+    "the quick brown fox jumps over the lazy dog", "who are you really?",
+    "how many legs does a spider have?", "what does GPU stand for?", "spell supercalifragilistic",
+    "how do I train you on my own files?", "Пока!", "what is 5 divided by 2?",
+    "list three animals", "is it going to rain tomorrow?", "how old are you?",
+    "give me a random number", "what is love?", "let's play a game", "where do you live?",
+    "thank you so much, bye",
+]
+
+
+def heldout_additions(corpus, rng, lo, hi, n):
+    add = next(t for t in corpus.template_tasks if t.name == "add")
+    out, seen = [], set()
+    while len(out) < n:
+        a, b = rng.randint(lo, hi), rng.randint(lo, hi)
+        if not md.pair_is_heldout(a, b) or (a, b) in seen:
+            continue
+        seen.add((a, b))
+        template = rng.choice(add.train + add.test)
+        pair = add.make(rng, template, (a, b))
+        out.append((pair.user, pair.assistant, a + b))
+    return out
+
+
+def capital_questions(corpus, rng):
+    cap = next(t for t in corpus.template_tasks if t.name == "capital")
+    out = []
+    for f in corpus.facts:
+        pair = cap.make(rng, rng.choice(cap.test), f)
+        out.append((pair.user, pair.assistant, f["capital"]))
+    return out
+
+
+def test_split_questions(n):
+    lines, _, test, _ = md.generate(md.DEFAULT_SEED, 1, md.DEFAULT_SEED_DIR, md.DEFAULT_TEST_N)
+    del lines
+    qs = [json.loads(line)["messages"][0]["content"] for line in test]
+    return qs[:n]
+
+
+class Runner:
+    def __init__(self, loaded, settings):
+        self.loaded, self.settings = loaded, settings
+        self.first_char_s = []
+
+    def ask(self, question):
+        """One question in a fresh conversation: (reply, how it ended)."""
+        s = ChatSession.from_loaded(self.loaded, self.settings)
+        t0 = time.perf_counter()
+        pieces = []
+        for piece in s.stream_reply(question):
+            if not pieces:
+                self.first_char_s.append(time.perf_counter() - t0)
+            pieces.append(piece)
+        return "".join(pieces), s.messages[-1].ended
+
+
+NUMBER_AFTER_EQUALS = re.compile(r"=\s*(-?\d+)")
+
+
+def score_sums(runner, items):
+    exact = number = 0
+    misses = []
+    for q, want, total in items:
+        got, _ = runner.ask(q)
+        exact += got.strip() == want
+        m = NUMBER_AFTER_EQUALS.search(got)
+        number += bool(m) and int(m.group(1)) == total
+        if got.strip() != want and len(misses) < 5:
+            misses.append({"q": q, "want": want, "got": got})
+    return {"exact": round(exact / len(items), 4), "number_right": round(number / len(items), 4),
+            "n": len(items), "misses": misses}
+
+
+def score_capitals(runner, items):
+    exact = named = 0
+    misses = []
+    for q, want, capital in items:
+        got, _ = runner.ask(q)
+        exact += got.strip() == want
+        named += capital.lower() in got.lower()
+        if got.strip() != want and len(misses) < 5:
+            misses.append({"q": q, "want": want, "got": got})
+    return {"exact": round(exact / len(items), 4), "capital_named": round(named / len(items), 4),
+            "n": len(items), "misses": misses}
+
+
+def score_turns(runner, questions):
+    ended = empty = 0
+    bad = []
+    for q in questions:
+        got, how = runner.ask(q)
+        ok = how == "end_token"
+        ended += ok
+        empty += not got.strip()
+        if (not ok or not got.strip()) and len(bad) < 5:
+            bad.append({"q": q, "got": got, "ended": how})
+    return {"end_of_turn": round(ended / len(questions), 4), "empty": empty,
+            "n": len(questions), "bad": bad}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None,
+                    help="model name or folder (default: the bundled default model)")
+    ap.add_argument("--n", type=int, default=200, help="additions per size (default 200)")
+    ap.add_argument("--turns", type=int, default=300, help="test-split prompts (default 300)")
+    ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    ap.add_argument("--top-p", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=0, help="question sampling and reply seed")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    where = args.model or str(store.bundled_dir())
+    t0 = time.perf_counter()
+    loaded = store.load_model(where)
+    load_s = time.perf_counter() - t0
+    settings = SamplingSettings(temperature=args.temperature, top_p=args.top_p,
+                                max_new_chars=200, seed=args.seed)
+    runner = Runner(loaded, settings)
+    for q in ("hello", "what is 2 + 2?", "capital of France?"):  # warm up caches and kernels
+        runner.ask(q)
+    runner.first_char_s.clear()
+
+    corpus = md.Corpus(md.DEFAULT_SEED_DIR)
+    rng = random.Random(f"bench-default-{args.seed}")
+    t1 = time.perf_counter()
+    result = {
+        "model": loaded.name, "path": str(loaded.path),
+        "params": sum(p.numel() for p in loaded.model.parameters()),
+        "threads": torch.get_num_threads(), "load_s": round(load_s, 3),
+        "sampling": {"temperature": args.temperature, "top_p": args.top_p},
+        "add_2digit": score_sums(runner, heldout_additions(corpus, rng, 10, 99, args.n)),
+        "add_3digit": score_sums(runner, heldout_additions(corpus, rng, 100, 999, args.n)),
+        "capitals": score_capitals(runner, capital_questions(corpus, rng)),
+        "turns": score_turns(runner, test_split_questions(args.turns)),
+        "outside_corpus": score_turns(runner, OUTSIDE),
+    }
+    lat = sorted(runner.first_char_s)
+    result["first_char_ms"] = {
+        "median": round(1000 * statistics.median(lat), 1),
+        "p95": round(1000 * lat[int(0.95 * (len(lat) - 1))], 1),
+        "max": round(1000 * lat[-1], 1), "n": len(lat),
+    }
+    result["goals"] = {
+        "add_2digit>=0.95": result["add_2digit"]["exact"] >= 0.95,
+        "add_3digit>=0.80": result["add_3digit"]["exact"] >= 0.80,
+        "capitals>=0.95": result["capitals"]["exact"] >= 0.95,
+        "end_of_turn>=0.99_none_empty": (result["turns"]["end_of_turn"] >= 0.99
+                                         and result["turns"]["empty"] == 0),
+        "first_char_p95<=100ms": result["first_char_ms"]["p95"] <= 100,
+    }
+    result["seconds"] = round(time.perf_counter() - t1, 1)
+    print(json.dumps(result, indent=1, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Build the default model that ships inside the package (charchat/data/default/).
+
+One command, from a source checkout with charchat installed:
+
+    python corpora/build_default.py
+
+1. generates the training conversations with make_dialogue.py (seed 1337, 100,000 conversations,
+   about 25 MB, to corpora/default_train.jsonl; the file is not committed);
+2. trains a 6-layer, 192-wide model on them for a fixed number of steps (so two builds on the same
+   kind of machine give the same model), into runs/default-build/; on a 2-core CPU this takes
+   about an hour and a half, and Ctrl-C stops it with the best model kept (run again with
+   --resume to go on);
+3. exports the best weights, stored as float16 to halve the file (the package limit is 10 MB;
+   loading casts them back to float32), with the records of how the model was made:
+   train_args.json, corpus.json, metrics.jsonl and build.json.
+
+    python corpora/build_default.py --resume            # continue an interrupted build
+    python corpora/build_default.py --export-only       # export runs/default-build again
+
+benchmarks/bench_default_model.py measures the result on held-out questions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+import make_dialogue  # noqa: E402
+
+CORPUS = HERE / "default_train.jsonl"
+RUN = ROOT / "runs" / "default-build"
+N_CONVERSATIONS = 100_000
+# The recipe. A fixed step count rather than a time budget, so the result does not depend on how
+# busy the machine was. 2.7M parameters trained on ~33M characters (about 3.6 passes over the
+# corpus): on a 2-core CPU that is the most a build can afford in well under two hours, and a
+# smaller, longer-trained model beat a 4.7M one given the same time (see corpora/README.md).
+TRAIN = dict(
+    n_layer=6, n_head=6, n_embd=192, block_size=128, batch_size=32,
+    max_steps=8000, eval_interval=250, patience=40, seed=1337,
+)
+# How the app samples from this model until the user changes it: arithmetic and facts have one
+# right answer, so the likeliest character is the best one.
+SAMPLING = {"temperature": 0.0, "top_k": None, "top_p": None, "max_new_chars": 300}
+SIZE_LIMIT = 10_000_000
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def make_corpus() -> None:
+    t0 = time.perf_counter()
+    lines, stats, _, _ = make_dialogue.generate(make_dialogue.DEFAULT_SEED, N_CONVERSATIONS)
+    make_dialogue.write_lines(str(CORPUS), lines)
+    log(f"wrote {CORPUS.relative_to(ROOT)}: {len(lines)} conversations, "
+        f"{sum(stats.values())} question/answer pairs ({time.perf_counter() - t0:.1f}s)")
+
+
+def train(resume: bool, device: str) -> str:
+    from charchat.corpus import load_corpus
+    from charchat.trainer import TrainConfig, Trainer
+
+    corpus = load_corpus([str(CORPUS)])
+    log(corpus.summary.describe())
+    last = [0.0]
+
+    def on_event(ev):
+        if ev.kind == "start":
+            log(f"training {ev.message} into {RUN.relative_to(ROOT)}")
+        elif ev.kind == "eval":
+            log(f"step {ev.step}/{ev.max_steps}  val {ev.val_loss:.4f}  best {ev.best_val_loss:.4f}"
+                f"{'  saved' if ev.improved else ''}  elapsed {ev.elapsed / 60:.1f} min")
+        elif ev.kind == "step" and ev.elapsed - last[0] > 60:
+            last[0] = ev.elapsed
+            eta = f"{ev.eta / 60:.0f} min" if ev.eta is not None else "?"
+            log(f"step {ev.step}/{ev.max_steps}  loss {ev.train_loss:.4f}  "
+                f"{ev.tokens_per_s / 1000:.1f}k tok/s  ETA {eta}")
+
+    trainer = Trainer(corpus, TrainConfig(device=device, **TRAIN), out_dir=RUN,
+                      on_event=on_event, resume=resume, corpus_paths=[str(CORPUS)])
+
+    def on_sigint(signum, frame):  # first Ctrl-C: stop after this step, keeping the best model
+        trainer.cancel.set()
+        log("stopping after this step; the best model is kept")
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        result = trainer.run()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    log(result.message)
+    return result.stop_reason
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def export(dest: Path, run: Path) -> dict:
+    import torch
+
+    from charchat import store
+    from charchat.evaluate import val_loss
+
+    model, tokenizer, info = store.read_weights(run / store.WEIGHTS)
+    meta = store.read_meta(run)
+    tmp = dest.with_name(dest.name + ".new")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    info = {**info, "stored_dtype": "float16"}
+    store.save_model(tmp, model, tokenizer, info, dtype=torch.float16)
+
+    # Records of how it was made, with paths made relative to the source checkout.
+    def relative(p: str) -> str:
+        try:
+            return str(Path(p).resolve().relative_to(ROOT))
+        except ValueError:
+            return p
+
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(run / name, tmp / name)
+    args = json.loads((run / "train_args.json").read_text())
+    trained_on = next((p for p in args.get("corpus_paths", []) if Path(p).is_file()), str(CORPUS))
+    args["corpus_paths"] = [relative(p) for p in args.get("corpus_paths", [])]
+    store.atomic_write_json(tmp / "train_args.json", args)
+    summary = json.loads((run / "corpus.json").read_text())
+    summary["files"] = [relative(p) for p in summary.get("files", [])]
+    store.atomic_write_json(tmp / "corpus.json", summary)
+    shutil.copy(run / "metrics.jsonl", tmp / "metrics.jsonl")
+
+    # What float16 storage costs, measured on the first validation windows of the corpus.
+    from charchat.corpus import load_corpus
+
+    corpus = load_corpus([trained_on], tokenizer=tokenizer)
+    val = corpus.val_ids[: 64 * model.config.block_size + 1]
+    before = val_loss(model, val, torch.device("cpu"), None)["val_loss"]
+    half, _, _ = store.read_weights(tmp / store.WEIGHTS)
+    after = val_loss(half, val, torch.device("cpu"), None)["val_loss"]
+
+    build = {
+        "command": "python corpora/build_default.py",
+        "run": relative(str(run)),
+        "corpus": {"generator": "corpora/make_dialogue.py", "seed": make_dialogue.DEFAULT_SEED,
+                   "conversations": N_CONVERSATIONS, "file": relative(str(CORPUS))},
+        "train": TRAIN,
+        "device": args.get("device"),
+        "best_step": meta.get("best_step"),
+        "best_val_loss": meta.get("best_val_loss"),
+        "float16_val_loss": {"float32": round(before, 5), "float16": round(after, 5),
+                             "windows": 64},
+        "git_commit": git_commit(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    store.atomic_write_json(tmp / "build.json", build)
+    meta_out = {k: meta[k] for k in ("params", "best_val_loss", "best_step", "corpus_kind", "created")
+                if k in meta}
+    meta_out.update(name=store.BUNDLED_NAME, corpus="corpora/ dialogue (bundled)",
+                    sampling=SAMPLING)
+    store.atomic_write_json(tmp / "meta.json", meta_out)
+
+    size = sum(f.stat().st_size for f in tmp.iterdir())
+    if size > SIZE_LIMIT:
+        shutil.rmtree(tmp)
+        raise SystemExit(f"the exported model is {size / 1e6:.1f} MB, over the "
+                         f"{SIZE_LIMIT / 1e6:.0f} MB limit; nothing was replaced")
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+    log(f"exported to {dest.relative_to(ROOT)}: {size / 1e6:.2f} MB, best val "
+        f"{meta.get('best_val_loss')}, float16 changes the loss by {after - before:+.5f}")
+    return build
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--resume", action="store_true", help="continue an interrupted build")
+    ap.add_argument("--export-only", action="store_true",
+                    help="export runs/default-build again without training")
+    ap.add_argument("--run", type=Path, default=RUN,
+                    help="with --export-only: the trained model folder to export "
+                         "(default runs/default-build)")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default auto)")
+    args = ap.parse_args(argv)
+
+    from charchat import store
+
+    dest = store.bundled_dir()
+    if not args.export_only:
+        if not args.resume and (RUN / store.WEIGHTS).exists():
+            raise SystemExit(f"{RUN.relative_to(ROOT)} already holds a build: use --resume to "
+                             "continue it, --export-only to export it, or delete it")
+        if not CORPUS.exists() or not args.resume:
+            make_corpus()
+        if train(args.resume, args.device) == "cancelled":
+            log("stopped: run again with --resume to continue, or --export-only to ship the "
+                "best model so far")
+            return 130
+    run = args.run if args.export_only else RUN
+    if not (run / store.WEIGHTS).exists():
+        raise SystemExit(f"{run}: no trained model to export")
+    export(dest, run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

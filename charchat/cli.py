@@ -491,7 +491,9 @@ def cmd_chat(args) -> int:
     _settings_from(args, args.max_chars)  # bad flags fail before the model loads
     loaded, dev = _load(args.model, args.device)
     # The settings the app uses for this model (yours, else the model's own), under the flags.
-    settings = _settings_from(args, args.max_chars, preferences.sampling_for(loaded.name))
+    settings = _settings_from(
+        args, args.max_chars, preferences.sampling_for(loaded.name, loaded.meta.get("sampling") or {})
+    )
     session = ChatSession.from_loaded(
         loaded, settings, on_notice=lambda msg: print(f"note: {msg}", file=sys.stderr)
     )

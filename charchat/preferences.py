@@ -128,8 +128,10 @@ def check_sampling(values: dict) -> dict:
 
 
 def model_sampling(name: str) -> dict:
-    """The settings a model's folder recommends (meta.json "sampling"), e.g. greedy replies for
-    the bundled default, whose questions have one right answer. {} if none or unreadable."""
+    """The settings a saved model's folder recommends (meta.json "sampling"), e.g. greedy
+    replies for the bundled default, whose questions have one right answer. {} if none.
+    Callers that loaded a model pass loaded.meta["sampling"] instead (as `recommended`), which
+    also covers models opened from a folder path."""
     try:
         _, folder = store.resolve(name)
     except store.StoreError:
@@ -138,13 +140,9 @@ def model_sampling(name: str) -> dict:
     return entry if isinstance(entry, dict) else {}
 
 
-def sampling_for(name: str) -> dict:
-    """A model's sampling settings: the defaults, under the model's own recommendation, under
-    what the user saved for it (damaged entries ignored at each level)."""
-    saved = read_state().get("sampling", {})
-    entry = saved.get(name) if isinstance(saved, dict) else None
+def _layered(*layers) -> dict:
     out = dict(SAMPLING_DEFAULTS)
-    for layer in (model_sampling(name), entry):
+    for layer in layers:
         if not isinstance(layer, dict):
             continue
         for key in SAMPLING_KEYS:
@@ -152,19 +150,41 @@ def sampling_for(name: str) -> dict:
                 try:
                     out.update(check_sampling({key: layer[key]}))
                 except ValueError:
-                    pass
+                    pass  # a damaged entry is ignored, not fatal
     return out
 
 
-def save_sampling(name: str, values: dict) -> dict:
-    """Check and remember a model's sampling settings; returns what was saved."""
-    clean = {**sampling_for(name), **check_sampling(values)}
+def base_sampling(name: str, recommended: dict | None = None) -> dict:
+    """A model's settings before the user changes any: the defaults under its recommendation."""
+    return _layered(model_sampling(name) if recommended is None else recommended)
+
+
+def _saved(name: str) -> dict:
+    saved = read_state().get("sampling", {})
+    entry = saved.get(name) if isinstance(saved, dict) else None
+    return entry if isinstance(entry, dict) else {}
+
+
+def sampling_for(name: str, recommended: dict | None = None) -> dict:
+    """A model's sampling settings: the defaults, under the model's own recommendation
+    (`recommended`, else read from its folder), under what the user saved for it."""
+    return _layered(model_sampling(name) if recommended is None else recommended, _saved(name))
+
+
+def save_sampling(name: str, values: dict, recommended: dict | None = None) -> dict:
+    """Check and remember a model's sampling settings; returns the settings now in force.
+
+    Only what differs from the model's own settings is stored, so a rebuilt model's new
+    recommendation still applies to everything the user never changed."""
+    clean = {**sampling_for(name, recommended), **check_sampling(values)}
+    base = base_sampling(name, recommended)
+    changed = {k: v for k, v in clean.items() if v != base.get(k)}
 
     def change(state: dict) -> None:
         sampling = state.get("sampling")
         if not isinstance(sampling, dict):
             sampling = state["sampling"] = {}
-        sampling[name] = clean
+        sampling[name] = changed
 
     _update(change)
     return clean

@@ -116,3 +116,14 @@ def test_a_model_can_recommend_its_own_sampling(charchat_home):
     preferences.save_sampling("greedy", {"temperature": 0.7})  # what the user sets wins
     assert preferences.sampling_for("greedy")["temperature"] == 0.7
     assert preferences.sampling_for("greedy")["max_new_chars"] == 300
+
+
+def test_a_loaded_models_recommendation_can_be_passed_in(charchat_home):
+    # A model opened from a folder path has no saved name to look up: its meta is passed in.
+    got = preferences.sampling_for("some-folder", {"temperature": 0.1})
+    assert got["temperature"] == 0.1
+    saved = preferences.save_sampling("some-folder", {"top_k": 5}, {"temperature": 0.1})
+    assert saved["temperature"] == 0.1 and saved["top_k"] == 5
+    stored = json.loads((charchat_home / "state.json").read_text())["sampling"]["some-folder"]
+    assert stored == {"top_k": 5}
+    assert preferences.base_sampling("some-folder", {"temperature": 0.1})["top_k"] is None

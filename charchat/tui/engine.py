@@ -69,7 +69,8 @@ class ModelInfo:
     kind: str  # prose or dialogue
     params: int
     block_size: int
-    sampling: dict
+    sampling: dict  # the settings in force
+    sampling_defaults: dict = field(default_factory=dict)  # the model's own, before any change
 
 
 class ChatEngine:
@@ -103,14 +104,17 @@ class ChatEngine:
 
         dev = pick_device(device)
         loaded = store.load_model(name, dev.device)
-        sampling = preferences.sampling_for(loaded.name)
+        recommended = loaded.meta.get("sampling")
+        recommended = recommended if isinstance(recommended, dict) else {}
+        sampling = preferences.sampling_for(loaded.name, recommended)
         session = ChatSession.from_loaded(loaded, SamplingSettings(**sampling), on_notice)
         with self.lock:
             self.loaded, self.session, self.device_label = loaded, session, dev.label
             self.conversation = conversations.new(loaded.name, session.kind)
         preferences.remember_model(loaded.name)
         return ModelInfo(loaded.name, dev.label, session.kind, loaded.model.num_params(),
-                         loaded.model.config.block_size, sampling)
+                         loaded.model.config.block_size, sampling,
+                         preferences.base_sampling(loaded.name, recommended))
 
     def unload(self) -> None:
         with self.lock:
@@ -174,12 +178,17 @@ class ChatEngine:
         with self.lock:
             if self.loaded is None:
                 raise ValueError("no model is loaded")
-            clean = {**preferences.sampling_for(self.loaded.name),
+            recommended = self._recommended()
+            clean = {**preferences.sampling_for(self.loaded.name, recommended),
                      **preferences.check_sampling(values)}
             settings = SamplingSettings(**clean)
             if self.session is not None:
                 self.session.settings = settings
-            return preferences.save_sampling(self.loaded.name, clean)
+            return preferences.save_sampling(self.loaded.name, clean, recommended)
+
+    def _recommended(self) -> dict:
+        entry = self.loaded.meta.get("sampling") if self.loaded is not None else None
+        return entry if isinstance(entry, dict) else {}
 
 
 # ---------------------------------------------------------------------------------------------

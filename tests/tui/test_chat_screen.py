@@ -187,6 +187,33 @@ async def test_settings_modal_changes_and_remembers(tiny_model, charchat_home):
         assert "temperature 0.2" in app.screen.query_one("#chat-status").text
 
 
+
+async def test_a_models_own_sampling_is_used_and_is_what_defaults_restores(tiny_model, charchat_home):
+    from charchat import store
+
+    store.write_meta(charchat_home / "models" / "tiny", sampling={"temperature": 0, "top_p": None})
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.engine.session.settings.temperature == 0  # the model's own, not 0.8
+        assert app.engine.session.settings.top_p is None
+        await pilot.press("ctrl+s")
+        modal = app.screen
+        assert modal.query_one("#s-temperature").value == "0.0"
+        modal.query_one("#s-temperature").value = "1.5"
+        modal.query_one("#s-max_new_chars").value = "77"
+        await pilot.click("#defaults")
+        assert modal.query_one("#s-temperature").value == "0.0"  # the model's, not 0.8
+        assert modal.query_one("#s-top_p").value == ""
+        assert modal.query_one("#s-max_new_chars").value == "400"
+        modal.query_one("#s-temperature").value = "0.3"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.engine.session.settings.temperature == 0.3
+    # Only what the user changed is stored: the model's own settings stay its own.
+    saved = json.loads((charchat_home / "state.json").read_text())["sampling"]["tiny"]
+    assert saved["temperature"] == 0.3 and "top_p" not in saved
+
 async def test_command_palette_and_theme(tiny_model, charchat_home):
     app = CharChatApp()
     async with app.run_test(size=(80, 24)) as pilot:

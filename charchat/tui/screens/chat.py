@@ -123,6 +123,7 @@ class ChatScreen(Screen):
         self.current: _Pending | None = None
         self.cancel = threading.Event()
         self.sampling: dict = {}
+        self.sampling_defaults: dict = {}  # the loaded model's own settings (Defaults button)
         self.device = ""
         self.kind = "prose"
         self.history: list[str] = []  # messages sent, for up/down in the input
@@ -252,6 +253,7 @@ class ChatScreen(Screen):
             return
         info = msg.info
         self.model_name, self.device, self.sampling = info.name, info.device, dict(info.sampling)
+        self.sampling_defaults = dict(info.sampling_defaults)
         self.state = "ready"
         self._header()
         self._ready_status()
@@ -482,7 +484,8 @@ class ChatScreen(Screen):
         if not self.model_name:
             return
         values = self.sampling or preferences.sampling_for(self.model_name)
-        self.app.push_screen(SettingsModal(self.model_name, values), self.apply_sampling)
+        defaults = self.sampling_defaults or preferences.base_sampling(self.model_name)
+        self.app.push_screen(SettingsModal(self.model_name, values, defaults), self.apply_sampling)
 
     def apply_sampling(self, values: dict | None) -> None:
         if values is None or not self.model_name:

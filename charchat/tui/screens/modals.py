@@ -76,10 +76,12 @@ class SettingsModal(Dialog):
         ("seed", "Seed", "empty = random; a number repeats replies"),
     ]
 
-    def __init__(self, model: str, values: dict) -> None:
+    def __init__(self, model: str, values: dict, defaults: dict | None = None) -> None:
         super().__init__()
         self.model = model
         self.values = values
+        # What "Defaults" restores: the model's own settings (e.g. greedy for the bundled one).
+        self.defaults = defaults or preferences.SAMPLING_DEFAULTS
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog settings") as box:
@@ -143,7 +145,7 @@ class SettingsModal(Dialog):
     @on(Button.Pressed, "#defaults")
     def _defaults(self) -> None:
         for key, _, _ in self.FIELDS:
-            v = preferences.SAMPLING_DEFAULTS.get(key)
+            v = self.defaults.get(key)
             self.query_one(f"#s-{key}", Input).value = "" if v is None else str(v)
 
 

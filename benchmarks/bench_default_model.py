@@ -4,9 +4,11 @@
 Every question is made by corpora/make_dialogue.py's own templates and hold-out rules, so it is
 one the training file never contains:
 
-- addition, 2-digit: both operands 10..99, an operand pair held out of training (about 1 pair in
-  10 is), phrased with a training or a held-out template;
-- addition, 3-digit: both operands 100..999, held out the same way;
+- addition, 2-digit: both operands 10..99, and neither (a, b) nor (b, a) in training (the corpus
+  holds out about 1 ordered pair in 10, for + and -; a pair held out in one order only could be
+  answered by swapping a sum it has seen, so those are scored apart, as "ordered only"); every
+  such pair is asked, with a training or a held-out phrasing;
+- addition, 3-digit: both operands 100..999, held out in both orders the same way (sampled);
 - capitals: every country of corpora/seed/facts.csv, asked with the held-out phrasings;
 - end of turn: the first 300 questions of the held-out test split (all categories), plus a set of
   questions outside the corpus, reported on their own;
@@ -38,7 +40,7 @@ sys.path.insert(0, str(ROOT / "corpora"))
 
 import make_dialogue as md  # noqa: E402
 
-from charchat import store  # noqa: E402
+from charchat import preferences, store  # noqa: E402
 from charchat.chat import ChatSession  # noqa: E402
 from charchat.generation import SamplingSettings  # noqa: E402
 
@@ -60,16 +62,16 @@ OUTSIDE = [
 ]
 
 
-def heldout_additions(corpus, rng, lo, hi, n):
+def heldout_additions(corpus, rng, lo, hi, n, both_orders=True):
+    """Up to n sums of held-out operand pairs in [lo, hi] (all of them when there are fewer)."""
     add = next(t for t in corpus.template_tasks if t.name == "add")
-    out, seen = [], set()
-    while len(out) < n:
-        a, b = rng.randint(lo, hi), rng.randint(lo, hi)
-        if not md.pair_is_heldout(a, b) or (a, b) in seen:
-            continue
-        seen.add((a, b))
-        template = rng.choice(add.train + add.test)
-        pair = add.make(rng, template, (a, b))
+    pairs = [(a, b) for a in range(lo, hi + 1) for b in range(lo, hi + 1)
+             if md.pair_is_heldout(a, b) and md.pair_is_heldout(b, a) == both_orders]
+    if len(pairs) > n:
+        pairs = rng.sample(pairs, n)
+    out = []
+    for a, b in pairs:
+        pair = add.make(rng, rng.choice(add.train + add.test), (a, b))
         out.append((pair.user, pair.assistant, a + b))
     return out
 
@@ -83,9 +85,11 @@ def capital_questions(corpus, rng):
     return out
 
 
-def test_split_questions(n):
-    lines, _, test, _ = md.generate(md.DEFAULT_SEED, 1, md.DEFAULT_SEED_DIR, md.DEFAULT_TEST_N)
-    del lines
+def test_split_questions(n, conversations):
+    # Generated beside the training file the model saw, so the generator's check that no test
+    # question occurs in training is made against that file.
+    _, _, test, _ = md.generate(md.DEFAULT_SEED, conversations, md.DEFAULT_SEED_DIR,
+                                md.DEFAULT_TEST_N)
     qs = [json.loads(line)["messages"][0]["content"] for line in test]
     return qs[:n]
 
@@ -104,6 +108,8 @@ class Runner:
             if not pieces:
                 self.first_char_s.append(time.perf_counter() - t0)
             pieces.append(piece)
+        if not pieces:  # an empty reply still counts, at the time it took to end
+            self.first_char_s.append(time.perf_counter() - t0)
         return "".join(pieces), s.messages[-1].ended
 
 
@@ -130,7 +136,7 @@ def score_capitals(runner, items):
     for q, want, capital in items:
         got, _ = runner.ask(q)
         exact += got.strip() == want
-        named += capital.lower() in got.lower()
+        named += f" is {capital}".lower() in got.lower()  # not "Monaco" inside "Monaco"
         if got.strip() != want and len(misses) < 5:
             misses.append({"q": q, "want": want, "got": got})
     return {"exact": round(exact / len(items), 4), "capital_named": round(named / len(items), 4),
@@ -155,9 +161,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None,
                     help="model name or folder (default: the bundled default model)")
-    ap.add_argument("--n", type=int, default=200, help="additions per size (default 200)")
+    ap.add_argument("--n", type=int, default=300,
+                    help="at most this many sums per size (default 300)")
     ap.add_argument("--turns", type=int, default=300, help="test-split prompts (default 300)")
-    ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    ap.add_argument("--conversations", type=int, default=100_000,
+                    help="size of the training file the model saw (default 100000, the "
+                         "default model's), for the test split's overlap check")
+    ap.add_argument("--temperature", type=float, default=None,
+                    help="default: the model's own setting (greedy for the default model)")
+    ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--top-p", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0, help="question sampling and reply seed")
     args = ap.parse_args(argv)
@@ -168,8 +180,14 @@ def main(argv=None):
     t0 = time.perf_counter()
     loaded = store.load_model(where)
     load_s = time.perf_counter() - t0
-    settings = SamplingSettings(temperature=args.temperature, top_p=args.top_p,
-                                max_new_chars=200, seed=args.seed)
+    # The settings the app would use for this model, under any given here.
+    own = loaded.meta.get("sampling")
+    chosen = preferences.base_sampling(loaded.name, own if isinstance(own, dict) else {})
+    for key in ("temperature", "top_k", "top_p"):
+        if getattr(args, key) is not None:
+            chosen[key] = getattr(args, key)
+    chosen["seed"] = args.seed
+    settings = SamplingSettings(**chosen)
     runner = Runner(loaded, settings)
     for q in ("hello", "what is 2 + 2?", "capital of France?"):  # warm up caches and kernels
         runner.ask(q)
@@ -182,11 +200,13 @@ def main(argv=None):
         "model": loaded.name, "path": str(loaded.path),
         "params": sum(p.numel() for p in loaded.model.parameters()),
         "threads": torch.get_num_threads(), "load_s": round(load_s, 3),
-        "sampling": {"temperature": args.temperature, "top_p": args.top_p},
+        "sampling": chosen,
         "add_2digit": score_sums(runner, heldout_additions(corpus, rng, 10, 99, args.n)),
+        "add_2digit_ordered_only": score_sums(
+            runner, heldout_additions(corpus, rng, 10, 99, args.n, both_orders=False)),
         "add_3digit": score_sums(runner, heldout_additions(corpus, rng, 100, 999, args.n)),
         "capitals": score_capitals(runner, capital_questions(corpus, rng)),
-        "turns": score_turns(runner, test_split_questions(args.turns)),
+        "turns": score_turns(runner, test_split_questions(args.turns, args.conversations)),
         "outside_corpus": score_turns(runner, OUTSIDE),
     }
     lat = sorted(runner.first_char_s)

@@ -24,6 +24,7 @@ benchmarks/bench_default_model.py measures the result on held-out questions.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -72,7 +73,7 @@ def make_corpus() -> None:
 
 def train(resume: bool, device: str) -> str:
     from charchat.corpus import load_corpus
-    from charchat.trainer import TrainConfig, Trainer
+    from charchat.trainer import TrainConfig, Trainer, TrainingError
 
     corpus = load_corpus([str(CORPUS)])
     log(corpus.summary.describe())
@@ -93,106 +94,192 @@ def train(resume: bool, device: str) -> str:
     trainer = Trainer(corpus, TrainConfig(device=device, **TRAIN), out_dir=RUN,
                       on_event=on_event, resume=resume, corpus_paths=[str(CORPUS)])
 
-    def on_sigint(signum, frame):  # first Ctrl-C: stop after this step, keeping the best model
+    def on_sigint(signum, frame):
+        # First Ctrl-C: stop after this step, keeping the best model; a second one aborts.
         trainer.cancel.set()
-        log("stopping after this step; the best model is kept")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        log("stopping after this step; the best model is kept (Ctrl-C again to abort)")
 
     old = signal.signal(signal.SIGINT, on_sigint)
     try:
         result = trainer.run()
+    except TrainingError as e:
+        raise SystemExit(f"build_default: {e}") from None
     finally:
         signal.signal(signal.SIGINT, old)
     log(result.message)
     return result.stop_reason
 
 
-def git_commit() -> str | None:
+def git_state() -> dict:
+    def git(*args):
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else None
+
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=10)
-        return out.stdout.strip() or None
+        return {"commit": git("rev-parse", "HEAD"),
+                "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.SubprocessError):
-        return None
+        return {"commit": None}
 
 
-def export(dest: Path, run: Path) -> dict:
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_generated() -> str:
+    """The SHA-256 that corpora/default_train.jsonl has when made by this script."""
+    lines, _, _, _ = make_dialogue.generate(make_dialogue.DEFAULT_SEED, N_CONVERSATIONS)
+    h = hashlib.sha256()
+    for line in lines:
+        h.update(line.encode("utf-8") + b"\n")
+    return h.hexdigest()
+
+
+def portable(p: str, run: Path) -> str:
+    """A path as the records keep it: relative to the checkout, else only its last part (no
+    home folders or temporary paths in the package). Relative paths are read from the run."""
+    q = Path(p)
+    q = (q if q.is_absolute() else run / q).resolve()
+    try:
+        return str(q.relative_to(ROOT))
+    except ValueError:
+        return f"<outside the checkout>/{q.name}"
+
+
+def run_outcome(run: Path) -> dict:
+    """How the run ended, from the last 'end' event in its metrics log."""
+    end = {}
+    with open(run / "metrics.jsonl", encoding="utf-8") as f:
+        for line in f:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("kind") == "end":
+                end = ev
+    return {"stop_reason": end.get("stop_reason") or "unfinished", "steps": end.get("step")}
+
+
+COMPLETE = ("max_steps", "early_stopping", "step_cap", "time_budget")
+
+
+def export(dest: Path, run: Path, allow_partial: bool = False) -> dict:
     import torch
 
     from charchat import store
+    from charchat.corpus import load_corpus
     from charchat.evaluate import val_loss
 
+    outcome = run_outcome(run)
+    if outcome["stop_reason"] not in COMPLETE and not allow_partial:
+        raise SystemExit(f"{run}: the run ended with {outcome['stop_reason']!r}, not a finished "
+                         "schedule; nothing was exported (--allow-partial exports it anyway)")
     model, tokenizer, info = store.read_weights(run / store.WEIGHTS)
     meta = store.read_meta(run)
+    args = json.loads((run / "train_args.json").read_text())
+    config = args.get("config", {})
+    corpus_paths = args.get("corpus_paths", [])
+    trained_on = next((Path(p) for p in corpus_paths if Path(p).is_file()), None)
+
     tmp = dest.with_name(dest.name + ".new")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    info = {**info, "stored_dtype": "float16"}
-    store.save_model(tmp, model, tokenizer, info, dtype=torch.float16)
+    try:
+        store.save_model(tmp, model, tokenizer, {**info, "stored_dtype": "float16"},
+                         dtype=torch.float16)
+        for name in ("config.json", "tokenizer.json"):
+            shutil.copy(run / name, tmp / name)
+        args["corpus_paths"] = [portable(p, run) for p in corpus_paths]
+        store.atomic_write_json(tmp / "train_args.json", args)
+        summary = json.loads((run / "corpus.json").read_text())
+        summary["files"] = [portable(p, run) for p in summary.get("files", [])]
+        store.atomic_write_json(tmp / "corpus.json", summary)
+        with open(run / "metrics.jsonl", encoding="utf-8") as src, \
+                open(tmp / "metrics.jsonl", "w", encoding="utf-8") as out:
+            for line in src:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(ev.get("details"), dict) and "folder" in ev["details"]:
+                    ev["details"]["folder"] = portable(ev["details"]["folder"], run)
+                if isinstance(ev.get("message"), str):  # e.g. "saved in /home/...": strip it
+                    for where in {str(run), str(run.resolve())}:
+                        ev["message"] = ev["message"].replace(where, portable(where, run))
+                out.write(json.dumps(ev) + "\n")
 
-    # Records of how it was made, with paths made relative to the source checkout.
-    def relative(p: str) -> str:
-        try:
-            return str(Path(p).resolve().relative_to(ROOT))
-        except ValueError:
-            return p
+        # What float16 storage costs, on the first validation windows of the training file.
+        fp16 = None
+        if trained_on is not None:
+            corpus = load_corpus([str(trained_on)], tokenizer=tokenizer)
+            val = corpus.val_ids[: 64 * model.config.block_size + 1]
+            before = val_loss(model, val, torch.device("cpu"), None)["val_loss"]
+            half, _, _ = store.read_weights(tmp / store.WEIGHTS)
+            after = val_loss(half, val, torch.device("cpu"), None)["val_loss"]
+            fp16 = {"float32": round(before, 5), "float16": round(after, 5), "windows": 64}
 
-    for name in ("config.json", "tokenizer.json"):
-        shutil.copy(run / name, tmp / name)
-    args = json.loads((run / "train_args.json").read_text())
-    trained_on = next((p for p in args.get("corpus_paths", []) if Path(p).is_file()), str(CORPUS))
-    args["corpus_paths"] = [relative(p) for p in args.get("corpus_paths", [])]
-    store.atomic_write_json(tmp / "train_args.json", args)
-    summary = json.loads((run / "corpus.json").read_text())
-    summary["files"] = [relative(p) for p in summary.get("files", [])]
-    store.atomic_write_json(tmp / "corpus.json", summary)
-    shutil.copy(run / "metrics.jsonl", tmp / "metrics.jsonl")
+        corpus_sha = sha256_file(trained_on) if trained_on is not None else None
+        build = {
+            "command": "python corpora/build_default.py",
+            "run": portable(str(run), run),
+            "recipe_matches": all(config.get(k) == v for k, v in TRAIN.items()),
+            "config": config,
+            "corpus": {
+                "generator": "corpora/make_dialogue.py", "seed": make_dialogue.DEFAULT_SEED,
+                "conversations": N_CONVERSATIONS,
+                "file": portable(str(trained_on), run) if trained_on else None,
+                "sha256": corpus_sha,
+                "matches_generator": corpus_sha is not None and corpus_sha == sha256_generated(),
+            },
+            "device": args.get("device"),
+            "stop_reason": outcome["stop_reason"],
+            "steps": outcome["steps"],
+            "best_step": meta.get("best_step"),
+            "best_val_loss": meta.get("best_val_loss"),
+            "float16_val_loss": fp16,
+            "git": git_state(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        store.atomic_write_json(tmp / "build.json", build)
+        meta_out = {k: meta[k] for k in ("params", "best_val_loss", "best_step", "corpus_kind",
+                                         "created", "updated", "device") if k in meta}
+        meta_out.update(name=store.BUNDLED_NAME, sampling=SAMPLING,
+                        corpus="conversations made by corpora/make_dialogue.py")
+        store.atomic_write_json(tmp / "meta.json", meta_out)
+        for f in tmp.iterdir():
+            f.chmod(0o644)  # atomic writes make private files; these ship to everyone
+        size = sum(f.stat().st_size for f in tmp.iterdir())
+        if size > SIZE_LIMIT:
+            raise SystemExit(f"the exported model is {size / 1e6:.1f} MB, over the "
+                             f"{SIZE_LIMIT / 1e6:.0f} MB limit; nothing was replaced")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
-    # What float16 storage costs, measured on the first validation windows of the corpus.
-    from charchat.corpus import load_corpus
-
-    corpus = load_corpus([trained_on], tokenizer=tokenizer)
-    val = corpus.val_ids[: 64 * model.config.block_size + 1]
-    before = val_loss(model, val, torch.device("cpu"), None)["val_loss"]
-    half, _, _ = store.read_weights(tmp / store.WEIGHTS)
-    after = val_loss(half, val, torch.device("cpu"), None)["val_loss"]
-
-    build = {
-        "command": "python corpora/build_default.py",
-        "run": relative(str(run)),
-        "corpus": {"generator": "corpora/make_dialogue.py", "seed": make_dialogue.DEFAULT_SEED,
-                   "conversations": N_CONVERSATIONS, "file": relative(str(CORPUS))},
-        "train": TRAIN,
-        "device": args.get("device"),
-        "best_step": meta.get("best_step"),
-        "best_val_loss": meta.get("best_val_loss"),
-        "float16_val_loss": {"float32": round(before, 5), "float16": round(after, 5),
-                             "windows": 64},
-        "git_commit": git_commit(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    store.atomic_write_json(tmp / "build.json", build)
-    meta_out = {k: meta[k] for k in ("params", "best_val_loss", "best_step", "corpus_kind", "created")
-                if k in meta}
-    meta_out.update(name=store.BUNDLED_NAME, corpus="corpora/ dialogue (bundled)",
-                    sampling=SAMPLING)
-    store.atomic_write_json(tmp / "meta.json", meta_out)
-
-    size = sum(f.stat().st_size for f in tmp.iterdir())
-    if size > SIZE_LIMIT:
-        shutil.rmtree(tmp)
-        raise SystemExit(f"the exported model is {size / 1e6:.1f} MB, over the "
-                         f"{SIZE_LIMIT / 1e6:.0f} MB limit; nothing was replaced")
     old = dest.with_name(dest.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if dest.exists():
         os.replace(dest, old)
-    os.replace(tmp, dest)
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        if old.exists():
+            os.replace(old, dest)  # put the previous model back
+        raise
     shutil.rmtree(old, ignore_errors=True)
-    log(f"exported to {dest.relative_to(ROOT)}: {size / 1e6:.2f} MB, best val "
-        f"{meta.get('best_val_loss')}, float16 changes the loss by {after - before:+.5f}")
+    delta = f"{fp16['float16'] - fp16['float32']:+.5f}" if fp16 else "not measured"
+    log(f"exported to {portable(str(dest), dest)}: {size / 1e6:.2f} MB, stopped by "
+        f"{outcome['stop_reason']} at step {outcome['steps']}, best val "
+        f"{meta.get('best_val_loss'):.4f} at step {meta.get('best_step')}; float16 changes the "
+        f"loss by {delta}")
     return build
 
 
@@ -200,30 +287,36 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resume", action="store_true", help="continue an interrupted build")
     ap.add_argument("--export-only", action="store_true",
-                    help="export runs/default-build again without training")
-    ap.add_argument("--run", type=Path, default=RUN,
+                    help="export a trained run again without training")
+    ap.add_argument("--run", type=Path, default=None,
                     help="with --export-only: the trained model folder to export "
                          "(default runs/default-build)")
+    ap.add_argument("--allow-partial", action="store_true",
+                    help="export a run that was stopped before its schedule ended")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default auto)")
     args = ap.parse_args(argv)
+    if args.run is not None and not args.export_only:
+        ap.error("--run is only used with --export-only")
 
     from charchat import store
 
     dest = store.bundled_dir()
+    run = args.run or RUN
     if not args.export_only:
         if not args.resume and (RUN / store.WEIGHTS).exists():
             raise SystemExit(f"{RUN.relative_to(ROOT)} already holds a build: use --resume to "
                              "continue it, --export-only to export it, or delete it")
+        if args.resume and not (RUN / store.STATE).exists():
+            raise SystemExit(f"{RUN.relative_to(ROOT)}: no interrupted build to resume")
         if not CORPUS.exists() or not args.resume:
             make_corpus()
-        if train(args.resume, args.device) == "cancelled":
-            log("stopped: run again with --resume to continue, or --export-only to ship the "
-                "best model so far")
-            return 130
-    run = args.run if args.export_only else RUN
+        if train(args.resume, args.device) not in COMPLETE:
+            log("not exported: run again with --resume to continue, or with --export-only "
+                "--allow-partial to ship the best model so far")
+            return 1
     if not (run / store.WEIGHTS).exists():
         raise SystemExit(f"{run}: no trained model to export")
-    export(dest, run)
+    export(dest, run, args.allow_partial)
     return 0
 
 

@@ -1,0 +1,89 @@
+"""corpora/build_default.py's export: what ships in the package, and what it refuses to ship."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from charchat import preferences, store
+from charchat.corpus import corpus_from_text
+from charchat.trainer import TrainConfig, Trainer
+
+from conftest import pattern_text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "corpora"))
+
+import build_default  # noqa: E402
+
+TINY = dict(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, eval_interval=5)
+
+
+def tiny_run(folder: Path, corpus_file: Path, **kw) -> Path:
+    corpus_file.write_text(pattern_text(4000))
+    corpus = corpus_from_text(corpus_file.read_text())
+    Trainer(corpus, TrainConfig(**{**TINY, **kw}), out_dir=folder,
+            corpus_paths=[str(corpus_file)]).run()
+    return folder
+
+
+@pytest.fixture
+def quick(monkeypatch):
+    # Regenerating the 100,000 conversations takes seconds: compare against a fixed hash.
+    monkeypatch.setattr(build_default, "sha256_generated", lambda: "0" * 64)
+
+
+def test_export_ships_float16_weights_and_portable_records(tmp_path, quick):
+    run = tiny_run(tmp_path / "run", tmp_path / "train.txt", max_steps=12)
+    dest = tmp_path / "pkg" / "default"
+    build = build_default.export(dest, run)
+
+    loaded = store.load_model(str(dest))
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    raw = torch.load(dest / store.WEIGHTS, weights_only=True)
+    assert {v.dtype for v in raw["state_dict"].values()} == {torch.float16}
+    assert build["stop_reason"] == "max_steps" and build["steps"] == 12
+    assert build["recipe_matches"] is False  # a tiny run is not the recipe, and says so
+    assert build["corpus"]["matches_generator"] is False
+    assert build["float16_val_loss"]["float16"] == pytest.approx(
+        build["float16_val_loss"]["float32"], abs=1e-3)
+    # No absolute paths from the build machine go into the package.
+    for name in ("build.json", "train_args.json", "corpus.json", "metrics.jsonl"):
+        text = (dest / name).read_text()
+        assert str(tmp_path) not in text, name
+    assert json.loads((dest / "train_args.json").read_text())["corpus_paths"] == [
+        "<outside the checkout>/train.txt"]
+    assert all(f.stat().st_mode & 0o777 == 0o644 for f in dest.iterdir())
+    meta = store.read_meta(dest)
+    assert meta["sampling"] == build_default.SAMPLING
+    assert preferences.check_sampling(meta["sampling"]) is not None
+    assert not dest.with_name("default.new").exists()
+
+
+def test_export_refuses_a_stopped_run_unless_asked(tmp_path, quick):
+    run = tiny_run(tmp_path / "run", tmp_path / "train.txt", max_steps=12)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    end = json.loads(lines[-1])
+    assert end["kind"] == "end"
+    end["stop_reason"] = "cancelled"
+    (run / "metrics.jsonl").write_text("\n".join(lines[:-1] + [json.dumps(end)]) + "\n")
+    dest = tmp_path / "pkg" / "default"
+    with pytest.raises(SystemExit, match="cancelled"):
+        build_default.export(dest, run)
+    assert not dest.exists()
+    build_default.export(dest, run, allow_partial=True)
+    assert json.loads((dest / "build.json").read_text())["stop_reason"] == "cancelled"
+
+
+def test_a_failed_export_keeps_the_previous_model(tmp_path, quick, monkeypatch):
+    run = tiny_run(tmp_path / "run", tmp_path / "train.txt", max_steps=12)
+    dest = tmp_path / "pkg" / "default"
+    build_default.export(dest, run)
+    before = (dest / store.WEIGHTS).read_bytes()
+    monkeypatch.setattr(build_default, "SIZE_LIMIT", 1000)
+    with pytest.raises(SystemExit, match="over the"):
+        build_default.export(dest, run)
+    assert (dest / store.WEIGHTS).read_bytes() == before
+    assert not dest.with_name("default.new").exists()

@@ -9,7 +9,8 @@ one the training file never contains:
   answered by swapping a sum it has seen, so those are scored apart, as "ordered only"); every
   such pair is asked, with a training or a held-out phrasing;
 - addition, 3-digit: both operands 100..999, held out in both orders the same way (sampled);
-- capitals: every country of corpora/seed/facts.csv, asked with the held-out phrasings;
+- capitals: every country of corpora/seed/facts.csv, asked with the held-out phrasings (the goal),
+  and again with training phrasings (what the model knows, apart from new wording);
 - end of turn: the first 300 questions of the held-out test split (all categories), plus a set of
   questions outside the corpus, reported on their own;
 - latency: time from sending a message to the first character of the reply, model loaded and
@@ -76,11 +77,11 @@ def heldout_additions(corpus, rng, lo, hi, n, both_orders=True):
     return out
 
 
-def capital_questions(corpus, rng):
+def capital_questions(corpus, rng, heldout_phrasing=True):
     cap = next(t for t in corpus.template_tasks if t.name == "capital")
     out = []
     for f in corpus.facts:
-        pair = cap.make(rng, rng.choice(cap.test), f)
+        pair = cap.make(rng, rng.choice(cap.test if heldout_phrasing else cap.train), f)
         out.append((pair.user, pair.assistant, f["capital"]))
     return out
 
@@ -206,6 +207,8 @@ def main(argv=None):
             runner, heldout_additions(corpus, rng, 10, 99, args.n, both_orders=False)),
         "add_3digit": score_sums(runner, heldout_additions(corpus, rng, 100, 999, args.n)),
         "capitals": score_capitals(runner, capital_questions(corpus, rng)),
+        "capitals_training_phrasing": score_capitals(
+            runner, capital_questions(corpus, rng, heldout_phrasing=False)),
         "turns": score_turns(runner, test_split_questions(args.turns, args.conversations)),
         "outside_corpus": score_turns(runner, OUTSIDE),
     }

@@ -227,6 +227,9 @@ def export(dest: Path, run: Path, allow_partial: bool = False) -> dict:
         build = {
             "command": "python corpora/build_default.py",
             "run": portable(str(run), run),
+            # False when the run was trained elsewhere (e.g. `charchat train` with the same
+            # settings) and only exported here; recipe_matches says whether the recipe agrees.
+            "trained_by_this_script": run.resolve() == RUN.resolve(),
             "recipe_matches": all(config.get(k) == v for k, v in TRAIN.items()),
             "config": config,
             "corpus": {

@@ -405,6 +405,19 @@ def rename_model(old: str, new: str) -> Path:
     return dst
 
 
+def read_metrics(folder: Path):
+    """The events of a model's metrics.jsonl, one dict at a time (damaged lines skipped).
+    Raises OSError when the file cannot be read."""
+    with open(Path(folder) / "metrics.jsonl", encoding="utf-8") as f:
+        for line in f:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                yield event
+
+
 def write_meta(folder: Path, **fields) -> dict:
     meta = read_meta(folder)
     meta.update(fields)

@@ -153,15 +153,12 @@ def portable(p: str, run: Path) -> str:
 
 def run_outcome(run: Path) -> dict:
     """How the run ended, from the last 'end' event in its metrics log."""
+    from charchat import store
+
     end = {}
-    with open(run / "metrics.jsonl", encoding="utf-8") as f:
-        for line in f:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if ev.get("kind") == "end":
-                end = ev
+    for ev in store.read_metrics(run):
+        if ev.get("kind") == "end":
+            end = ev
     return {"stop_reason": end.get("stop_reason") or "unfinished", "steps": end.get("step")}
 
 
@@ -199,13 +196,8 @@ def export(dest: Path, run: Path, allow_partial: bool = False) -> dict:
         summary = json.loads((run / "corpus.json").read_text())
         summary["files"] = [portable(p, run) for p in summary.get("files", [])]
         store.atomic_write_json(tmp / "corpus.json", summary)
-        with open(run / "metrics.jsonl", encoding="utf-8") as src, \
-                open(tmp / "metrics.jsonl", "w", encoding="utf-8") as out:
-            for line in src:
-                try:
-                    ev = json.loads(line)
-                except ValueError:
-                    continue
+        with open(tmp / "metrics.jsonl", "w", encoding="utf-8") as out:
+            for ev in store.read_metrics(run):
                 if isinstance(ev.get("details"), dict) and "folder" in ev["details"]:
                     ev["details"]["folder"] = portable(ev["details"]["folder"], run)
                 if isinstance(ev.get("message"), str):  # e.g. "saved in /home/...": strip it

@@ -342,3 +342,11 @@ def test_atomic_write_json_and_meta(tmp_path):
     assert leftovers(tmp_path / "sub") == []
     (tmp_path / "sub" / "meta.json").write_text("{broken")
     assert store.read_meta(tmp_path / "sub") == {}
+
+
+def test_read_metrics_skips_damaged_lines(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"kind": "step", "step": 1}\n{"kind": "ev\n[1]\n'
+                                            '{"kind": "end", "step": 2}\n')
+    assert [e["step"] for e in store.read_metrics(tmp_path)] == [1, 2]
+    with pytest.raises(OSError):
+        list(store.read_metrics(tmp_path / "missing"))

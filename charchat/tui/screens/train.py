@@ -8,7 +8,6 @@ Stop sets the trainer's cancel event: it ends within a step and keeps the best m
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 import threading
@@ -487,16 +486,11 @@ class TrainScreen(Screen):
         train, val = [], []
         try:
             _, folder = store.resolve(name)
-            with open(folder / "metrics.jsonl", encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        d = json.loads(line)
-                    except ValueError:
-                        continue
-                    if d.get("kind") == "step" and "train_loss" in d:
-                        train.append((d.get("step", 0), d["train_loss"]))
-                    elif d.get("kind") == "eval" and "val_loss" in d:
-                        val.append((d.get("step", 0), d["val_loss"]))
+            for d in store.read_metrics(folder):
+                if d.get("kind") == "step" and "train_loss" in d:
+                    train.append((d.get("step", 0), d["train_loss"]))
+                elif d.get("kind") == "eval" and "val_loss" in d:
+                    val.append((d.get("step", 0), d["val_loss"]))
         except (OSError, store.StoreError):
             return
         self.post_message(self.History(train, val))

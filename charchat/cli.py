@@ -356,8 +356,9 @@ def _load(name: str | None, device: str):
     except store.StoreError as e:
         if name == store.BUNDLED_NAME and "no model named" in str(e):
             raise CLIError(
-                "no model yet: train one with 'charchat train FILE --minutes 5', "
-                "then use --model NAME"
+                "no model found: the bundled default model is missing from this install "
+                f"({store.bundled_dir()}); reinstall charchat, or train one with "
+                "'charchat train FILE --minutes 5' and use --model NAME"
             ) from None
         raise CLIError(str(e)) from None
     return loaded, dev
@@ -433,7 +434,8 @@ def cmd_models(args) -> int:
                               "bundled": m.bundled}))
         return 0
     if not models:
-        print(f"no models yet in {store.models_dir()}; train one: charchat train FILE --minutes 5")
+        print(f"no models in {store.models_dir()}, and the bundled default is missing from this "
+              "install; train one: charchat train FILE --minutes 5")
         return 0
     from rich.console import Console
     from rich.table import Table

@@ -70,7 +70,7 @@ def cache_dir() -> Path:
 
 
 def bundled_dir() -> Path:
-    """The default model shipped inside the package (may be absent in a source checkout)."""
+    """The default model shipped inside the package (absent only if removed from the install)."""
     return Path(__file__).parent / "data" / "default"
 
 

@@ -119,7 +119,7 @@ def test_models_list_and_json(capsys, model):
 def test_models_when_there_are_none(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(store, "bundled_dir", lambda: tmp_path / "no-bundle")
     code, out, _ = cli(capsys, "models")
-    assert code == 0 and "no models yet" in out
+    assert code == 0 and "no models in" in out and "bundled default is missing" in out
     assert cli(capsys, "models", "--json")[1] == ""
 
 
@@ -235,7 +235,7 @@ def test_errors_are_one_line(capsys, model, args, message):
 def test_no_model_at_all(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(store, "bundled_dir", lambda: tmp_path / "no-bundle")
     code, _, err = cli(capsys, "sample")
-    assert code == 1 and "no model yet" in one_line_error(err)
+    assert code == 1 and "bundled default model is missing" in one_line_error(err)
 
 
 @pytest.mark.parametrize("args", [["train", "x", "--max-steps", "0"], ["train", "x", "--lr", "-1"],

@@ -32,8 +32,9 @@ async def test_empty_state_leads_to_training(charchat_home):
         await settle(pilot)
         screen = app.screen
         assert isinstance(screen, ChatScreen) and screen.state == "empty"
-        assert "No model yet" in str(screen.query_one("#empty-text").content)
-        assert screen.sub_title == "no model yet"
+        assert "No model found" in str(screen.query_one("#empty-text").content)
+        assert "missing from this install" in str(screen.query_one("#empty-text").content)
+        assert screen.sub_title == "no model found"
         await send(pilot, "hello")  # nothing to answer: the text stays
         assert screen.query_one("#prompt").value == "hello"
         await pilot.press("ctrl+t")

@@ -172,7 +172,7 @@ class ChatScreen(Screen):
         elif self.state == "failed":
             self.sub_title = f"{self.model_name or 'no model'} · not loaded"
         elif self.state == "empty":
-            self.sub_title = "no model yet"
+            self.sub_title = "no model found"
 
     def _show_empty(self, text: Text | None) -> None:
         empty = self.query_one("#empty")
@@ -286,12 +286,14 @@ class ChatScreen(Screen):
             self.state = "empty"
             self.model_name = None
             self._header()
-            self.status.set("no model yet: ctrl+t opens training")
+            self.status.set("no model found: ctrl+t opens training")
             self._show_empty(Text.assemble(
-                ("No model yet\n\n", "bold"),
-                "charchat chats with models you train on your own text: files or folders of "
-                "prose (.txt, .md, …) or dialogue (.jsonl). A first model takes a couple of "
-                "minutes on a CPU.\n\nPress ctrl+t (or the button) to open training.",
+                ("No model found\n\n", "bold"),
+                "The default model that ships with charchat is missing from this install "
+                "(reinstall charchat to restore it), and you have not trained one. charchat "
+                "trains on files or folders of prose (.txt, .md, …) or dialogue (.jsonl); a "
+                "first model takes a couple of minutes on a CPU.\n\nPress ctrl+t (or the "
+                "button) to open training.",
             ))
             self.query_one("#empty-train").display = True
         else:

@@ -87,3 +87,23 @@ def test_a_failed_export_keeps_the_previous_model(tmp_path, quick, monkeypatch):
         build_default.export(dest, run)
     assert (dest / store.WEIGHTS).read_bytes() == before
     assert not dest.with_name("default.new").exists()
+
+
+def test_the_build_trains_then_restarts_warm_and_resumes_either_phase(tmp_path, monkeypatch):
+    corpus_file = tmp_path / "train.txt"
+    corpus_file.write_text(pattern_text(4000))
+    monkeypatch.setattr(build_default, "CORPUS", corpus_file)
+    monkeypatch.setattr(build_default, "RUN", tmp_path / "run")
+    monkeypatch.setattr(build_default, "TRAIN", {**TINY, "max_steps": 12, "seed": 3, "log_interval": 1})
+    monkeypatch.setattr(build_default, "EXTEND_TO", 20)
+
+    assert build_default.train(False, "cpu") == "max_steps"
+    events = list(store.read_metrics(tmp_path / "run"))
+    ends = [e for e in events if e["kind"] == "end"]
+    assert [(e["step"], e["max_steps"]) for e in ends] == [(12, 12), (20, 20)]
+    lr = {e["step"]: e["lr"] for e in events if e["kind"] == "step" and "lr" in e}
+    assert lr[20] < lr[11] < lr[13]  # the warm restart raises the rate, then it decays again
+    # Resuming a finished build goes on from phase 2 and does nothing more.
+    assert build_default.train(True, "cpu") == "max_steps"
+    ends = [e for e in store.read_metrics(tmp_path / "run") if e["kind"] == "end"]
+    assert ends[-1]["step"] == 20

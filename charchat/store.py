@@ -320,7 +320,9 @@ def resolve(name_or_path: str) -> tuple[str, Path]:
 
 def load_model(name_or_path: str, device: "str | torch.device" = "cpu") -> LoadedModel:
     name, folder = resolve(name_or_path)
-    path = folder / WEIGHTS if folder.is_dir() else folder
+    given = Path(name_or_path).expanduser()
+    # A weights file named directly is read as given (whatever its name), not folder/model.pt.
+    path = given if (os.sep in name_or_path and given.is_file()) else folder / WEIGHTS
     model, tokenizer, info = read_weights(path)
     model.to(device)
     return LoadedModel(model, tokenizer, name, folder, info, read_meta(folder))

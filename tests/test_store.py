@@ -350,3 +350,16 @@ def test_read_metrics_skips_damaged_lines(tmp_path):
     assert [e["step"] for e in store.read_metrics(tmp_path)] == [1, 2]
     with pytest.raises(OSError):
         list(store.read_metrics(tmp_path / "missing"))
+
+
+def test_a_damaged_file_named_directly_is_the_one_reported(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(StoreError) as info:
+        store.load_model(str(bad))
+    assert str(bad) in str(info.value) and "model.pt" not in str(info.value)
+    good = tmp_path / "elsewhere" / "renamed.pt"
+    good.parent.mkdir()
+    store.save_model(tmp_path / "src", tiny_gpt(), TOK)
+    (tmp_path / "src" / store.WEIGHTS).rename(good)
+    assert store.load_model(str(good)).path == good.parent

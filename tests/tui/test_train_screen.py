@@ -50,6 +50,7 @@ async def test_form_checks_corpus_fills_defaults_and_points_at_errors(tiny_corpu
         # Errors name the field and put the cursor there.
         screen.query_one("#name").value = "tiny"  # taken
         await key(pilot, "ctrl+s")
+        await settle(pilot)
         assert screen.state == "idle" and "already exists" in screen.status.text
         assert app.focused.id == "name"
         screen.query_one("#name").value = "fresh"
@@ -61,6 +62,7 @@ async def test_form_checks_corpus_fills_defaults_and_points_at_errors(tiny_corpu
         screen.query_one("#minutes").value = "-1"
         fill(screen, lr="")
         await key(pilot, "ctrl+s")
+        await settle(pilot)  # the form is read after the inputs' change messages are handled
         assert "minutes" in screen.status.text
 
 

@@ -32,6 +32,13 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _optimizer_name(text: str) -> str:
+    name = text.strip().lower()
+    if name not in ("muon", "adamw"):
+        raise argparse.ArgumentTypeError(f"must be muon or adamw, got {text!r}")
+    return name
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -59,10 +66,13 @@ HYPER = [
     ("--block-size", "block_size", _positive_int, "context length in characters"),
     ("--batch-size", "batch_size", _positive_int, "sequences per step"),
     ("--grad-accum", "grad_accum", _positive_int, "micro-batches per step"),
-    ("--lr", "lr", _positive_float, "peak learning rate"),
-    ("--min-lr", "min_lr", float, "learning rate at the end of the cosine"),
+    ("--optimizer", "optimizer", _optimizer_name,
+     "muon: Muon for the block matrices, AdamW for the rest; adamw: AdamW for all"),
+    ("--lr", "lr", _positive_float, "peak learning rate (AdamW's)"),
+    ("--muon-lr", "muon_lr", _positive_float, "peak learning rate of Muon (block matrices)"),
+    ("--min-lr", "min_lr", float, "AdamW's rate at the end of the cosine (Muon's in proportion)"),
     ("--warmup-steps", "warmup_steps", _positive_int, "linear warmup steps"),
-    ("--weight-decay", "weight_decay", float, "AdamW weight decay on matrices and embeddings"),
+    ("--weight-decay", "weight_decay", float, "decoupled weight decay on matrices and embeddings"),
     ("--beta2", "beta2", float, "AdamW beta2"),
     ("--grad-clip", "grad_clip", _positive_float, "clip the global gradient norm to this"),
     ("--dropout", "dropout", float, "dropout probability"),

@@ -85,6 +85,15 @@ def resolve_config(config, n_tokens: int, device: str, kind: str = "prose"):
         # Narrow models tolerate (and need) larger steps: 4e-3 measured best at 128 wide
         # (3e-3 at 192, as nanoGPT's tuned recipe; 5e-3 there was worse).
         c.lr = round(4e-3 * (128 / c.n_embd) ** 0.7, 6)
+    if c.optimizer not in ("muon", "adamw"):
+        raise ValueError(f"--optimizer must be muon or adamw, got {c.optimizer!r}")
+    if c.muon_lr is None:
+        # Measured on tinyshakespeare, 4L x 128, ~105 s on 2 cores (bench_quality.py): 0.02
+        # reached 1.62; 0.015 and 0.03 were worse (1.65, 1.64), 0.04 much worse. AdamW's rate
+        # for the embeddings hardly mattered between 4e-3 and 8e-3 (1.61-1.62).
+        c.muon_lr = 0.02
+    if c.muon_lr <= 0:
+        raise ValueError(f"--muon-lr must be positive, got {c.muon_lr}")
     if c.min_lr is None:
         c.min_lr = c.lr / 40
     if c.beta2 is None:

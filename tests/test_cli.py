@@ -240,11 +240,27 @@ def test_no_model_at_all(capsys, monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("args", [["train", "x", "--max-steps", "0"], ["train", "x", "--lr", "-1"],
                                   ["train", "x", "--minutes", "1", "--max-steps", "2"],
-                                  ["frobnicate"]])
+                                  ["train", "x", "--optimizer", "sgd"], ["frobnicate"]])
 def test_bad_usage_exits_2(capsys, args):
     with pytest.raises(SystemExit) as info:
         main(args)
     assert info.value.code == 2
+
+
+def test_optimizer_flag_is_recorded_and_kept_on_resume(capsys, model, charchat_home):
+    """The module's model trained with the default (Muon); a new one asks for AdamW."""
+    args = json.loads((charchat_home / "models" / "tiny" / "train_args.json").read_text())
+    assert args["config"]["optimizer"] == "muon" and args["config"]["muon_lr"] > 0
+    code, _, err = cli(capsys, "train", model, "--name", "plain", "--max-steps", "10",
+                       "--optimizer", "AdamW", "--quiet", *TINY)
+    assert code == 0, err
+    code, _, err = cli(capsys, "train", "--resume", "plain", "--max-steps", "15", "--quiet")
+    assert code == 0, err
+    args = json.loads((charchat_home / "models" / "plain" / "train_args.json").read_text())
+    assert args["config"]["optimizer"] == "adamw"
+    code, _, err = cli(capsys, "train", "--resume", "plain", "--max-steps", "20",
+                       "--optimizer", "muon")
+    assert code == 1 and "optimizer was adamw, now muon" in one_line_error(err)
 
 
 def test_version(capsys):

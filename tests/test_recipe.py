@@ -73,6 +73,8 @@ def test_narrow_models_get_a_larger_learning_rate():
         (dict(n_layer=-1), "n-layer"),
         (dict(grad_accum=0), "grad-accum"),
         (dict(batch_size=-2), "batch-size"),
+        (dict(optimizer="sgd"), "optimizer must be muon or adamw, got 'sgd'"),
+        (dict(muon_lr=0.0), "muon-lr"),
     ],
 )
 def test_bad_values_raise_value_error(bad, match):
@@ -84,3 +86,11 @@ def test_bad_values_raise_value_error(bad, match):
 def test_zero_sizes_raise_value_error(field):
     with pytest.raises(ValueError, match=field.replace("_", "-")):
         resolve_config(TrainConfig(max_steps=10, **{field: 0}), n_tokens=10_000, device="cpu")
+
+
+def test_muon_is_the_default_optimizer_with_its_own_rate():
+    c, _ = resolve_config(TrainConfig(max_steps=10), n_tokens=10_000, device="cpu")
+    assert c.optimizer == "muon" and c.muon_lr == 0.02 and c.lr < c.muon_lr
+    c, _ = resolve_config(TrainConfig(max_steps=10, optimizer="adamw", muon_lr=0.01),
+                          n_tokens=10_000, device="cpu")
+    assert c.optimizer == "adamw" and c.muon_lr == 0.01

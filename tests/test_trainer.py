@@ -12,7 +12,7 @@ from charchat import store
 from charchat.corpus import corpus_from_text, load_corpus
 from charchat.evaluate import windows_loss
 from charchat.model import GPT
-from charchat.trainer import TrainEvent, Trainer, TrainingError, train
+from charchat.trainer import TrainConfig, TrainEvent, Trainer, TrainingError, train
 
 from conftest import pattern_text, random_text, tiny_train_config
 
@@ -226,7 +226,8 @@ def test_time_budget(tmp_path):
     [(20, {}),  # stopped right after an evaluation
      (17, {}),  # between evaluations, with a best model: no last evaluation
      (7, {}),  # before the first evaluation: a last one is made
-     (17, dict(grad_accum=2, dropout=0.1))],  # dropout draws from torch's RNG
+     (17, dict(grad_accum=2, dropout=0.1)),  # dropout draws from torch's RNG
+     (17, dict(optimizer="adamw"))],  # one optimizer instead of two
 )
 def test_resume_equals_an_uninterrupted_run(tmp_path, cancel_at, extra):
     corpus = corpus_from_text(PATTERN)
@@ -256,6 +257,53 @@ def test_resume_needs_a_state_and_the_same_shape(tmp_path):
     run(corpus, tmp_path / "m", max_steps=5)
     with pytest.raises(TrainingError, match="n_embd was 32, now 16"):
         run(corpus, tmp_path / "m", resume=True, max_steps=10, n_embd=16)
+    with pytest.raises(TrainingError, match="optimizer was muon, now adamw"):
+        run(corpus, tmp_path / "m", resume=True, max_steps=10, optimizer="adamw")
+
+
+def test_muon_takes_the_block_matrices_and_adamw_the_rest(tmp_path):
+    corpus = corpus_from_text(PATTERN)
+    _, trainer, _ = run(corpus, tmp_path / "m", max_steps=3, n_layer=2)
+    adamw, muon = trainer.optimizers
+    in_muon = {id(p) for g in muon.param_groups for p in g["params"]}
+    in_adamw = {id(p) for g in adamw.param_groups for p in g["params"]}
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    assert sorted(names[i] for i in in_muon) == sorted(
+        n for n, p in trainer.model.named_parameters()
+        if n.startswith("transformer.h.") and p.dim() == 2)
+    assert len(in_muon) == 8  # 4 matrices a block: qkv, attention out, MLP in, MLP out
+    assert in_muon.isdisjoint(in_adamw) and in_muon | in_adamw == set(names)
+    assert "transformer.wte.weight" in {names[i] for i in in_adamw}  # the tied head too
+    # Muon's rate follows the schedule at muon_lr / lr times AdamW's.
+    c = trainer.config
+    assert muon.param_groups[0]["lr"] == pytest.approx(
+        adamw.param_groups[0]["lr"] * c.muon_lr / c.lr)
+    # Its decay per step equals AdamW's: lr(t) * weight_decay.
+    assert muon.param_groups[0]["lr"] * muon.param_groups[0]["weight_decay"] == pytest.approx(
+        adamw.param_groups[0]["lr"] * c.weight_decay)
+
+    _, plain, _ = run(corpus, tmp_path / "a", max_steps=3, optimizer="adamw")
+    assert len(plain.optimizers) == 1 and isinstance(plain.optimizers[0], torch.optim.AdamW)
+
+
+def test_resume_of_a_run_saved_before_the_optimizer_setting(tmp_path):
+    """Older runs saved one AdamW state and no "optimizer" in their settings: they resume
+    with AdamW."""
+    corpus = corpus_from_text(PATTERN)
+    full, full_trainer, _ = run(corpus, tmp_path / "full", max_steps=20, optimizer="adamw")
+    run(corpus, tmp_path / "old", max_steps=20, optimizer="adamw", cancel_at=10)
+    state_path = tmp_path / "old" / store.STATE
+    st = torch.load(state_path, weights_only=True)
+    st["optimizer"] = st["optimizer"][0]
+    config = json.loads(st["config"])
+    del config["optimizer"]
+    st["config"] = json.dumps(config)
+    torch.save(st, state_path)
+    old = {k: v for k, v in tiny_train_config(max_steps=20).to_dict().items() if k != "optimizer"}
+    assert TrainConfig.from_dict(old).optimizer == "adamw"
+    resumed = Trainer(corpus, TrainConfig.from_dict(old), out_dir=tmp_path / "old", resume=True)
+    assert resumed.run().steps == 20
+    assert weights_equal(resumed.model, full_trainer.model)
 
 
 def test_existing_model_is_not_overwritten(tmp_path):

@@ -14,6 +14,7 @@ compares. Runs are back to back on the same machine.
     python benchmarks/bench_quality.py                 # nanoGPT cpu recipe, then charchat
     python benchmarks/bench_quality.py --tuned         # also nanoGPT's hand-tuned recipe
     python benchmarks/bench_quality.py --skip-nanogpt --seconds 100   # charchat only
+    python benchmarks/bench_quality.py --flags "--optimizer adamw"     # with extra train flags
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -70,7 +72,7 @@ def nanogpt(recipe: str, text: Path, nanogpt_dir: str, work: Path) -> dict:
     return rec
 
 
-def charchat(seconds: float, text: Path, work: Path) -> dict:
+def charchat(seconds: float, text: Path, work: Path, flags: list[str] = ()) -> dict:
     env = dict(os.environ, CHARCHAT_HOME=str(work / "home"))
     exe = [sys.executable, "-m", "charchat"]
     # charchat's start-up (imports, reading and caching the corpus) is measured once, with a
@@ -82,7 +84,8 @@ def charchat(seconds: float, text: Path, work: Path) -> dict:
     minutes = max(0.1, (seconds - startup) / 60.0)
     t = time.perf_counter()
     proc = subprocess.run(exe + ["train", str(text), "--name", "bench", "--minutes",
-                                 f"{minutes:.4f}", "--quiet"], env=env, capture_output=True, text=True)
+                                 f"{minutes:.4f}", "--quiet", *flags], env=env, capture_output=True,
+                          text=True)
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"charchat train failed: {proc.stderr.strip()[-500:]}")
@@ -92,7 +95,7 @@ def charchat(seconds: float, text: Path, work: Path) -> dict:
     args = json.loads((work / "home" / "models" / "bench" / "train_args.json").read_text())
     rec = {"bench": "quality", "who": "charchat", "wall_s": round(wall, 1),
            "minutes_flag": round(minutes, 4), "startup_s": round(startup, 1),
-           "val_loss": lines[0]["val_loss"], "config": args["config"]}
+           "val_loss": lines[0]["val_loss"], "flags": list(flags), "config": args["config"]}
     emit(rec)
     return rec
 
@@ -105,6 +108,9 @@ def main() -> int:
     p.add_argument("--skip-nanogpt", action="store_true")
     p.add_argument("--seconds", type=float, default=None,
                    help="charchat's wall-clock budget (default: nanoGPT cpu recipe's wall time)")
+    p.add_argument("--flags", default="",
+                   help="extra `charchat train` flags, for experiments (the goal is measured "
+                   "without any), e.g. --flags '--optimizer adamw'")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="charchat-quality-") as tmp:
         work = Path(tmp)
@@ -114,7 +120,7 @@ def main() -> int:
             if args.tuned:
                 nanogpt("tuned", args.text, args.nanogpt, work)
         seconds = args.seconds or (ref["wall_s"] if ref else 100.0)
-        ours = charchat(seconds, args.text, work)
+        ours = charchat(seconds, args.text, work, shlex.split(args.flags))
         summary = {"bench": "quality_summary", "charchat_val_loss": ours["val_loss"],
                    "charchat_wall_s": ours["wall_s"]}
         if ref:

@@ -10,6 +10,11 @@ including fetching the batch, not evaluation). The JSON gives each run and the r
 
     python benchmarks/bench_train_speed.py                    # nanoGPT eager
     python benchmarks/bench_train_speed.py --nanogpt-compile  # nanoGPT with torch.compile
+    python benchmarks/bench_train_speed.py --optimizer muon   # charchat's default optimizer
+
+charchat runs with AdamW by default here, as nanoGPT does, so that both do the same work per
+step; with Muon (charchat's default) each step also orthogonalises every block matrix, which
+costs tokens/s and buys a lower loss for the same time (bench_quality.py measures that).
 """
 
 from __future__ import annotations
@@ -30,11 +35,12 @@ SHAPE = ["--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--block-size", "
          "--warmup-steps", "100", "--beta2", "0.99", "--bias", "false"]
 
 
-def charchat_run(text: Path, steps: int, home: Path, i: int, compile_: bool) -> float:
+def charchat_run(text: Path, steps: int, home: Path, i: int, compile_: bool,
+                 optimizer: str) -> float:
     env = dict(os.environ, CHARCHAT_HOME=str(home))
     name = f"speed{i}"
     cmd = [sys.executable, "-m", "charchat", "train", str(text), "--name", name, "--max-steps",
-           str(steps), "--eval-interval", str(steps), "--quiet", *SHAPE]
+           str(steps), "--eval-interval", str(steps), "--quiet", *SHAPE, "--optimizer", optimizer]
     if compile_:
         cmd += ["--compile", "true"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -65,6 +71,8 @@ def main() -> int:
     p.add_argument("--nanogpt", default=os.environ.get("NANOGPT_DIR", "/tmp/nanogpt"))
     p.add_argument("--nanogpt-compile", action="store_true")
     p.add_argument("--charchat-compile", action="store_true")
+    p.add_argument("--optimizer", choices=["adamw", "muon"], default="adamw",
+                   help="charchat's optimizer (default adamw: the same work as nanoGPT's)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
@@ -74,11 +82,13 @@ def main() -> int:
         for i in range(args.rounds):
             nano.append(nanogpt_run(args.text, args.steps, args.nanogpt, args.nanogpt_compile,
                                     tmp / f"nano{i}"))
-            ours.append(charchat_run(args.text, args.steps, tmp / "home", i, args.charchat_compile))
+            ours.append(charchat_run(args.text, args.steps, tmp / "home", i, args.charchat_compile,
+                                     args.optimizer))
     n, o = statistics.median(nano), statistics.median(ours)
     print(json.dumps({
         "bench": "train_speed", "shape": "4L/4H/128, block 64, batch 12, fp32 cpu",
         "nanogpt_compile": args.nanogpt_compile, "charchat_compile": args.charchat_compile,
+        "charchat_optimizer": args.optimizer,
         "nanogpt_tokens_per_s": round(n), "charchat_tokens_per_s": round(o),
         "ratio": round(o / n, 3),
         "runs": {"nanogpt": [round(x) for x in nano], "charchat": [round(x) for x in ours]},

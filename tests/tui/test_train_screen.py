@@ -41,6 +41,8 @@ async def test_form_checks_corpus_fills_defaults_and_points_at_errors(tiny_corpu
         # The advanced section holds the core's choices for this corpus and budget.
         assert screen.query_one("#adv-n_layer").value == "2"
         assert screen.query_one("#adv-lr").value != ""
+        assert screen.query_one("#adv-optimizer").value == "muon"
+        assert screen.query_one("#adv-muon_lr").value == "0.02"
         assert screen.query_one("#adv-eval_interval").value == ""  # timed automatically
         screen.query_one("#preset").value = "small"
         await pilot.pause()
@@ -59,11 +61,32 @@ async def test_form_checks_corpus_fills_defaults_and_points_at_errors(tiny_corpu
         await settle(pilot)
         assert screen.state == "idle" and "lr: not a number" in screen.status.text
         assert app.focused.id == "adv-lr"
+        fill(screen, lr="", optimizer="sgd")
+        await key(pilot, "ctrl+s")
+        await settle(pilot)
+        assert screen.state == "idle" and "optimizer: must be muon or adamw" in screen.status.text
+        assert app.focused.id == "adv-optimizer"
         screen.query_one("#minutes").value = "-1"
-        fill(screen, lr="")
+        fill(screen, optimizer="adamw")
         await key(pilot, "ctrl+s")
         await settle(pilot)  # the form is read after the inputs' change messages are handled
         assert "minutes" in screen.status.text
+
+
+async def test_a_path_typed_then_enter_is_checked(tiny_corpus, charchat_home, tiny_model):
+    """Typing a path and pressing Enter at once checks it (a zero-delay Textual timer used to
+    fail silently here, leaving the form without a corpus summary)."""
+    app = CharChatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+t")
+        screen = app.screen
+        assert app.focused.id == "paths"
+        await pilot.press(*str(tiny_corpus), "enter")
+        await wait_for(pilot, lambda: "6,000 characters" in str(
+            screen.query_one("#corpus-summary").content), what="the corpus summary")
+        await wait_for(pilot, lambda: screen.query_one("#adv-optimizer").value == "muon",
+                       what="the resolved defaults")
 
 
 async def test_bad_corpus_is_a_message(tmp_path, charchat_home):

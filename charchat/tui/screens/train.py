@@ -215,6 +215,11 @@ class TrainScreen(Screen):
         timer = self._debounce_timers.pop(key, None)
         if timer is not None:
             timer.stop()
+        if delay <= 0:
+            # Now (after the messages already queued): Textual's timers fail on a zero delay
+            # (ZeroDivisionError in the timer task), which silently lost the check.
+            self.call_later(callback)
+            return
         self._debounce_timers[key] = self.set_timer(delay, callback)
 
     def _check_corpus_soon(self, delay: float = 0.5) -> None:

@@ -6,13 +6,16 @@ One command, from a source checkout with charchat installed:
     python corpora/build_default.py
 
 1. generates the training conversations with make_dialogue.py (seed 1337, 100,000 conversations,
-   about 25 MB, to corpora/default_train.jsonl; the file is not committed);
-2. trains a 6-layer, 192-wide model on them for a fixed number of steps (so two builds on the same
-   kind of machine give the same model), into runs/default-build/: 8,000 steps of warmup and
-   cosine, then a warm restart that resumes the run with a new total of 11,000 steps (the
-   learning rate rises again to about a fifth of its peak and decays to the floor). On a 2-core
-   CPU this takes about two hours; Ctrl-C stops it with the best model kept (run again with
-   --resume to go on);
+   about 25 MB each; the files are not committed): corpora/default_train_base.jsonl without the
+   capital phrasings that name the country first (--no-name-order-phrasings), and
+   corpora/default_train.jsonl with them;
+2. trains a 6-layer, 192-wide model with AdamW for a fixed number of steps (so two builds on the
+   same kind of machine give the same model), into runs/default-build/: 8,000 steps of warmup
+   and cosine on the base file, then a warm restart that resumes the run with a new total of
+   11,000 steps (the learning rate rises again to about a fifth of its peak and decays to the
+   floor), then a second one to 12,000 steps on the full file. On a 2-core CPU this takes about
+   two and a quarter hours; Ctrl-C stops it with the best model kept (run again with --resume
+   to go on);
 3. exports the best weights, stored as float16 to halve the file (the package limit is 10 MB;
    loading casts them back to float32), with the records of how the model was made:
    train_args.json, corpus.json, metrics.jsonl and build.json.
@@ -44,7 +47,8 @@ sys.path.insert(0, str(ROOT))
 
 import make_dialogue  # noqa: E402
 
-CORPUS = HERE / "default_train.jsonl"
+CORPUS_BASE = HERE / "default_train_base.jsonl"  # phases 1 and 2
+CORPUS = HERE / "default_train.jsonl"  # phase 3
 RUN = ROOT / "runs" / "default-build"
 N_CONVERSATIONS = 100_000
 # The recipe. A fixed step count rather than a time budget, so the result does not depend on how
@@ -62,6 +66,11 @@ TRAIN = dict(
 # the 3,000 extra steps took held-out 2-digit sums from 94.1% to 96.5% and 3-digit ones from
 # 81.0% to 84.3%.
 EXTEND_TO = 11000
+# Phase 3: a second warm restart, on the corpus with the capital phrasings that name the
+# country first (see make_dialogue.COUNTRY_FIRST_CAPITAL). They were added after the 11,000-step
+# model answered the held-out "Peru has which city as its capital?" backwards (50% of
+# countries); 1,000 more steps took that to 97% (bench_default_model.py).
+FINAL_STEPS = 12000
 # How the app samples from this model until the user changes it: arithmetic and facts have one
 # right answer, so the likeliest character is the best one.
 SAMPLING = {"temperature": 0.0, "top_k": None, "top_p": None, "max_new_chars": 300}
@@ -73,34 +82,49 @@ def log(msg: str) -> None:
 
 
 def make_corpus() -> None:
-    t0 = time.perf_counter()
-    lines, stats, _, _ = make_dialogue.generate(make_dialogue.DEFAULT_SEED, N_CONVERSATIONS)
-    make_dialogue.write_lines(str(CORPUS), lines)
-    log(f"wrote {CORPUS.relative_to(ROOT)}: {len(lines)} conversations, "
-        f"{sum(stats.values())} question/answer pairs ({time.perf_counter() - t0:.1f}s)")
+    for path, name_order in ((CORPUS_BASE, False), (CORPUS, True)):
+        t0 = time.perf_counter()
+        lines, stats, _, _ = make_dialogue.generate(make_dialogue.DEFAULT_SEED, N_CONVERSATIONS,
+                                                    name_order_phrasings=name_order)
+        make_dialogue.write_lines(str(path), lines)
+        log(f"wrote {portable(str(path), ROOT)}: {len(lines)} conversations, "
+            f"{sum(stats.values())} question/answer pairs ({time.perf_counter() - t0:.1f}s)")
 
 
 def train(resume: bool, device: str) -> str:
-    """Both phases (or what is left of them); returns how the last one stopped."""
+    """The three phases (or what is left of them); returns how the last one stopped."""
     from charchat.corpus import load_corpus
+    from charchat.tokenizer import CharTokenizer
 
-    corpus = load_corpus([str(CORPUS)])
-    log(corpus.summary.describe())
     phase = 1
     if resume:
         saved = json.loads((RUN / "train_args.json").read_text()).get("config", {})
         outcome = run_outcome(RUN)
-        if saved.get("max_steps") == EXTEND_TO or (
-            outcome["stop_reason"] == "max_steps" and outcome["steps"] == TRAIN["max_steps"]
-        ):
+        done = outcome["stop_reason"] == "max_steps"
+        if saved.get("max_steps") == FINAL_STEPS or (done and outcome["steps"] == EXTEND_TO):
+            phase = 3
+        elif saved.get("max_steps") == EXTEND_TO or (done and outcome["steps"] == TRAIN["max_steps"]):
             phase = 2
-    if phase == 1:
-        stop = run_phase(corpus, config_from(TRAIN, device), resume)
+    if phase < 3:
+        corpus = load_corpus([str(CORPUS_BASE)])
+        log(corpus.summary.describe())
+        if phase == 1:
+            stop = run_phase(corpus, config_from(TRAIN, device), resume, CORPUS_BASE)
+            if stop != "max_steps":
+                return stop
+        # Phase 2: the saved, resolved settings (warmup, learning rates ...) with a new total.
+        saved = json.loads((RUN / "train_args.json").read_text())["config"]
+        stop = run_phase(corpus, config_from({**saved, "max_steps": EXTEND_TO}, device), True,
+                         CORPUS_BASE)
         if stop != "max_steps":
             return stop
-    # Phase 2: the saved, resolved settings (warmup, learning rates ...) with a new total.
+    # Phase 3: the same again, on the full corpus, read with the run's vocabulary.
+    tokenizer = CharTokenizer.from_json((RUN / "tokenizer.json").read_text())
+    corpus = load_corpus([str(CORPUS)], tokenizer=tokenizer)
+    log(corpus.summary.describe())
     saved = json.loads((RUN / "train_args.json").read_text())["config"]
-    return run_phase(corpus, config_from({**saved, "max_steps": EXTEND_TO}, device), True)
+    return run_phase(corpus, config_from({**saved, "max_steps": FINAL_STEPS}, device), True,
+                     CORPUS)
 
 
 def config_from(values: dict, device: str):
@@ -109,7 +133,7 @@ def config_from(values: dict, device: str):
     return TrainConfig.from_dict({**values, "device": device})
 
 
-def run_phase(corpus, config, resume: bool) -> str:
+def run_phase(corpus, config, resume: bool, corpus_file: Path) -> str:
     from charchat.trainer import Trainer, TrainingError
 
     last = [0.0]
@@ -128,7 +152,7 @@ def run_phase(corpus, config, resume: bool) -> str:
                 f"{ev.tokens_per_s / 1000:.1f}k tok/s  ETA {eta}")
 
     trainer = Trainer(corpus, config, out_dir=RUN, on_event=on_event, resume=resume,
-                      corpus_paths=[str(CORPUS)])
+                      corpus_paths=[str(corpus_file)])
 
     def on_sigint(signum, frame):
         # First Ctrl-C: stop after this step, keeping the best model; a second one aborts.
@@ -167,13 +191,22 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def sha256_generated() -> str:
-    """The SHA-256 that corpora/default_train.jsonl has when made by this script."""
-    lines, _, _, _ = make_dialogue.generate(make_dialogue.DEFAULT_SEED, N_CONVERSATIONS)
+def sha256_generated(name_order_phrasings: bool = True) -> str:
+    """The SHA-256 that corpora/default_train.jsonl (default_train_base.jsonl without the
+    name-order phrasings) has when made by this script."""
+    lines, _, _, _ = make_dialogue.generate(make_dialogue.DEFAULT_SEED, N_CONVERSATIONS,
+                                            name_order_phrasings=name_order_phrasings)
     h = hashlib.sha256()
     for line in lines:
         h.update(line.encode("utf-8") + b"\n")
     return h.hexdigest()
+
+
+def base_corpus_record() -> dict:
+    sha = sha256_file(CORPUS_BASE) if CORPUS_BASE.is_file() else None
+    return {"file": portable(str(CORPUS_BASE), ROOT), "phases": "steps 1 to 11,000",
+            "options": "--no-name-order-phrasings", "sha256": sha,
+            "matches_generator": sha is not None and sha == sha256_generated(False)}
 
 
 def portable(p: str, run: Path) -> str:
@@ -263,7 +296,7 @@ def export(dest: Path, run: Path, allow_partial: bool = False) -> dict:
             # settings) and only exported here; recipe_matches says whether the recipe agrees.
             "trained_by_this_script": run.resolve() == RUN.resolve(),
             "recipe_matches": all(full_config.get(k) == v
-                                  for k, v in {**TRAIN, "max_steps": EXTEND_TO}.items()),
+                                  for k, v in {**TRAIN, "max_steps": FINAL_STEPS}.items()),
             "config": config,
             "corpus": {
                 "generator": "corpora/make_dialogue.py", "seed": make_dialogue.DEFAULT_SEED,
@@ -272,6 +305,9 @@ def export(dest: Path, run: Path, allow_partial: bool = False) -> dict:
                 "sha256": corpus_sha,
                 "matches_generator": corpus_sha is not None and corpus_sha == sha256_generated(),
             },
+            # The last phase's file is the one train_args.json names; the earlier phases read
+            # the base file, checked here if it is on disk.
+            "first_phases_corpus": base_corpus_record(),
             "device": args.get("device"),
             "stop_reason": outcome["stop_reason"],
             "steps": outcome["steps"],
@@ -344,7 +380,7 @@ def main(argv=None) -> int:
                              "continue it, --export-only to export it, or delete it")
         if args.resume and not (RUN / store.STATE).exists():
             raise SystemExit(f"{RUN.relative_to(ROOT)}: no interrupted build to resume")
-        if not CORPUS.exists() or not args.resume:
+        if not CORPUS.exists() or not CORPUS_BASE.exists() or not args.resume:
             make_corpus()
         if train(args.resume, args.device) not in COMPLETE:
             log("not exported: run again with --resume to continue, or with --export-only "

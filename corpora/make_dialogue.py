@@ -472,7 +472,22 @@ def read_facts(path):
     return facts
 
 
-def capital_tasks(facts):
+# Added in the third version of the default model's build. Before them, every capital question
+# that began with a name was a reverse one ("Lima is the capital of which country?"), so the
+# model took word order for meaning and answered the held-out "Peru has which city as its
+# capital?" backwards. These put the country first in forward questions and the city last in
+# reverse ones, so that only which name it is (a country or a city) tells the two apart.
+COUNTRY_FIRST_CAPITAL = ["for {c}, what is the capital?", "in {c}, which city is the capital?",
+                         "{c}: what is its capital?", "about {c}: which city is its capital?"]
+CITY_LAST_COUNTRY = ["name the country whose capital is {cap}",
+                     "tell me which country has its capital in {cap}"]
+
+
+def capital_tasks(facts, name_order_phrasings=True):
+    """name_order_phrasings=False leaves out the two lists above (the corpus of the first
+    build phases)."""
+    extra_capital = COUNTRY_FIRST_CAPITAL if name_order_phrasings else []
+    extra_country = CITY_LAST_COUNTRY if name_order_phrasings else []
     with_continent = [f for f in facts if f["continent"]]
 
     def country_ref(rng, f):
@@ -492,7 +507,7 @@ def capital_tasks(facts):
                "which city is the capital of {c}?", "what city is the capital of {c}?",
                "name the capital of {c}", "tell me the capital of {c}",
                "do you know the capital of {c}?", "the capital of {c} is?",
-               "what is the capital city of {c}?"],
+               "what is the capital city of {c}?", *extra_capital],
         test=["which city serves as the capital of {c}?", "{c} has which city as its capital?"],
         sample=sampler(facts), fields=fields,
         answer=lambda f: end_sentence(f"The capital of {f['full']} is {f['capital']}"),
@@ -501,7 +516,7 @@ def capital_tasks(facts):
         "country_of_capital", "capitals",
         train=["{cap} is the capital of which country?", "which country has {cap} as its capital?",
                "what country is {cap} the capital of?", "{cap} is the capital of what country?",
-               "which country's capital is {cap}?"],
+               "which country's capital is {cap}?", *extra_country],
         test=["of which country is {cap} the capital?"],
         sample=sampler(facts), fields=fields,
         answer=lambda f: f"{f['capital']} is the capital of {f['full']}.",
@@ -593,7 +608,7 @@ def read_words(path):
 
 
 class Corpus:
-    def __init__(self, seed_dir):
+    def __init__(self, seed_dir, name_order_phrasings=True):
         self.words = read_words(os.path.join(seed_dir, "words.txt"))
         self.facts = read_facts(os.path.join(seed_dir, "facts.csv"))
         small = read_intents(os.path.join(seed_dir, "smalltalk.json"))
@@ -602,7 +617,8 @@ class Corpus:
         self.smalltalk = IntentTask("smalltalk", "smalltalk", small, weight=10)
         self.faq = IntentTask("charchat", "charchat", faq, weight=10)
         self.template_tasks = (arithmetic_tasks() + word_tasks(self.words)
-                               + calendar_tasks() + capital_tasks(self.facts))
+                               + calendar_tasks()
+                               + capital_tasks(self.facts, name_order_phrasings))
         self.tasks = self.template_tasks + [self.smalltalk, self.faq]
         # Category weights (share of training pairs, before openings/closings):
         # arithmetic 40, words 18, calendar 10, capitals 12, smalltalk 10, charchat 10.
@@ -697,11 +713,12 @@ def write_lines(path, lines):
     os.replace(tmp, path)
 
 
-def generate(seed=DEFAULT_SEED, n=DEFAULT_N, seed_dir=DEFAULT_SEED_DIR, test_n=None):
+def generate(seed=DEFAULT_SEED, n=DEFAULT_N, seed_dir=DEFAULT_SEED_DIR, test_n=None,
+             name_order_phrasings=True):
     """Return (train_lines, train_stats, test_lines, test_stats).  test_* are
     None unless test_n is given.  The training output does not depend on
-    whether a test set is made."""
-    corpus = Corpus(seed_dir)
+    whether a test set is made.  name_order_phrasings: see capital_tasks."""
+    corpus = Corpus(seed_dir, name_order_phrasings)
     rng = random.Random(seed)
     train_lines, stats, keys = [], Counter(), set()
     for _ in range(n):
@@ -767,6 +784,9 @@ def main(argv=None):
                     help="folder with the hand-written seed material")
     ap.add_argument("--show-heldout", action="store_true",
                     help="list what is held out of training, then exit")
+    ap.add_argument("--no-name-order-phrasings", action="store_true",
+                    help="leave out the capital phrasings added for the default model's last "
+                    "build phase (makes the corpus of its first phases)")
     ap.add_argument("-q", "--quiet", action="store_true", help="print no statistics")
     args = ap.parse_args(argv)
     if args.show_heldout:
@@ -777,7 +797,8 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     train, stats, test, tstats = generate(args.seed, args.n, args.seed_dir,
-                                          args.test_n if args.split_test else None)
+                                          args.test_n if args.split_test else None,
+                                          not args.no_name_order_phrasings)
     write_lines(args.out, train)
     if test is not None:
         write_lines(args.split_test, test)

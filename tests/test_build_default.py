@@ -32,7 +32,7 @@ def tiny_run(folder: Path, corpus_file: Path, **kw) -> Path:
 @pytest.fixture
 def quick(monkeypatch):
     # Regenerating the 100,000 conversations takes seconds: compare against a fixed hash.
-    monkeypatch.setattr(build_default, "sha256_generated", lambda: "0" * 64)
+    monkeypatch.setattr(build_default, "sha256_generated", lambda name_order=True: "0" * 64)
 
 
 def test_export_ships_float16_weights_and_portable_records(tmp_path, quick):
@@ -89,21 +89,58 @@ def test_a_failed_export_keeps_the_previous_model(tmp_path, quick, monkeypatch):
     assert not dest.with_name("default.new").exists()
 
 
-def test_the_build_trains_then_restarts_warm_and_resumes_either_phase(tmp_path, monkeypatch):
-    corpus_file = tmp_path / "train.txt"
-    corpus_file.write_text(pattern_text(4000))
-    monkeypatch.setattr(build_default, "CORPUS", corpus_file)
+def test_the_build_trains_then_restarts_warm_twice_and_resumes_any_phase(tmp_path, monkeypatch):
+    base, full = tmp_path / "base.txt", tmp_path / "full.txt"
+    base.write_text(pattern_text(4000))
+    full.write_text(pattern_text(4000)[::-1])  # the same characters, other text
+    monkeypatch.setattr(build_default, "CORPUS_BASE", base)
+    monkeypatch.setattr(build_default, "CORPUS", full)
     monkeypatch.setattr(build_default, "RUN", tmp_path / "run")
     monkeypatch.setattr(build_default, "TRAIN", {**TINY, "max_steps": 12, "seed": 3, "log_interval": 1})
     monkeypatch.setattr(build_default, "EXTEND_TO", 20)
+    monkeypatch.setattr(build_default, "FINAL_STEPS", 26)
 
     assert build_default.train(False, "cpu") == "max_steps"
     events = list(store.read_metrics(tmp_path / "run"))
     ends = [e for e in events if e["kind"] == "end"]
-    assert [(e["step"], e["max_steps"]) for e in ends] == [(12, 12), (20, 20)]
+    assert [(e["step"], e["max_steps"]) for e in ends] == [(12, 12), (20, 20), (26, 26)]
     lr = {e["step"]: e["lr"] for e in events if e["kind"] == "step" and "lr" in e}
     assert lr[20] < lr[11] < lr[13]  # the warm restart raises the rate, then it decays again
-    # Resuming a finished build goes on from phase 2 and does nothing more.
+    assert lr[26] < lr[20] < lr[21]  # and so does the second one
+    # The last phase read the full corpus, and the run's records say so.
+    args = json.loads((tmp_path / "run" / "train_args.json").read_text())
+    assert args["corpus_paths"] == [str(full)] and args["config"]["optimizer"] == "adamw"
+    # Resuming a finished build goes on from phase 3 and does nothing more.
     assert build_default.train(True, "cpu") == "max_steps"
     ends = [e for e in store.read_metrics(tmp_path / "run") if e["kind"] == "end"]
-    assert ends[-1]["step"] == 20
+    assert ends[-1]["step"] == 26
+
+
+def test_a_build_stopped_in_phase_2_resumes_phase_2_then_3(tmp_path, monkeypatch):
+    base, full = tmp_path / "base.txt", tmp_path / "full.txt"
+    base.write_text(pattern_text(4000))
+    full.write_text(pattern_text(4000)[::-1])
+    monkeypatch.setattr(build_default, "CORPUS_BASE", base)
+    monkeypatch.setattr(build_default, "CORPUS", full)
+    monkeypatch.setattr(build_default, "RUN", tmp_path / "run")
+    monkeypatch.setattr(build_default, "TRAIN", {**TINY, "max_steps": 12, "seed": 3})
+    monkeypatch.setattr(build_default, "EXTEND_TO", 20)
+    monkeypatch.setattr(build_default, "FINAL_STEPS", 26)
+    real_run_phase = build_default.run_phase
+
+    def stop_in_phase_2(corpus, config, resume, corpus_file):
+        if config.max_steps == 20:
+            config.max_steps = 16  # as if stopped at step 16 of phase 2
+            real_run_phase(corpus, config, resume, corpus_file)
+            return "cancelled"
+        return real_run_phase(corpus, config, resume, corpus_file)
+
+    monkeypatch.setattr(build_default, "run_phase", stop_in_phase_2)
+    assert build_default.train(False, "cpu") == "cancelled"
+    monkeypatch.setattr(build_default, "run_phase", real_run_phase)
+    args = json.loads((tmp_path / "run" / "train_args.json").read_text())
+    args["config"]["max_steps"] = 20  # what an interrupted phase 2 leaves
+    (tmp_path / "run" / "train_args.json").write_text(json.dumps(args))
+    assert build_default.train(True, "cpu") == "max_steps"
+    ends = [e for e in store.read_metrics(tmp_path / "run") if e["kind"] == "end"]
+    assert [e["step"] for e in ends][-2:] == [20, 26]

@@ -33,9 +33,11 @@ def _positive_float(text: str) -> float:
 
 
 def _optimizer_name(text: str) -> str:
+    from .recipe import OPTIMIZERS
+
     name = text.strip().lower()
-    if name not in ("muon", "adamw"):
-        raise argparse.ArgumentTypeError(f"must be muon or adamw, got {text!r}")
+    if name not in OPTIMIZERS:
+        raise argparse.ArgumentTypeError(f"must be {' or '.join(OPTIMIZERS)}, got {text!r}")
     return name
 
 

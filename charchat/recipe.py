@@ -17,6 +17,9 @@ PRESETS = {
     "large": (6, 6, 384),
 }
 
+# What --optimizer takes (see charchat.trainer.TrainConfig.optimizer).
+OPTIMIZERS = ("muon", "adamw")
+
 # Without --minutes or --max-steps, training runs until early stopping, under this cap.
 DEFAULT_CAP_MINUTES = {"cpu": 30.0, "mps": 30.0, "cuda": 30.0}
 
@@ -85,8 +88,8 @@ def resolve_config(config, n_tokens: int, device: str, kind: str = "prose"):
         # Narrow models tolerate (and need) larger steps: 4e-3 measured best at 128 wide
         # (3e-3 at 192, as nanoGPT's tuned recipe; 5e-3 there was worse).
         c.lr = round(4e-3 * (128 / c.n_embd) ** 0.7, 6)
-    if c.optimizer not in ("muon", "adamw"):
-        raise ValueError(f"--optimizer must be muon or adamw, got {c.optimizer!r}")
+    if c.optimizer not in OPTIMIZERS:
+        raise ValueError(f"--optimizer must be {' or '.join(OPTIMIZERS)}, got {c.optimizer!r}")
     if c.muon_lr is None:
         # Measured on tinyshakespeare, 4L x 128, ~105 s on 2 cores (bench_quality.py): 0.02
         # reached 1.62; 0.015 and 0.03 were worse (1.65, 1.64), 0.04 much worse. AdamW's rate

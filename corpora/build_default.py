@@ -91,40 +91,42 @@ def make_corpus() -> None:
             f"{sum(stats.values())} question/answer pairs ({time.perf_counter() - t0:.1f}s)")
 
 
+def phases() -> list[tuple[Path, int]]:
+    """(corpus file, step total) of each phase; phases after the first resume the run."""
+    return [(CORPUS_BASE, TRAIN["max_steps"]), (CORPUS_BASE, EXTEND_TO), (CORPUS, FINAL_STEPS)]
+
+
 def train(resume: bool, device: str) -> str:
     """The three phases (or what is left of them); returns how the last one stopped."""
     from charchat.corpus import load_corpus
     from charchat.tokenizer import CharTokenizer
 
-    phase = 1
+    totals = [total for _, total in phases()]
+    first = 0
     if resume:
+        # The phase the run was in: the one whose total it saved, or the next one if it
+        # reached that total.
         saved = json.loads((RUN / "train_args.json").read_text()).get("config", {})
+        first = totals.index(saved["max_steps"]) if saved.get("max_steps") in totals else 0
         outcome = run_outcome(RUN)
-        done = outcome["stop_reason"] == "max_steps"
-        if saved.get("max_steps") == FINAL_STEPS or (done and outcome["steps"] == EXTEND_TO):
-            phase = 3
-        elif saved.get("max_steps") == EXTEND_TO or (done and outcome["steps"] == TRAIN["max_steps"]):
-            phase = 2
-    if phase < 3:
-        corpus = load_corpus([str(CORPUS_BASE)])
+        if outcome["stop_reason"] == "max_steps" and outcome["steps"] == totals[first]:
+            first = min(first + 1, len(totals) - 1)
+    stop = "max_steps"
+    for i, (corpus_file, total) in list(enumerate(phases()))[first:]:
+        if i == 0 and not resume:
+            config, tokenizer = config_from(TRAIN, device), None
+        else:
+            # A warm restart: the saved, resolved settings (warmup, learning rates ...) with a
+            # new total, the corpus read with the run's vocabulary.
+            saved = json.loads((RUN / "train_args.json").read_text())["config"]
+            config = config_from({**saved, "max_steps": total}, device)
+            tokenizer = CharTokenizer.from_json((RUN / "tokenizer.json").read_text())
+        corpus = load_corpus([str(corpus_file)], tokenizer=tokenizer)
         log(corpus.summary.describe())
-        if phase == 1:
-            stop = run_phase(corpus, config_from(TRAIN, device), resume, CORPUS_BASE)
-            if stop != "max_steps":
-                return stop
-        # Phase 2: the saved, resolved settings (warmup, learning rates ...) with a new total.
-        saved = json.loads((RUN / "train_args.json").read_text())["config"]
-        stop = run_phase(corpus, config_from({**saved, "max_steps": EXTEND_TO}, device), True,
-                         CORPUS_BASE)
+        stop = run_phase(corpus, config, resume or i > 0, corpus_file)
         if stop != "max_steps":
             return stop
-    # Phase 3: the same again, on the full corpus, read with the run's vocabulary.
-    tokenizer = CharTokenizer.from_json((RUN / "tokenizer.json").read_text())
-    corpus = load_corpus([str(CORPUS)], tokenizer=tokenizer)
-    log(corpus.summary.describe())
-    saved = json.loads((RUN / "train_args.json").read_text())["config"]
-    return run_phase(corpus, config_from({**saved, "max_steps": FINAL_STEPS}, device), True,
-                     CORPUS)
+    return stop
 
 
 def config_from(values: dict, device: str):
@@ -204,7 +206,7 @@ def sha256_generated(name_order_phrasings: bool = True) -> str:
 
 def base_corpus_record() -> dict:
     sha = sha256_file(CORPUS_BASE) if CORPUS_BASE.is_file() else None
-    return {"file": portable(str(CORPUS_BASE), ROOT), "phases": "steps 1 to 11,000",
+    return {"file": portable(str(CORPUS_BASE), ROOT), "phases": f"steps 1 to {EXTEND_TO:,}",
             "options": "--no-name-order-phrasings", "sha256": sha,
             "matches_generator": sha is not None and sha == sha256_generated(False)}
 

@@ -96,7 +96,8 @@ def test_the_build_trains_then_restarts_warm_twice_and_resumes_any_phase(tmp_pat
     monkeypatch.setattr(build_default, "CORPUS_BASE", base)
     monkeypatch.setattr(build_default, "CORPUS", full)
     monkeypatch.setattr(build_default, "RUN", tmp_path / "run")
-    monkeypatch.setattr(build_default, "TRAIN", {**TINY, "max_steps": 12, "seed": 3, "log_interval": 1})
+    monkeypatch.setattr(build_default, "TRAIN",
+                        {**TINY, "max_steps": 12, "seed": 3, "log_interval": 1})
     monkeypatch.setattr(build_default, "EXTEND_TO", 20)
     monkeypatch.setattr(build_default, "FINAL_STEPS", 26)
 

@@ -154,10 +154,15 @@ def safe_torch_load(path: Path, what: str = "model file"):
         text = str(e)
         if "GLOBAL" in text or "Unsupported global" in text:
             reason = "it holds objects other than tensors (refused: loading them could run code)"
-        elif "weights_only" in text or "Unpickler" in text:
-            reason = "damaged, or not a charchat model file"
         else:
-            reason = text.strip().splitlines()[0] if text.strip() else e.__class__.__name__
+            # Whatever the unpickler tripped on (random bytes give "pop from empty list",
+            # "invalid load key", ...), the file is broken rather than hostile; keep the detail.
+            detail = text.strip().splitlines()[0] if text.strip() else e.__class__.__name__
+            reason = "damaged, or not a charchat model file"
+            if "weights_only" not in text and "Unpickler" not in text and any(
+                ch.isalpha() for ch in detail
+            ):  # a bare KeyError such as "173" says nothing to a reader
+                reason += f" ({detail[:120]})"
         raise StoreError(f"{path}: not a readable {what}: {reason[:200]}") from None
 
 

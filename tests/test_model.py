@@ -173,3 +173,23 @@ def test_logits_equal_huggingface_gpt2():
         logits, _ = model(idx)
     assert expected.abs().max() > 1.0  # the comparison is not between near-zero numbers
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cpu_gelu_matches_torch_tanh_gelu(dtype):
+    """The fused CPU GELU must be GPT-2's tanh GELU, forward and backward, in every dtype."""
+    from charchat.model import TanhGELU
+
+    torch.manual_seed(0)
+    x0 = torch.randn(4, 7, 33, dtype=dtype) * 3  # tails too, where sigmoid saturates
+    grad = torch.randn_like(x0)
+    x, xr = x0.clone().requires_grad_(), x0.clone().requires_grad_()
+    y, yr = TanhGELU()(x), F.gelu(xr, approximate="tanh")
+    y.backward(grad)
+    yr.backward(grad)
+    tol = dict(atol=1e-12, rtol=1e-12) if dtype == torch.float64 else dict(atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(y, yr, **tol)
+    torch.testing.assert_close(x.grad, xr.grad, **tol)
+    assert y.dtype == dtype and x.grad.dtype == dtype
+    if dtype == torch.float64:
+        assert torch.autograd.gradcheck(TanhGELU(), (x0[:1, :2].clone().requires_grad_(),))

@@ -193,3 +193,19 @@ def test_cpu_gelu_matches_torch_tanh_gelu(dtype):
     assert y.dtype == dtype and x.grad.dtype == dtype
     if dtype == torch.float64:
         assert torch.autograd.gradcheck(TanhGELU(), (x0[:1, :2].clone().requires_grad_(),))
+
+
+def test_model_traces_under_torch_compile():
+    """--compile must not break on charchat's own ops (an in-place op on a saved tensor once
+    did). aot_eager traces forward and backward like inductor but needs no C++ compiler."""
+    model = tiny_gpt()
+    x = torch.randint(0, model.config.vocab_size, (2, model.config.block_size))
+    torch._dynamo.reset()
+    # Compiled first: an eager call beforehand was seen to hide the failure from dynamo.
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    _, loss = compiled(x, x)
+    loss.backward()
+    with torch.no_grad():
+        _, eager_loss = model(x, x)
+    torch.testing.assert_close(loss, eager_loss, atol=1e-5, rtol=1e-5)
+    assert all(p.grad is not None for p in model.parameters())

@@ -269,10 +269,7 @@ class Trainer:
             )
         self.train_model = self.model
         if c.compile:
-            try:
-                self.train_model = torch.compile(self.model)
-            except Exception as e:  # compile is an optimisation: run without it
-                self.notes.append(f"torch.compile unavailable ({e.__class__.__name__}); running eager")
+            self.train_model = self._compiled_or_eager()
         self.folder.mkdir(parents=True, exist_ok=True)
         store.atomic_write_json(self.folder / "config.json", self.model.config.to_dict())
         store.atomic_write_text(self.folder / "tokenizer.json", self.corpus.tokenizer.to_json() + "\n")
@@ -282,6 +279,34 @@ class Trainer:
              "device": self.dev.label, "notes": self.notes},
         )
         store.atomic_write_json(self.folder / "corpus.json", summary.to_dict())
+
+    def _compiled_or_eager(self) -> torch.nn.Module:
+        """torch.compile(model), tried on one batch: compiling happens at the first call, and
+        fails there on machines without a C++ compiler. Compiling is an optimisation, so a
+        failure means a note and eager training, never a crashed run."""
+        c = self.config
+        try:
+            compiled = torch.compile(self.model)
+            # Fixed windows and a forked RNG: the probe must not move the data order or the
+            # dropout stream of the run itself. A full batch, so that the run's first step
+            # has the same shapes and does not compile again.
+            starts = np.linspace(0, self._n_train - c.block_size - 1, c.batch_size).astype(np.int64)
+            rows = self.train_ids[starts[:, None] + self._offsets]
+            cuda = [self.dev.device.index or 0] if self.dev.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):
+                t = torch.from_numpy(rows.astype(np.int64)).to(self.dev.device)
+                with self._amp():
+                    _, loss = compiled(t[:, :-1], t[:, 1:])
+                loss.backward()
+            return compiled
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [""])[0][:160]
+            self.notes.append(
+                f"torch.compile failed ({e.__class__.__name__}: {first}); training without it"
+            )
+            return self.model
+        finally:
+            self.model.zero_grad(set_to_none=True)
 
     def _make_optimizers(self) -> list[torch.optim.Optimizer]:
         c = self.config

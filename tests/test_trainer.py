@@ -306,6 +306,30 @@ def test_resume_of_a_run_saved_before_the_optimizer_setting(tmp_path):
     assert weights_equal(resumed.model, full_trainer.model)
 
 
+def test_compile_that_fails_at_the_first_call_falls_back_to_eager(tmp_path, monkeypatch):
+    """torch.compile is lazy: without a C++ compiler it fails at the first forward. The run
+    must go on eagerly with a note, not crash, and see the same data as an eager run."""
+    calls = []
+
+    def failing_compile(model, **kwargs):
+        def call(*args, **kw):
+            calls.append(args[0].shape)
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+        return call
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    corpus = corpus_from_text(PATTERN)
+    result, trainer, events = run(corpus, tmp_path / "c", max_steps=20, compile=True)
+    assert result.stop_reason == "max_steps" and result.steps == 20
+    assert calls and calls[0][0] == trainer.config.batch_size  # probed with a full batch
+    start = of_kind(events, "start")[0]
+    notes = [n for n in start.details["notes"] if "torch.compile failed" in n]
+    assert notes == ["torch.compile failed (RuntimeError: InvalidCxxCompiler: No working C++ "
+                     "compiler found); training without it"]
+    plain, _, _ = run(corpus, tmp_path / "e", max_steps=20, compile=False)
+    assert result.best_val_loss == pytest.approx(plain.best_val_loss, abs=1e-6)
+
+
 def test_existing_model_is_not_overwritten(tmp_path):
     corpus = corpus_from_text(PATTERN)
     run(corpus, tmp_path / "m", max_steps=5)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from charchat.decoding import DecodeStep, int8_available
+from charchat.decoding import DecodeStep, int8_available, prepared_weights
 from charchat.generation import SamplingSettings, generate_ids
 
 from conftest import tiny_gpt
@@ -21,9 +21,18 @@ def _decode_logits(model, ids, quantize=None):
     return torch.stack(out)
 
 
+def _with_random_biases(model):
+    """GPT-2 initialises biases to zero, which would hide a bias the decode path forgot."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0.0, 0.1)
+    return model
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_decode_step_equals_forward(bias):
-    model = tiny_gpt(bias=bias, dtype=torch.float64)
+    model = _with_random_biases(tiny_gpt(bias=bias, dtype=torch.float64))
     ids = torch.randint(0, model.config.vocab_size, (model.config.block_size,)).tolist()
     full, _ = model(torch.tensor([ids]))
     torch.testing.assert_close(_decode_logits(model, ids), full[0], atol=1e-10, rtol=0)
@@ -37,10 +46,15 @@ def test_decode_step_refuses_a_full_cache():
         DecodeStep(model, cache)(torch.tensor([0]))
 
 
-@pytest.mark.skipif(not int8_available(torch.device("cpu")), reason="no int8 kernel in this torch")
-def test_int8_decode_is_close_to_float():
+needs_int8 = pytest.mark.skipif(not int8_available(torch.device("cpu")),
+                                reason="no int8 kernel in this torch")
+
+
+@needs_int8
+@pytest.mark.parametrize("bias", [True, False])
+def test_int8_decode_is_close_to_float(bias):
     torch.manual_seed(0)
-    model = tiny_gpt(n_embd=64, n_head=4)
+    model = _with_random_biases(tiny_gpt(n_embd=64, n_head=4, bias=bias))
     ids = torch.randint(0, model.config.vocab_size, (model.config.block_size,)).tolist()
     exact = torch.log_softmax(_decode_logits(model, ids), -1)
     approx = torch.log_softmax(_decode_logits(model, ids, "int8"), -1)
@@ -51,6 +65,63 @@ def test_int8_decode_is_close_to_float():
     # Generation runs end to end through it, honouring the length.
     out = list(generate_ids(model, torch.tensor([[1]]), 20, temperature=0, quantize="int8"))
     assert len(out) == 20
+
+
+@needs_int8
+@pytest.mark.parametrize("bias", [True, False])
+def test_int8_decode_equals_forward_with_the_rounded_weights(bias):
+    """What int8 computes: GPT.forward with every block matrix rounded to int8 per output row
+    (and the attention scale folded in first), up to bfloat16 rounding of the activations
+    around each product. Much tighter than the float comparison above, so a slip in the int8
+    path itself (a missed bias, a wrong dtype route) shows."""
+    model = _with_random_biases(tiny_gpt(n_layer=2, n_embd=64, n_head=4, bias=bias))
+    rounded = tiny_gpt(n_layer=2, n_embd=64, n_head=4, bias=bias)
+    rounded.load_state_dict(model.state_dict())
+    hd = 64 // 4
+    with torch.no_grad():
+        for block in rounded.transformer.h:
+            for lin in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
+                w = lin.weight
+                if lin is block.attn.c_attn:  # int8 rounds the query rows after scaling them
+                    w[:64] /= hd ** 0.5
+                scale = w.abs().amax(dim=1, keepdim=True) / 127.0
+                w.copy_(torch.round(w / scale).clamp(-127, 127) * scale.bfloat16().float())
+                if lin is block.attn.c_attn:
+                    w[:64] *= hd ** 0.5
+    ids = torch.randint(0, 12, (16,)).tolist()
+    want = torch.log_softmax(rounded(torch.tensor([ids]))[0][0], -1)
+    got = torch.log_softmax(_decode_logits(model, ids, "int8"), -1)
+    torch.testing.assert_close(got, want, atol=2e-2, rtol=0)
+    assert (got - want).abs().mean() < 3e-3
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_decode_weights_are_kept_until_the_model_changes(quantize):
+    if quantize and not int8_available(torch.device("cpu")):
+        pytest.skip("no int8 kernel in this torch")
+    model = tiny_gpt()
+    int8 = quantize == "int8"
+    first = prepared_weights(model, int8)
+    assert prepared_weights(model, int8) is first  # unchanged: reused
+    def greedy(m):
+        return [int(t) for t in generate_ids(m, torch.tensor([[1]]), 12, temperature=0,
+                                             quantize=quantize)]
+
+    before = greedy(model)
+    # An optimizer step writes the parameters in place: the next generation must see it.
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    model(torch.tensor([[1, 2, 3]]), torch.tensor([[2, 3, 4]]))[1].backward()
+    opt.step()
+    assert prepared_weights(model, int8) is not first
+    fresh = tiny_gpt()
+    fresh.load_state_dict(model.state_dict())
+    after = greedy(model)
+    assert after == greedy(fresh)
+    assert after != before
+    # load_state_dict copies into the same tensors: also seen.
+    model.load_state_dict(tiny_gpt(seed=5).state_dict())
+    assert prepared_weights(model, int8) is not prepared_weights(fresh, int8)
+    assert greedy(model) == greedy(tiny_gpt(seed=5))
 
 
 def test_quantize_setting_is_validated():

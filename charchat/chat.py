@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from .decoding import DecodeWeightsCache
 from .generation import SamplingSettings, stream_text
 from .tokenizer import CharTokenizer
 
@@ -54,6 +55,13 @@ class ChatSession:
         self.messages: list[Message] = []
         self.unknown_seen: set[str] = set()
         self.notices: list[str] = []
+        # Prepared once, reused for every reply: a session reads its model, never trains it.
+        # Whoever changes the model's weights in place must call weights_changed().
+        self._weights = DecodeWeightsCache()
+
+    def weights_changed(self) -> None:
+        """Tell the session its model's weights were changed in place (see DecodeWeightsCache)."""
+        self._weights.clear()
 
     @classmethod
     def from_loaded(cls, loaded, settings=None, on_notice=None) -> "ChatSession":
@@ -135,7 +143,7 @@ class ChatSession:
         outcome: dict = {}
         pieces: list[str] = []
         stream = stream_text(self.model, tok, self.build_prompt(), settings, stop_ids,
-                             self.amp_dtype, outcome=outcome)
+                             self.amp_dtype, outcome=outcome, weights=self._weights)
         ended = "cancelled"
         try:
             for piece in stream:

@@ -18,8 +18,8 @@ slightly (benchmarks/bench_generate.py reports the effect on loss), so it is opt
 
 It shares the KVCache of GPT.forward, so a prompt is read (prefilled) by GPT.forward in one pass
 and each following token by DecodeStep. The two agree to float rounding (tests compare them).
-The transposed copies cost as much memory as the weights (a quarter with int8); they are kept on
-the model between calls and rebuilt when its parameters change (prepared_weights).
+The transposed copies cost as much memory as the weights (a quarter with int8). They are made
+per generation call, or kept between calls by a DecodeWeightsCache (a chat session holds one).
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ from torch.nn import functional as F
 from .model import GPT, KVCache
 
 
-class _Weights:
-    """The weights DecodeStep reads, laid out for one-row products (see the module docstring)."""
+class DecodeWeights:
+    """The weights DecodeStep reads, laid out for one-row products (see the module docstring).
+
+    Copies, not views: after the model's weights change, these are stale (DecodeWeightsCache
+    says when they can be reused)."""
 
     def __init__(self, model: GPT, int8: bool) -> None:
         cfg = model.config
@@ -68,25 +71,36 @@ class _Weights:
                 ))
 
 
-def prepared_weights(model: GPT, int8: bool) -> _Weights:
-    """The model's decode weights, kept on the model between generation calls.
+class DecodeWeightsCache:
+    """Keeps a model's DecodeWeights between generation calls, for callers that generate again
+    and again from a model that does not change, such as a chat session.
 
     Preparing them (transposes, and int8 rounding) costs ~15 ms, or ~33 ms with int8, for a
-    6-layer, 384-wide model: as much as ten tokens, at the start of every reply. They are
-    rebuilt when any parameter has changed since: torch bumps a tensor's version counter on
-    every in-place write (optimizer steps, load_state_dict), and a replaced tensor has a new
-    storage, so (data_ptr, version) of every parameter identifies the weights read.
+    6-layer, 384-wide model: as much as ten tokens, at the start of every reply. Reuse needs the
+    same parameter tensors with the same version counters; torch bumps a counter on most in-place
+    writes, but not all (fused AdamW steps and writes through .data leave it as it was), so a
+    holder whose model's weights may change must call clear() after changing them. Plain
+    generation calls (GPT.generate, generate_ids without a cache) always prepare afresh.
     """
-    key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in model.parameters())
-    kept = model.__dict__.setdefault("_charchat_decode_weights", {})
-    hit = kept.get(int8)
-    if hit is None or hit[0] != key:
-        hit = kept[int8] = (key, _Weights(model, int8))
-    return hit[1]
+
+    def __init__(self) -> None:
+        self._kept: dict[bool, tuple[tuple, DecodeWeights]] = {}
+
+    def get(self, model: GPT, int8: bool) -> DecodeWeights:
+        key = (id(model),) + tuple(
+            (p.data_ptr(), p._version, p.dtype, p.device) for p in model.parameters())
+        hit = self._kept.get(int8)
+        if hit is None or hit[0] != key:
+            hit = self._kept[int8] = (key, DecodeWeights(model, int8))
+        return hit[1]
+
+    def clear(self) -> None:
+        self._kept.clear()
 
 
 class DecodeStep:
-    def __init__(self, model: GPT, cache: KVCache, quantize: str | None = None) -> None:
+    def __init__(self, model: GPT, cache: KVCache, quantize: str | None = None,
+                 weights: DecodeWeightsCache | None = None) -> None:
         cfg = model.config
         self.cache = cache
         if quantize not in (None, "int8"):
@@ -95,7 +109,7 @@ class DecodeStep:
         self.config = cfg
         self.n_head = cfg.n_head
         self.head_dim = cfg.n_embd // cfg.n_head
-        w = prepared_weights(model, self.int8)
+        w = weights.get(model, self.int8) if weights is not None else DecodeWeights(model, self.int8)
         self.wte, self.wpe, self.head_t, self.ln_f, self.layers = (
             w.wte, w.wpe, w.head_t, w.ln_f, w.layers)
         # The cache as (B * n_head, block_size, head_dim) per layer: 3-d views bmm takes as is.

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 
 import torch
 
-from .decoding import DecodeStep
+from .decoding import DecodeStep, DecodeWeightsCache
 
 
 def refill_keep(block_size: int) -> int:
@@ -80,12 +80,14 @@ def generate_ids(
     generator: torch.Generator | None = None,
     amp_dtype: torch.dtype | None = None,
     quantize: str | None = None,
+    weights: DecodeWeightsCache | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield max_new_tokens sampled tokens, each a LongTensor of shape (B,), using a KV cache.
 
     amp_dtype runs each forward pass under autocast (CUDA). The autocast context is entered per
     call, never across a yield: it is thread-local state and must not leak into the caller.
     quantize="int8" reads new tokens through int8 weights (CPU; see charchat.decoding).
+    weights keeps the decode step's prepared weights between calls (see DecodeWeightsCache).
     """
     if idx.dim() != 2 or idx.size(1) == 0:
         raise ValueError("idx must be a non-empty LongTensor of shape (batch, time)")
@@ -104,7 +106,7 @@ def generate_ids(
         window[:, :n] = ctx
         cache = model.new_cache(B)
         amp = _amp_context(idx.device, amp_dtype)
-        step = DecodeStep(model, cache, quantize)
+        step = DecodeStep(model, cache, quantize, weights)
         with amp():
             logits = model(ctx, cache=cache, last_only=True)[0][:, -1, :]
         for i in range(max_new_tokens):
@@ -176,6 +178,7 @@ def stream_text(
     stop_ids: Iterable[int] = (),
     amp_dtype: torch.dtype | None = None,
     outcome: dict | None = None,
+    weights: DecodeWeightsCache | None = None,
 ) -> Iterator[str]:
     """Yield the generated text piece by piece (usually one character at a time).
 
@@ -200,7 +203,7 @@ def stream_text(
     top_k = settings.top_k or None
     tokens = generate_ids(
         model, idx, settings.max_new_chars, settings.temperature, top_k, settings.top_p, gen,
-        amp_dtype=amp_dtype, quantize=settings.quantize,
+        amp_dtype=amp_dtype, quantize=settings.quantize, weights=weights,
     )
     try:
         for tok in tokens:

@@ -207,3 +207,24 @@ def test_sample_continues_a_prompt():
     # Unknown characters are replaced; an empty prompt starts from a newline.
     assert sample(loaded, "A", chars=2, temperature=0) == "bc"
     assert sample(loaded, "", chars=3, temperature=0) == "\n\n\n"
+
+
+def test_replies_reuse_the_prepared_decode_weights(monkeypatch):
+    import charchat.decoding as decoding
+
+    built = []
+    real = decoding.DecodeWeights.__init__
+
+    def counting(self, model, int8):
+        built.append(int8)
+        real(self, model, int8)
+
+    monkeypatch.setattr(decoding.DecodeWeights, "__init__", counting)
+    s = session()
+    first = s.reply("hi")
+    s.reply("more")
+    assert built == [False]  # prepared once for both replies
+    s.weights_changed()
+    s.reset()
+    assert s.reply("hi") == first
+    assert built == [False, False]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from charchat.decoding import DecodeStep, int8_available, prepared_weights
+from charchat.decoding import DecodeStep, DecodeWeightsCache, int8_available
 from charchat.generation import SamplingSettings, generate_ids
 
 from conftest import tiny_gpt
@@ -95,33 +95,52 @@ def test_int8_decode_equals_forward_with_the_rounded_weights(bias):
     assert (got - want).abs().mean() < 3e-3
 
 
+def _greedy(model, quantize, weights=None):
+    return [int(t) for t in generate_ids(model, torch.tensor([[1]]), 12, temperature=0,
+                                         quantize=quantize, weights=weights)]
+
+
+def _fused_adamw_step(model):
+    """A training step whose in-place writes torch's version counters do not see."""
+    opt = torch.optim.AdamW(model.parameters(), lr=0.5, fused=True)
+    model(torch.tensor([[1, 2, 3]]), torch.tensor([[2, 3, 4]]))[1].backward()
+    opt.step()
+
+
 @pytest.mark.parametrize("quantize", [None, "int8"])
-def test_decode_weights_are_kept_until_the_model_changes(quantize):
+def test_plain_generation_always_reads_the_current_weights(quantize):
     if quantize and not int8_available(torch.device("cpu")):
         pytest.skip("no int8 kernel in this torch")
     model = tiny_gpt()
-    int8 = quantize == "int8"
-    first = prepared_weights(model, int8)
-    assert prepared_weights(model, int8) is first  # unchanged: reused
-    def greedy(m):
-        return [int(t) for t in generate_ids(m, torch.tensor([[1]]), 12, temperature=0,
-                                             quantize=quantize)]
-
-    before = greedy(model)
-    # An optimizer step writes the parameters in place: the next generation must see it.
-    opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    model(torch.tensor([[1, 2, 3]]), torch.tensor([[2, 3, 4]]))[1].backward()
-    opt.step()
-    assert prepared_weights(model, int8) is not first
+    before = _greedy(model, quantize)
+    _fused_adamw_step(model)
     fresh = tiny_gpt()
     fresh.load_state_dict(model.state_dict())
-    after = greedy(model)
-    assert after == greedy(fresh)
-    assert after != before
-    # load_state_dict copies into the same tensors: also seen.
+    assert _greedy(model, quantize) == _greedy(fresh, quantize) != before
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_a_weights_cache_is_reused_until_the_model_changes(quantize):
+    if quantize and not int8_available(torch.device("cpu")):
+        pytest.skip("no int8 kernel in this torch")
+    int8 = quantize == "int8"
+    model = tiny_gpt()
+    cache = DecodeWeightsCache()
+    first = cache.get(model, int8)
+    assert cache.get(model, int8) is first  # unchanged: reused
+    before = _greedy(model, quantize, cache)
+    assert before == _greedy(model, quantize)
+    # Writes that bump version counters (no_grad in-place ops, load_state_dict) are seen.
     model.load_state_dict(tiny_gpt(seed=5).state_dict())
-    assert prepared_weights(model, int8) is not prepared_weights(fresh, int8)
-    assert greedy(model) == greedy(tiny_gpt(seed=5))
+    assert cache.get(model, int8) is not first
+    assert _greedy(model, quantize, cache) == _greedy(tiny_gpt(seed=5), quantize)
+    # Another model: other weights.
+    assert _greedy(tiny_gpt(seed=7), quantize, cache) == _greedy(tiny_gpt(seed=7), quantize)
+    # A fused optimizer step is not seen by the counters: clear() is the holder's duty.
+    stale = _greedy(model, quantize, cache)
+    _fused_adamw_step(model)
+    cache.clear()
+    assert _greedy(model, quantize, cache) == _greedy(model, quantize) != stale
 
 
 def test_quantize_setting_is_validated():

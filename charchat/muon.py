@@ -16,7 +16,8 @@ about [0.7, 1.2]), which training does not mind.
 torch.optim.Muon (torch >= 2.9) casts to bfloat16 for the iterations. CPUs without native
 bfloat16 arithmetic (most laptops, and the AVX2 machine charchat is measured on) emulate it:
 in the same minutes it took 14 times fewer steps than AdamW there. This implementation
-iterates in float32, which costs a 4-layer, 128-wide model about 20 ms a step on 2 cores.
+iterates in float32, which costs a 4-layer, 128-wide model about 13 ms a step on 2 cores
+(20 ms before the iteration on Gram matrices below).
 """
 
 from __future__ import annotations
@@ -36,10 +37,30 @@ def orthogonalise(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
         x = x.T
     # Frobenius norm >= spectral norm, so after this every singular value is at most 1.
     x = x / (torch.linalg.matrix_norm(x) + 1e-7)
-    for _ in range(steps):
+    m, n = x.shape
+    # Each step multiplies x by a polynomial p(G) of its Gram matrix G = x x^T (m x m). All
+    # those polynomials commute, so the steps can run on m x m matrices alone: keep the product
+    # Q of the p's and the Gram matrix of the current x (G' = p(G)^2 G), and multiply the
+    # (m x n) matrix once at the end. That trades 2 (m x m x n) products a step for 3 or 4
+    # (m x m x m) ones: for the 128 x 512 matrices of a 128-wide model, ~37% less time
+    # (same result to float rounding). Square matrices keep the plain iteration.
+    plain_cost = steps * (2 * m * m * n + m ** 3)
+    gram_cost = 2 * m * m * n + (4 * steps - 2) * m ** 3
+    if gram_cost < plain_cost:
         gram = x @ x.T
-        poly = torch.addmm(gram, gram, gram, beta=b, alpha=c)  # b G + c G^2
-        x = torch.addmm(x, poly, x, beta=a)  # a x + (b G + c G^2) x
+        q = None
+        for k in range(steps):
+            poly = torch.addmm(gram, gram, gram, beta=b, alpha=c)  # b G + c G^2
+            poly.diagonal().add_(a)  # a I + b G + c G^2
+            q = poly if q is None else poly @ q
+            if k < steps - 1:
+                gram = poly @ (poly @ gram)
+        x = q @ x
+    else:
+        for _ in range(steps):
+            gram = x @ x.T
+            poly = torch.addmm(gram, gram, gram, beta=b, alpha=c)  # b G + c G^2
+            x = torch.addmm(x, poly, x, beta=a)  # a x + (b G + c G^2) x
     return x if wide else x.T
 
 

@@ -18,6 +18,23 @@ def test_orthogonalise_makes_singular_values_near_one_in_the_gradients_direction
     assert cos > 0.95
 
 
+@pytest.mark.parametrize("shape", [(32, 128), (128, 32), (24, 200)])
+def test_the_gram_form_equals_the_plain_iteration(shape):
+    """Wide and tall matrices iterate on their Gram matrix; that must be the same map."""
+    from charchat.muon import NS_COEFFS
+
+    g = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    a, b, c = NS_COEFFS
+    x = g if shape[0] <= shape[1] else g.T
+    x = x / x.norm()
+    for _ in range(5):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    want = x if shape[0] <= shape[1] else x.T
+    got = orthogonalise(g.float())
+    torch.testing.assert_close(got, want.float(), atol=2e-5, rtol=0)
+
+
 def test_orthogonalise_ignores_the_gradients_scale():
     g = torch.randn(8, 20, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(orthogonalise(g), orthogonalise(g * 1e4), atol=1e-4)

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .allocator import keep_freed_memory
+
 
 def window_starts(n_ids: int, block_size: int, max_windows: int | None = None) -> np.ndarray:
     """Starts of the full windows of the rule above; evenly spaced ones when capped."""
@@ -38,6 +40,7 @@ def windows_loss(
     cancel: threading.Event | None = None,
 ) -> tuple[float, int]:
     """Mean cross-entropy over the windows at `starts`; returns (loss, predicted characters)."""
+    keep_freed_memory()
     bs = model.config.block_size
     if len(starts) == 0:
         raise ValueError(f"text too short for one window of {bs + 1} characters")

@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 
 import torch
 
+from .allocator import keep_freed_memory
 from .decoding import DecodeStep, DecodeWeightsCache
 
 
@@ -93,6 +94,7 @@ def generate_ids(
         raise ValueError("idx must be a non-empty LongTensor of shape (batch, time)")
     if max_new_tokens <= 0:
         return
+    keep_freed_memory()
     was_training = model.training
     model.eval()
     try:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from . import store
+from .allocator import keep_freed_memory
 from .corpus import Corpus, CorpusError
 from .device import DeviceInfo, pick_device
 from .evaluate import window_starts, windows_loss
@@ -229,6 +230,7 @@ class Trainer:
 
     # -----------------------------------------------------------------------------------------
     def _setup(self) -> None:
+        keep_freed_memory()
         summary = self.corpus.summary
         try:
             self.dev: DeviceInfo = pick_device(self.user_config.device)

@@ -1,0 +1,58 @@
+"""charchat.allocator: glibc's malloc is tuned once per process, and can be left alone."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+SNIPPET = (
+    "from charchat.allocator import keep_freed_memory as k;"
+    "first = k(); print(first, k() == first)"
+)
+
+
+def _run(env_extra: dict) -> str:
+    env = dict(os.environ, **env_extra)
+    out = subprocess.run([sys.executable, "-c", SNIPPET], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def _glibc() -> bool:
+    try:
+        return sys.platform.startswith("linux") and (
+            os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):
+        return False
+
+
+@pytest.mark.skipif(not _glibc(), reason="the tuning applies to glibc only")
+def test_applied_once_on_glibc():
+    assert _run({"CHARCHAT_MALLOC": ""}) == "True True"
+
+
+def test_opt_out_leaves_malloc_alone():
+    assert _run({"CHARCHAT_MALLOC": "system"}) == "False True"
+    assert _run({"CHARCHAT_MALLOC": " System "}) == "False True"
+
+
+def test_training_and_generation_apply_it(monkeypatch):
+    """The entry points of long work call it (a notebook user gets it without asking)."""
+    import charchat.evaluate as evaluate
+    import charchat.generation as generation
+    import charchat.trainer as trainer
+
+    calls = []
+    for mod in (trainer, generation, evaluate):
+        monkeypatch.setattr(mod, "keep_freed_memory", lambda: calls.append(1) or True)
+    import numpy as np
+    import torch
+
+    from charchat import GPT, GPTConfig
+    model = GPT(GPTConfig(vocab_size=5, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    list(generation.generate_ids(model, torch.zeros(1, 1, dtype=torch.long), 2))
+    assert len(calls) == 1
+    evaluate.windows_loss(model, np.arange(20) % 5, np.array([0]))
+    assert len(calls) == 2

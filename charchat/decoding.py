@@ -112,11 +112,13 @@ class DecodeStep:
         w = weights.get(model, self.int8) if weights is not None else DecodeWeights(model, self.int8)
         self.wte, self.wpe, self.head_t, self.ln_f, self.layers = (
             w.wte, w.wpe, w.head_t, w.ln_f, w.layers)
-        # The cache as (B * n_head, block_size, head_dim) per layer: 3-d views bmm takes as is.
-        B = cache.k.size(1)
+        # The cache as (2, B * n_head, block_size, head_dim) per layer, keys then values: one
+        # copy writes both, and their (B * n_head, ...) halves are 3-d views bmm takes as is.
+        B = cache.kv.size(2)
         bs, hd = cfg.block_size, self.head_dim
-        self.k_views = [cache.k[i].view(B * cfg.n_head, bs, hd) for i in range(cfg.n_layer)]
-        self.v_views = [cache.v[i].view(B * cfg.n_head, bs, hd) for i in range(cfg.n_layer)]
+        self.kv_views = [cache.kv[i].view(2, B * cfg.n_head, bs, hd) for i in range(cfg.n_layer)]
+        self.k_views = [kv[0] for kv in self.kv_views]
+        self.v_views = [kv[1] for kv in self.kv_views]
 
     @torch.no_grad()
     def __call__(self, tok: torch.Tensor) -> torch.Tensor:
@@ -133,21 +135,15 @@ class DecodeStep:
         x = self.wte[tok] + self.wpe[pos]  # (B, C)
         if self.int8:
             return self._int8_layers(x, pos, B)
-        for layer, ck, cv in zip(self.layers, self.k_views, self.v_views):
+        for layer, kv, ck, cv in zip(self.layers, self.kv_views, self.k_views, self.v_views):
             l1w, l1b, wqkv, bqkv, wpr, bpr, l2w, l2b, wfc, bfc, wmp, bmp = layer
-            h = F.layer_norm(x, shape, l1w, l1b, 1e-5)
+            h = torch.layer_norm(x, shape, l1w, l1b, 1e-5)
             qkv = torch.addmm(bqkv, h, wqkv) if bqkv is not None else torch.mm(h, wqkv)
-            # (B, 3C) -> (3, B * nh, hd): q, k and v for every (sequence, head) pair.
-            if B == 1:
-                q, k, v = qkv.view(3, nh, hd).unbind(0)
-            else:
-                q, k, v = qkv.view(B, 3, nh, hd).transpose(0, 1).reshape(3, B * nh, hd).unbind(0)
-            ck[:, pos] = k
-            cv[:, pos] = v
-            att = torch.bmm(q.unsqueeze(1), ck[:, :end].transpose(1, 2))  # (B*nh, 1, T)
+            q = _store_kv(qkv, kv, pos, B, nh, hd)
+            att = torch.bmm(q, ck[:, :end].transpose(1, 2))  # (B*nh, 1, T)
             y = torch.bmm(torch.softmax(att, dim=-1), cv[:, :end]).view(B, C)
             x = torch.addmm(x, y, wpr) if bpr is None else torch.addmm(x + bpr, y, wpr)
-            h = F.layer_norm(x, shape, l2w, l2b, 1e-5)
+            h = torch.layer_norm(x, shape, l2w, l2b, 1e-5)
             h = torch.addmm(bfc, h, wfc) if bfc is not None else torch.mm(h, wfc)
             h = F.gelu(h, approximate="tanh")
             x = torch.addmm(x, h, wmp) if bmp is None else torch.addmm(x + bmp, h, wmp)
@@ -168,28 +164,38 @@ class DecodeStep:
         shape = (C,)
         end = pos + 1
         bf16 = torch.bfloat16
-        for layer, ck, cv in zip(self.layers, self.k_views, self.v_views):
+        # x is this call's own tensor (made from the embeddings above), so the residual adds
+        # may write into it.
+        for layer, kv, ck, cv in zip(self.layers, self.kv_views, self.k_views, self.v_views):
             l1w, l1b, wqkv, bqkv, wpr, bpr, l2w, l2b, wfc, bfc, wmp, bmp = layer
-            qkv = wqkv(F.layer_norm(x, shape, l1w, l1b, 1e-5), bqkv)
-            if B == 1:
-                q, k, v = qkv.view(3, nh, hd).unbind(0)
-            else:
-                q, k, v = qkv.view(B, 3, nh, hd).transpose(0, 1).reshape(3, B * nh, hd).unbind(0)
-            ck[:, pos] = k
-            cv[:, pos] = v
-            att = torch.bmm(q.unsqueeze(1), ck[:, :end].transpose(1, 2))
+            qkv = wqkv(torch.layer_norm(x, shape, l1w, l1b, 1e-5), bqkv)
+            q = _store_kv(qkv, kv, pos, B, nh, hd)
+            att = torch.bmm(q, ck[:, :end].transpose(1, 2))
             y = torch.bmm(torch.softmax(att, dim=-1), cv[:, :end]).view(B, C)
-            x = x + (wpr.raw(y.to(bf16)) if bpr is None else wpr(y, bpr))
-            h = F.layer_norm(x, shape, l2w, l2b, 1e-5).to(bf16)
+            x.add_(wpr.raw(y.to(bf16)) if bpr is None else wpr(y, bpr))
+            h = torch.layer_norm(x, shape, l2w, l2b, 1e-5).to(bf16)
             if bfc is None:
                 h = F.gelu(wfc.raw(h), approximate="tanh")
             else:
                 h = F.gelu(wfc.raw(h).float() + bfc, approximate="tanh").to(bf16)
             y = wmp.raw(h)
-            x = x + y if bmp is None else x + (y.float() + bmp)
+            x.add_(y if bmp is None else y.float() + bmp)
         self.cache.length = end
         x = F.layer_norm(x, shape, self.ln_f[0], self.ln_f[1], 1e-5)
         return torch.mm(x, self.head_t)
+
+
+def _store_kv(qkv: torch.Tensor, kv: torch.Tensor, pos: int, B: int, nh: int,
+              hd: int) -> torch.Tensor:
+    """Write the new key and value (from qkv, (B, 3C)) at pos of kv, (2, B * nh, block, hd), in
+    one copy; return the queries as (B * nh, 1, hd) for bmm."""
+    if B == 1:
+        t = qkv.view(3, nh, hd)
+        kv[:, :, pos] = t[1:]
+        return t[0].unsqueeze(1)
+    t = qkv.view(B, 3, nh, hd).transpose(0, 1)  # (3, B, nh, hd)
+    kv[:, :, pos] = t[1:].reshape(2, B * nh, hd)
+    return t[0].reshape(B * nh, 1, hd)
 
 
 def int8_available(device: torch.device) -> bool:

@@ -54,14 +54,17 @@ class KVCache:
     """Keys and values of every layer for the positions seen so far.
 
     Preallocated to block_size so that appending a position is an in-place copy, not a
-    concatenation that reallocates the whole cache each token.
+    concatenation that reallocates the whole cache each token. Keys and values share one tensor,
+    kv (layer, 2, batch, head, position, head_dim), so that the one-token decode step writes both
+    with a single copy; k and v are views of it.
     """
 
     def __init__(self, config: GPTConfig, batch_size: int, device, dtype) -> None:
         head_dim = config.n_embd // config.n_head
-        shape = (config.n_layer, batch_size, config.n_head, config.block_size, head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        shape = (config.n_layer, 2, batch_size, config.n_head, config.block_size, head_dim)
+        self.kv = torch.zeros(shape, device=device, dtype=dtype)
+        self.k = self.kv[:, 0]  # (layer, batch, head, position, head_dim)
+        self.v = self.kv[:, 1]
         self.length = 0  # number of positions filled
 
 

@@ -13,12 +13,19 @@ from conftest import tiny_gpt
 def _decode_logits(model, ids, quantize=None):
     """Logits after each position, reading the prompt's first token by forward and the rest
     one at a time through DecodeStep."""
-    cache = model.new_cache(1)
+    return _decode_batch_logits(model, [ids], quantize)[0]
+
+
+@torch.no_grad()
+def _decode_batch_logits(model, rows, quantize=None):
+    """The same for a batch of equally long sequences: (B, T, vocab)."""
+    ids = torch.tensor(rows)
+    cache = model.new_cache(len(rows))
     step = DecodeStep(model, cache, quantize)
-    out = [model(torch.tensor([ids[:1]]), cache=cache)[0][0, -1]]
-    for t in ids[1:]:
-        out.append(step(torch.tensor([t]))[0])
-    return torch.stack(out)
+    out = [model(ids[:, :1], cache=cache)[0][:, -1]]
+    for t in range(1, ids.size(1)):
+        out.append(step(ids[:, t]))
+    return torch.stack(out, dim=1)
 
 
 def _with_random_biases(model):
@@ -36,6 +43,16 @@ def test_decode_step_equals_forward(bias):
     ids = torch.randint(0, model.config.vocab_size, (model.config.block_size,)).tolist()
     full, _ = model(torch.tensor([ids]))
     torch.testing.assert_close(_decode_logits(model, ids), full[0], atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_batched_decode_step_equals_forward(bias):
+    """Several sequences at once: each row's keys and values land in its own cache rows."""
+    model = _with_random_biases(tiny_gpt(bias=bias, dtype=torch.float64))
+    rows = torch.randint(0, model.config.vocab_size, (3, model.config.block_size))
+    full, _ = model(rows)
+    torch.testing.assert_close(_decode_batch_logits(model, rows.tolist()), full, atol=1e-10,
+                               rtol=0)
 
 
 def test_decode_step_refuses_a_full_cache():
@@ -93,6 +110,18 @@ def test_int8_decode_equals_forward_with_the_rounded_weights(bias):
     got = torch.log_softmax(_decode_logits(model, ids, "int8"), -1)
     torch.testing.assert_close(got, want, atol=2e-2, rtol=0)
     assert (got - want).abs().mean() < 3e-3
+
+
+@needs_int8
+def test_batched_int8_decode_equals_one_row_at_a_time():
+    torch.manual_seed(1)
+    model = _with_random_biases(tiny_gpt(n_layer=2, n_embd=64, n_head=4))
+    rows = torch.randint(0, 12, (3, 16)).tolist()
+    batched = _decode_batch_logits(model, rows, "int8")
+    alone = torch.stack([_decode_logits(model, r, "int8") for r in rows])
+    torch.testing.assert_close(batched, alone, atol=1e-2, rtol=0)
+    # The rows differ, so a mix-up between them would not pass unseen.
+    assert (alone[0] - alone[1]).abs().max() > 0.1
 
 
 def _greedy(model, quantize, weights=None):

@@ -56,10 +56,10 @@ def greedy(logits):
 
 
 def test_context_after_rule():
-    assert refill_keep(8) == 6 and refill_keep(1) == 1 and refill_keep(256) == 192
+    assert refill_keep(8) == 4 and refill_keep(1) == 1 and refill_keep(256) == 128
     assert context_after([1, 2], 3, 8) == [1, 2, 3]
     full = list(range(8))
-    assert context_after(full, 99, 8) == [3, 4, 5, 6, 7, 99]
+    assert context_after(full, 99, 8) == [5, 6, 7, 99]
     assert len(context_after(full, 99, 8)) == refill_keep(8)
 
 
@@ -74,7 +74,9 @@ def test_cached_greedy_equals_uncached_within_block(prompt_len, n_new):
 
 @pytest.mark.parametrize("block_size, prompt_len", [(8, 3), (8, 13), (5, 1), (2, 2), (1, 1)])
 def test_cached_greedy_equals_uncached_past_block_size(block_size, prompt_len):
-    model = sharp_gpt(block_size=block_size)
+    # seed 3: a model whose greedy output does not fall into a 2-cycle for these prompts (the
+    # check below), so that every refill is exercised on varied tokens.
+    model = sharp_gpt(block_size=block_size, seed=3)
     prompt = [(5 * i + 2) % 12 for i in range(prompt_len)]
     n_new = 5 * block_size + 3  # several refills
     expected = reference_generate(model, prompt, n_new, greedy)

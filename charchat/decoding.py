@@ -16,6 +16,9 @@ activations. A token then reads a quarter of the bytes; on 2 AVX2 cores the 24 m
 products of a 6-layer, 384-wide model take ~0.7 ms instead of ~2.4 ms. It changes the numbers
 slightly (benchmarks/bench_generate.py reports the effect on loss), so it is opt-in.
 
+On a CPU the step runs as one TorchScript graph, which spares each small op its trip through the
+Python interpreter (~30% of the int8 step at 6 layers x 384; see _scripted).
+
 It shares the KVCache of GPT.forward, so a prompt is read (prefilled) by GPT.forward in one pass
 and each following token by DecodeStep. The two agree to float rounding (tests compare them).
 The transposed copies cost as much memory as the weights (a quarter with int8). They are made
@@ -25,6 +28,8 @@ per generation call, or kept between calls by a DecodeWeightsCache (a chat sessi
 from __future__ import annotations
 
 import math
+import warnings
+from typing import List, Optional
 
 import torch
 from torch.nn import functional as F
@@ -42,13 +47,16 @@ class DecodeWeights:
         cfg = model.config
         C = cfg.n_embd
         scale = 1.0 / math.sqrt(cfg.n_embd // cfg.n_head)
+        self.int8 = int8
         with torch.no_grad():
             tr = model.transformer
             self.wte = tr.wte.weight.detach()
             self.wpe = tr.wpe.weight.detach()
             self.head_t = self.wte.t().contiguous()  # tied output head, (C, vocab)
-            self.ln_f = (tr.ln_f.weight.detach(), _bias(tr.ln_f))
-            self.layers = []
+            self.ln_f = [tr.ln_f.weight.detach(), _bias(tr.ln_f)]
+            # Per block, in the order decode_position reads them: each matrix as (weight,
+            # int8 scales or None, bias or None).
+            self.layers: list[list[torch.Tensor | None]] = []
             for block in tr.h:
                 w_qkv = block.attn.c_attn.weight.detach().t().contiguous()  # (C, 3C)
                 w_qkv[:, :C] *= scale
@@ -56,19 +64,25 @@ class DecodeWeights:
                 if b_qkv is not None:
                     b_qkv = b_qkv.clone()
                     b_qkv[:C] *= scale
-                mats = [w_qkv, block.attn.c_proj.weight.detach().t().contiguous(),
-                        block.mlp.c_fc.weight.detach().t().contiguous(),
-                        block.mlp.c_proj.weight.detach().t().contiguous()]
-                if int8:
-                    mats = [_Int8Matrix(m) for m in mats]
-                self.layers.append((
-                    block.ln_1.weight.detach(), _bias(block.ln_1),
-                    mats[0], b_qkv,
-                    mats[1], _bias(block.attn.c_proj),
-                    block.ln_2.weight.detach(), _bias(block.ln_2),
-                    mats[2], _bias(block.mlp.c_fc),
-                    mats[3], _bias(block.mlp.c_proj),
-                ))
+                layer = [block.ln_1.weight.detach(), _bias(block.ln_1)]
+                for w_t, b in ((w_qkv, b_qkv),
+                               (block.attn.c_proj.weight.detach().t(), _bias(block.attn.c_proj))):
+                    layer += [*_matrix(w_t, int8), b]
+                layer += [block.ln_2.weight.detach(), _bias(block.ln_2)]
+                for lin in (block.mlp.c_fc, block.mlp.c_proj):
+                    layer += [*_matrix(lin.weight.detach().t(), int8), _bias(lin)]
+                self.layers.append(layer)
+
+
+def _matrix(w_t: torch.Tensor, int8: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A (in, out) matrix as decode_position multiplies it: (in, out) contiguous float with no
+    scales, or int8 (out, in) with one bfloat16 scale per output channel."""
+    if not int8:
+        return w_t.contiguous(), None
+    w = w_t.t().float()  # (out, in)
+    scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+    q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8).contiguous()
+    return q, scale.to(torch.bfloat16)
 
 
 class DecodeWeightsCache:
@@ -105,20 +119,21 @@ class DecodeStep:
         self.cache = cache
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
-        self.int8 = quantize == "int8" and int8_available(model.lm_head.weight.device)
+        device = model.lm_head.weight.device
+        self.int8 = quantize == "int8" and int8_available(device)
         self.config = cfg
         self.n_head = cfg.n_head
         self.head_dim = cfg.n_embd // cfg.n_head
-        w = weights.get(model, self.int8) if weights is not None else DecodeWeights(model, self.int8)
-        self.wte, self.wpe, self.head_t, self.ln_f, self.layers = (
-            w.wte, w.wpe, w.head_t, w.ln_f, w.layers)
+        self.weights = (weights.get(model, self.int8) if weights is not None
+                        else DecodeWeights(model, self.int8))
         # The cache as (2, B * n_head, block_size, head_dim) per layer, keys then values: one
         # copy writes both, and their (B * n_head, ...) halves are 3-d views bmm takes as is.
         B = cache.kv.size(2)
         bs, hd = cfg.block_size, self.head_dim
         self.kv_views = [cache.kv[i].view(2, B * cfg.n_head, bs, hd) for i in range(cfg.n_layer)]
-        self.k_views = [kv[0] for kv in self.kv_views]
-        self.v_views = [kv[1] for kv in self.kv_views]
+        # On a CPU the whole step runs as one TorchScript graph (see _scripted); elsewhere, and
+        # where scripting is unavailable, the same function runs as Python.
+        self._run = (_scripted() or decode_position) if device.type == "cpu" else decode_position
 
     @torch.no_grad()
     def __call__(self, tok: torch.Tensor) -> torch.Tensor:
@@ -127,62 +142,52 @@ class DecodeStep:
         pos = cache.length
         if pos >= self.config.block_size:
             raise ValueError(f"cache is full ({pos} of block_size {self.config.block_size})")
-        B = tok.size(0)
-        nh, hd = self.n_head, self.head_dim
-        C = nh * hd
-        shape = (C,)
-        end = pos + 1
-        x = self.wte[tok] + self.wpe[pos]  # (B, C)
-        if self.int8:
-            return self._int8_layers(x, pos, B)
-        for layer, kv, ck, cv in zip(self.layers, self.kv_views, self.k_views, self.v_views):
-            l1w, l1b, wqkv, bqkv, wpr, bpr, l2w, l2b, wfc, bfc, wmp, bmp = layer
-            h = torch.layer_norm(x, shape, l1w, l1b, 1e-5)
-            qkv = torch.addmm(bqkv, h, wqkv) if bqkv is not None else torch.mm(h, wqkv)
-            q = _store_kv(qkv, kv, pos, B, nh, hd)
-            att = torch.bmm(q, ck[:, :end].transpose(1, 2))  # (B*nh, 1, T)
-            y = torch.bmm(torch.softmax(att, dim=-1), cv[:, :end]).view(B, C)
-            x = torch.addmm(x, y, wpr) if bpr is None else torch.addmm(x + bpr, y, wpr)
-            h = torch.layer_norm(x, shape, l2w, l2b, 1e-5)
-            h = torch.addmm(bfc, h, wfc) if bfc is not None else torch.mm(h, wfc)
-            h = F.gelu(h, approximate="tanh")
-            x = torch.addmm(x, h, wmp) if bmp is None else torch.addmm(x + bmp, h, wmp)
-        cache.length = end
-        x = F.layer_norm(x, shape, self.ln_f[0], self.ln_f[1], 1e-5)
-        return torch.mm(x, self.head_t)
+        w = self.weights
+        logits = self._run(tok, pos, self.n_head, self.head_dim, w.int8, w.wte, w.wpe,
+                           w.ln_f[0], w.ln_f[1], w.head_t, w.layers, self.kv_views)
+        cache.length = pos + 1
+        return logits
 
 
-    def _int8_layers(self, x: torch.Tensor, pos: int, B: int) -> torch.Tensor:
-        """The same computation with _Int8Matrix products (kept apart: the fp32 loop stays lean).
+def decode_position(tok: torch.Tensor, pos: int, nh: int, hd: int, int8: bool,
+                    wte: torch.Tensor, wpe: torch.Tensor, lnf_w: torch.Tensor,
+                    lnf_b: Optional[torch.Tensor], head_t: torch.Tensor,
+                    layers: List[List[Optional[torch.Tensor]]],
+                    kvs: List[torch.Tensor]) -> torch.Tensor:
+    """GPT.forward for tokens tok (B,) at position pos, reading and extending the cache views
+    kvs (one (2, B * nh, block, hd) per layer). Written for TorchScript as well as Python.
 
-        The int8 kernel takes and returns bfloat16. Where no bias comes between, its output is
-        used as is: the residual add promotes it to float32 exactly as .float() would, and the
-        GELU of a bfloat16 tensor is computed in float32 and rounded once, as the next
-        product's input would be anyway. That saves three dtype conversions per layer."""
-        nh, hd = self.n_head, self.head_dim
-        C = nh * hd
-        shape = (C,)
-        end = pos + 1
-        bf16 = torch.bfloat16
-        # x is this call's own tensor (made from the embeddings above), so the residual adds
-        # may write into it.
-        for layer, kv, ck, cv in zip(self.layers, self.kv_views, self.k_views, self.v_views):
-            l1w, l1b, wqkv, bqkv, wpr, bpr, l2w, l2b, wfc, bfc, wmp, bmp = layer
-            qkv = wqkv(torch.layer_norm(x, shape, l1w, l1b, 1e-5), bqkv)
-            q = _store_kv(qkv, kv, pos, B, nh, hd)
-            att = torch.bmm(q, ck[:, :end].transpose(1, 2))
-            y = torch.bmm(torch.softmax(att, dim=-1), cv[:, :end]).view(B, C)
-            x.add_(wpr.raw(y.to(bf16)) if bpr is None else wpr(y, bpr))
-            h = torch.layer_norm(x, shape, l2w, l2b, 1e-5).to(bf16)
-            if bfc is None:
-                h = F.gelu(wfc.raw(h), approximate="tanh")
-            else:
-                h = F.gelu(wfc.raw(h).float() + bfc, approximate="tanh").to(bf16)
-            y = wmp.raw(h)
-            x.add_(y if bmp is None else y.float() + bmp)
-        self.cache.length = end
-        x = F.layer_norm(x, shape, self.ln_f[0], self.ln_f[1], 1e-5)
-        return torch.mm(x, self.head_t)
+    With int8, activations enter each product as bfloat16 (the kernel's input) and come back
+    as float32; the residual stream stays float32 throughout."""
+    B = tok.size(0)
+    C = nh * hd
+    end = pos + 1
+    act = torch.bfloat16 if int8 else wte.dtype
+    x = wte[tok] + wpe[pos]  # (B, C)
+    for i in range(len(layers)):
+        L = layers[i]
+        kv = kvs[i]
+        h = torch.layer_norm(x, [C], L[0], L[1], 1e-5)
+        qkv = _linear(h.to(act), L[2], L[3], L[4])
+        q = _store_kv(qkv, kv, pos, B, nh, hd)
+        att = torch.bmm(q, kv[0, :, :end].transpose(1, 2))  # (B*nh, 1, T)
+        y = torch.bmm(torch.softmax(att, dim=-1), kv[1, :, :end]).view(B, C)
+        x = x + _linear(y.to(act), L[5], L[6], L[7])
+        h = torch.layer_norm(x, [C], L[8], L[9], 1e-5)
+        h = F.gelu(_linear(h.to(act), L[10], L[11], L[12]), approximate="tanh")
+        x = x + _linear(h.to(act), L[13], L[14], L[15])
+    x = torch.layer_norm(x, [C], lnf_w, lnf_b, 1e-5)
+    return torch.mm(x, head_t)
+
+
+def _linear(x: torch.Tensor, w: Optional[torch.Tensor], scale: Optional[torch.Tensor],
+            bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """x times w (see _matrix), plus bias, in float32."""
+    assert w is not None
+    if scale is None:
+        return torch.mm(x, w) if bias is None else torch.addmm(bias, x, w)
+    y = torch.ops.aten._weight_int8pack_mm(x, w, scale).float()
+    return y if bias is None else y + bias
 
 
 def _store_kv(qkv: torch.Tensor, kv: torch.Tensor, pos: int, B: int, nh: int,
@@ -198,26 +203,32 @@ def _store_kv(qkv: torch.Tensor, kv: torch.Tensor, pos: int, B: int, nh: int,
     return t[0].reshape(B * nh, 1, hd)
 
 
+_SCRIPTED: list = []
+
+
+def _scripted():
+    """decode_position compiled by TorchScript, or None where that fails.
+
+    Why: the step is ~140 small tensor ops, and from Python each costs ~3-5 us of interpreter and
+    argument parsing on top of the work. TorchScript runs the same ops from C++: the int8 step
+    of a 6-layer, 384-wide model took 0.98 ms instead of 1.42 ms, with identical results. The
+    graph is compiled once per process (~10 ms) and specialised on its first two calls (~40 ms
+    more). torch.jit.script is deprecated in favour of torch.compile, which would need a C++
+    compiler and tens of seconds here; if a torch without it comes, the Python path is used."""
+    if not _SCRIPTED:
+        fn = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fn = torch.jit.script(decode_position)
+        except Exception:  # noqa: BLE001 - any failure means: run the Python function
+            fn = None
+        _SCRIPTED.append(fn)
+    return _SCRIPTED[0]
+
+
 def int8_available(device: torch.device) -> bool:
     return device.type == "cpu" and hasattr(torch.ops.aten, "_weight_int8pack_mm")
-
-
-class _Int8Matrix:
-    """A (in, out) float matrix stored as int8 (out, in) with one scale per output channel."""
-
-    def __init__(self, w_t: torch.Tensor) -> None:
-        w = w_t.t().float()  # (out, in)
-        scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
-        self.q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8).contiguous()
-        self.scale = scale.to(torch.bfloat16)
-
-    def __call__(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        y = self.raw(x.to(torch.bfloat16)).float()
-        return y if bias is None else y + bias
-
-    def raw(self, x: torch.Tensor) -> torch.Tensor:
-        """x (bfloat16) times the matrix, in bfloat16."""
-        return torch.ops.aten._weight_int8pack_mm(x, self.q, self.scale)
 
 
 def _bias(module) -> torch.Tensor | None:

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from charchat import decoding
 from charchat.decoding import DecodeStep, DecodeWeightsCache, int8_available
 from charchat.generation import SamplingSettings, generate_ids
 
@@ -53,6 +54,29 @@ def test_batched_decode_step_equals_forward(bias):
     full, _ = model(rows)
     torch.testing.assert_close(_decode_batch_logits(model, rows.tolist()), full, atol=1e-10,
                                rtol=0)
+
+
+def test_the_step_is_scripted_on_this_torch():
+    """Otherwise the CPU would silently fall back to the slower Python step."""
+    assert decoding._scripted() is not None
+    model = tiny_gpt()
+    assert DecodeStep(model, model.new_cache(1))._run is decoding._scripted()
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_python_step_equals_scripted_step(monkeypatch, quantize, batch):
+    """The Python function (used off the CPU, or where TorchScript fails) computes what its
+    TorchScript compilation does (to float rounding: the graph may fuse an add into addmm)."""
+    if quantize and not int8_available(torch.device("cpu")):
+        pytest.skip("no int8 kernel in this torch")
+    torch.manual_seed(3)
+    model = _with_random_biases(tiny_gpt(n_layer=2, n_embd=64, n_head=4))
+    rows = torch.randint(0, 12, (batch, 12)).tolist()
+    scripted = _decode_batch_logits(model, rows, quantize)
+    monkeypatch.setattr(decoding, "_scripted", lambda: None)
+    python = _decode_batch_logits(model, rows, quantize)
+    torch.testing.assert_close(python, scripted, atol=1e-5, rtol=0)
 
 
 def test_decode_step_refuses_a_full_cache():

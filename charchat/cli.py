@@ -145,8 +145,11 @@ def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=None, help="keep the k likeliest characters")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
     p.add_argument("--seed", type=int, default=None, help="fixed seed for repeatable output")
-    p.add_argument("--int8", action="store_true",
-                   help="read tokens through int8 weights: faster on a CPU, numbers change slightly")
+    q = p.add_mutually_exclusive_group()
+    q.add_argument("--float", dest="weights", action="store_const", const="float",
+                   help="read tokens through the exact float weights (slower on a CPU)")
+    q.add_argument("--int8", dest="weights", action="store_const", const="int8",
+                   help="read tokens through int8 copies of the weights (the default on a CPU)")
     p.add_argument("--device", default="auto")
 
 
@@ -346,8 +349,9 @@ def _settings_from(args, chars: int | None = None, base: dict | None = None):
         d["seed"] = args.seed
     if chars is not None:
         d["max_new_chars"] = chars
-    if getattr(args, "int8", False):
-        d["quantize"] = "int8"
+    weights = getattr(args, "weights", None)
+    if weights is not None:
+        d["quantize"] = None if weights == "float" else "int8"
     try:
         return SamplingSettings(**d)
     except ValueError as e:

@@ -274,3 +274,14 @@ def test_core_imports_no_textual():
     code = "import charchat, sys; charchat.GPT; charchat.Trainer; charchat.ChatSession; " \
            "import charchat.cli; assert 'textual' not in sys.modules, 'textual imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_weights_flags_choose_float_or_int8():
+    from charchat.cli import _settings_from, build_parser
+
+    p = build_parser()
+    assert _settings_from(p.parse_args(["sample", "--model", "m"])).quantize == "int8"
+    assert _settings_from(p.parse_args(["sample", "--model", "m", "--float"])).quantize is None
+    assert _settings_from(p.parse_args(["chat", "--plain", "--int8"])).quantize == "int8"
+    with pytest.raises(SystemExit):
+        p.parse_args(["sample", "--model", "m", "--float", "--int8"])

@@ -229,7 +229,10 @@ TOK = CharTokenizer("abcdefghijklmnopqrstuvwxyz .\n")
 
 
 def run_stream(model, stop=(), max_new_chars=100, stop_ids=(), **kw):
+    """Greedy text from a scripted model. Float weights: int8 rounding would blur the script's
+    hand-set weights, and these tests are about the text rules, not the arithmetic."""
     outcome = {}
+    kw.setdefault("quantize", None)
     s = SamplingSettings(temperature=0, max_new_chars=max_new_chars, stop=stop, **kw)
     pieces = list(stream_text(model, TOK, [TOK.stoi["a"]], s, stop_ids, outcome=outcome))
     assert all(pieces), "no empty pieces"
@@ -295,6 +298,13 @@ def test_stream_text_property(text, stops, limit):
     got, outcome = run_stream(scripted_gpt(TOK, text + "\n"), stop=stops, max_new_chars=limit)
     assert got == expected
     assert outcome["reason"] == ("stop" if hits else "length")
+
+
+def test_sampling_defaults_to_int8_which_is_float_off_the_cpu():
+    assert SamplingSettings().quantize == "int8"
+    assert SamplingSettings(quantize=None).quantize is None
+    with pytest.raises(ValueError, match="quantize"):
+        SamplingSettings(quantize="int4")
 
 
 def test_stream_text_with_a_real_model_cuts_before_a_stop():

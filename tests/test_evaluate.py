@@ -36,7 +36,7 @@ def manual_loss(model, ids, starts):
     return sum(losses) / (len(starts) * bs)
 
 
-@pytest.mark.parametrize("batch_tokens", [8, 24, 16384])
+@pytest.mark.parametrize("batch_tokens", [8, 24, 16384, None])  # None: the device default
 def test_windows_loss_is_the_mean_cross_entropy(batch_tokens):
     model = tiny_gpt(block_size=8, dtype=torch.float64)
     ids = np.random.default_rng(0).integers(0, 12, size=100).astype(np.uint16)

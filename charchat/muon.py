@@ -16,8 +16,8 @@ about [0.7, 1.2]), which training does not mind.
 torch.optim.Muon (torch >= 2.9) casts to bfloat16 for the iterations. CPUs without native
 bfloat16 arithmetic (most laptops, and the AVX2 machine charchat is measured on) emulate it:
 in the same minutes it took 14 times fewer steps than AdamW there. This implementation
-iterates in float32, which costs a 4-layer, 128-wide model about 13 ms a step on 2 cores
-(20 ms before the iteration on Gram matrices below).
+iterates in float32, which costs a 4-layer, 128-wide model about 12 ms a step on 2 cores
+(20 ms before the iteration on Gram matrices below, 14 ms before batching it across matrices).
 """
 
 from __future__ import annotations
@@ -64,6 +64,50 @@ def orthogonalise(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
     return x if wide else x.T
 
 
+def orthogonalise_many(
+    gs: list[torch.Tensor], steps: int = 5, scales: list[float] | None = None
+) -> list[torch.Tensor]:
+    """orthogonalise(g) * scale for each g in gs, with the Newton-Schulz steps batched.
+
+    The Gram form above only ever multiplies m x m matrices until its last product, so all
+    matrices with the same short side m (in a transformer, every block matrix has m = n_embd)
+    can iterate together as one (k, m, m) batch: one batched product instead of k small ones,
+    which keeps both cores busy where a single 128 x 128 product does not.
+    """
+    a, b, c = NS_COEFFS
+    scales = [1.0] * len(gs) if scales is None else scales
+    wide_xs = []
+    for g in gs:
+        x = g.float()
+        wide_xs.append(x if x.size(0) <= x.size(1) else x.T)
+    out: list[torch.Tensor | None] = [None] * len(gs)
+    groups: dict[int, list[int]] = {}
+    for i, x in enumerate(wide_xs):
+        groups.setdefault(x.size(0), []).append(i)
+    for m, idx in groups.items():
+        gram = torch.empty(len(idx), m, m, dtype=torch.float32, device=gs[idx[0]].device)
+        for j, i in enumerate(idx):
+            torch.mm(wide_xs[i], wide_xs[i].T, out=gram[j])
+        # x / ||x||_F has the Gram matrix G / ||x||_F^2, and ||x||_F^2 = trace(G).
+        inv_norm = (gram.diagonal(dim1=1, dim2=2).sum(-1).sqrt() + 1e-7).reciprocal()
+        gram.mul_(inv_norm.square()[:, None, None])
+        q = None
+        for k in range(steps):
+            poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)  # b G + c G^2
+            poly.diagonal(dim1=1, dim2=2).add_(a)  # a I + b G + c G^2
+            q = poly if q is None else torch.bmm(poly, q)
+            if k < steps - 1:
+                gram = torch.bmm(poly, torch.bmm(poly, gram))
+        # Fold the normalisation of x and the caller's scale into q: one pass less per matrix.
+        factor = inv_norm * torch.tensor([scales[i] for i in idx], dtype=torch.float32,
+                                         device=inv_norm.device)
+        q.mul_(factor[:, None, None])
+        for j, i in enumerate(idx):
+            y = q[j] @ wide_xs[i]
+            out[i] = y if gs[i].size(0) <= gs[i].size(1) else y.T
+    return out  # type: ignore[return-value]
+
+
 class Muon(torch.optim.Optimizer):
     """Muon for 2-D parameters (nn.Linear weights).
 
@@ -100,18 +144,30 @@ class Muon(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            bufs = []
+            for p in params:
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"]
-                buf.lerp_(p.grad, 1.0 - mom)
-                update = p.grad.lerp_(buf, mom) if group["nesterov"] else buf
-                # Tall matrices get smaller entries from the orthogonalisation: scale them up.
-                scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
-                if wd:
-                    p.mul_(1.0 - lr * wd)
-                p.add_(orthogonalise(update, group["ns_steps"]).to(p.dtype), alpha=-lr * scale)
+                bufs.append(state["momentum_buffer"])
+            # One fused call per operation across all matrices, not one small op per matrix:
+            # at 128 wide the per-op overhead was ~1 ms a step.
+            torch._foreach_lerp_(bufs, grads, 1.0 - mom)
+            if group["nesterov"]:
+                torch._foreach_lerp_(grads, bufs, mom)
+                updates = grads
+            else:
+                updates = bufs
+            if wd:
+                torch._foreach_mul_(params, 1.0 - lr * wd)
+            # Tall matrices get smaller entries from the orthogonalisation: scale them up.
+            scales = [max(1.0, p.size(0) / p.size(1)) ** 0.5 for p in params]
+            ortho = orthogonalise_many(updates, group["ns_steps"], scales)
+            if any(o.dtype != p.dtype for o, p in zip(ortho, params)):
+                ortho = [o.to(p.dtype) for o, p in zip(ortho, params)]
+            torch._foreach_add_(params, ortho, alpha=-lr)
         return loss

@@ -14,7 +14,9 @@ Optionally (quantize="int8", CPU only) the four matrices of each block are store
 scale per output channel and multiplied through torch's int8 weight-only kernel with bf16
 activations. A token then reads a quarter of the bytes; on 2 AVX2 cores the 24 matrix-vector
 products of a 6-layer, 384-wide model take ~0.7 ms instead of ~2.4 ms. It changes the numbers
-slightly (benchmarks/bench_generate.py reports the effect on loss), so it is opt-in.
+slightly (benchmarks/bench_generate.py reports the effect on loss). Chat and `charchat sample`
+use it by default on a CPU (SamplingSettings.quantize; --float turns it off); GPT.generate,
+generate_ids and the trainer's samples use float weights unless asked.
 
 On a CPU the step runs as one TorchScript graph, which spares each small op its trip through the
 Python interpreter (~30% of the int8 step at 6 layers x 384; see _scripted).
@@ -28,6 +30,7 @@ per generation call, or kept between calls by a DecodeWeightsCache (a chat sessi
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from typing import List, Optional
 
@@ -40,8 +43,10 @@ from .model import GPT, KVCache
 class DecodeWeights:
     """The weights DecodeStep reads, laid out for one-row products (see the module docstring).
 
-    Copies, not views: after the model's weights change, these are stale (DecodeWeightsCache
-    says when they can be reused)."""
+    The matrices (and the head) are transposed copies, the embeddings, norm weights and most
+    biases are views of the model's own tensors: after the model's weights change, a
+    DecodeWeights mixes old and new values and must be rebuilt (DecodeWeightsCache says when
+    it can be reused)."""
 
     def __init__(self, model: GPT, int8: bool) -> None:
         cfg = model.config
@@ -90,7 +95,7 @@ class DecodeWeightsCache:
     and again from a model that does not change, such as a chat session.
 
     Preparing them (transposes, and int8 rounding) costs ~15 ms, or ~33 ms with int8, for a
-    6-layer, 384-wide model: as much as ten tokens, at the start of every reply. Reuse needs the
+    6-layer, 384-wide model: as much as 15-30 tokens, at the start of every reply. Reuse needs the
     same parameter tensors with the same version counters; torch bumps a counter on most in-place
     writes, but not all (fused AdamW steps and writes through .data leave it as it was), so a
     holder whose model's weights may change must call clear() after changing them. Plain
@@ -143,8 +148,19 @@ class DecodeStep:
         if pos >= self.config.block_size:
             raise ValueError(f"cache is full ({pos} of block_size {self.config.block_size})")
         w = self.weights
-        logits = self._run(tok, pos, self.n_head, self.head_dim, w.int8, w.wte, w.wpe,
-                           w.ln_f[0], w.ln_f[1], w.head_t, w.layers, self.kv_views)
+        args = (tok, pos, self.n_head, self.head_dim, w.int8, w.wte, w.wpe,
+                w.ln_f[0], w.ln_f[1], w.head_t, w.layers, self.kv_views)
+        try:
+            logits = self._run(*args)
+        except RuntimeError:
+            if self._run is decode_position:
+                raise
+            # A graph that compiled but fails when run (a torch that changed under it): use the
+            # Python function from now on. Retrying is safe: the step only writes the cache at
+            # pos, and cache.length moves on below, after a step that succeeded.
+            _SCRIPTED[:] = [None]
+            self._run = decode_position
+            logits = self._run(*args)
         cache.length = pos + 1
         return logits
 
@@ -204,6 +220,7 @@ def _store_kv(qkv: torch.Tensor, kv: torch.Tensor, pos: int, B: int, nh: int,
 
 
 _SCRIPTED: list = []
+_SCRIPTING = threading.Lock()  # the TUI may start two generations at once, in two threads
 
 
 def _scripted():
@@ -211,19 +228,26 @@ def _scripted():
 
     Why: the step is ~140 small tensor ops, and from Python each costs ~3-5 us of interpreter and
     argument parsing on top of the work. TorchScript runs the same ops from C++: the int8 step
-    of a 6-layer, 384-wide model took 0.98 ms instead of 1.42 ms, with identical results. The
+    of a 6-layer, 384-wide model took 0.98 ms instead of 1.42 ms, with the same results to float
+    rounding (the graph may fuse an add into a matmul; tests compare the two paths). The
     graph is compiled once per process (~10 ms) and specialised on its first two calls (~40 ms
     more). torch.jit.script is deprecated in favour of torch.compile, which would need a C++
-    compiler and tens of seconds here; if a torch without it comes, the Python path is used."""
-    if not _SCRIPTED:
-        fn = None
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fn = torch.jit.script(decode_position)
-        except Exception:  # noqa: BLE001 - any failure means: run the Python function
+    compiler and tens of seconds here; if a torch without it comes, the Python path is used.
+    Compiling goes through torch's process-wide registry, so one thread compiles, under a lock."""
+    if _SCRIPTED:
+        return _SCRIPTED[0]
+    with _SCRIPTING:
+        if not _SCRIPTED:
             fn = None
-        _SCRIPTED.append(fn)
+            try:
+                with warnings.catch_warnings():
+                    # Only the deprecation notice: a blanket "ignore" would also hide, for as
+                    # long as this runs, every warning other threads raise.
+                    warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+.*deprecated")
+                    fn = torch.jit.script(decode_position)
+            except Exception:  # noqa: BLE001 - any failure means: run the Python function
+                fn = None
+            _SCRIPTED.append(fn)
     return _SCRIPTED[0]
 
 

@@ -57,10 +57,62 @@ def test_batched_decode_step_equals_forward(bias):
 
 
 def test_the_step_is_scripted_on_this_torch():
-    """Otherwise the CPU would silently fall back to the slower Python step."""
+    """A canary: on the torch this project pins, TorchScript works and the CPU uses it. On a
+    torch without it the Python fallback is the intended behaviour and this test must change."""
     assert decoding._scripted() is not None
     model = tiny_gpt()
     assert DecodeStep(model, model.new_cache(1))._run is decoding._scripted()
+
+
+def test_a_scripted_step_that_fails_when_run_falls_back_to_python(monkeypatch):
+    """A graph that compiles but fails when run (a future torch) must not break generation:
+    the step retries in Python, from the same position, and stays there."""
+    model = tiny_gpt(dtype=torch.float64)
+    ids = torch.randint(0, model.config.vocab_size, (8,)).tolist()
+    want = _decode_logits(model, ids)
+    calls = []
+
+    def broken(*args):
+        calls.append(1)
+        raise RuntimeError("the graph failed")
+
+    monkeypatch.setattr(decoding, "_SCRIPTED", [broken])
+    cache = model.new_cache(1)
+    step = DecodeStep(model, cache)
+    assert step._run is broken
+    got = [model(torch.tensor([ids[:1]]), cache=cache)[0][:, -1]]
+    for t in ids[1:]:
+        got.append(step(torch.tensor([t])))
+    torch.testing.assert_close(torch.cat(got), want, atol=1e-10, rtol=0)
+    assert calls == [1] and decoding._SCRIPTED == [None]
+    assert cache.length == len(ids)
+
+
+def test_two_threads_compile_the_step_once(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(decoding, "_SCRIPTED", [])
+    compiled = []
+    real = torch.jit.script
+
+    def counting(fn):
+        compiled.append(fn)
+        return real(fn)
+
+    monkeypatch.setattr(torch.jit, "script", counting)
+    start = threading.Barrier(2)
+    got = []
+
+    def worker():
+        start.wait()
+        got.append(decoding._scripted())
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(compiled) == 1 and got[0] is got[1] is not None
 
 
 @pytest.mark.parametrize("quantize", [None, "int8"])

@@ -501,6 +501,16 @@ def cmd_corpus(args) -> int:
 
 def cmd_chat(args) -> int:
     if not args.plain:
+        # The app keeps its sampling settings per model (ctrl+s there): flags would be ignored.
+        given = [flag for flag, value in (
+            ("--temperature", args.temperature), ("--top-k", args.top_k), ("--top-p", args.top_p),
+            ("--seed", args.seed), ("--max-chars", args.max_chars),
+            (f"--{args.weights}", args.weights), ("--device", None if args.device == "auto" else 1),
+        ) if value is not None]
+        if given:
+            print(f"charchat: error: {', '.join(given)} apply to 'charchat chat --plain'; in the "
+                  "app, ctrl+s sets temperature, top-k, top-p and length per model", file=sys.stderr)
+            return 2  # bad usage
         return run_app(args.model)
     from .chat import ChatSession
 

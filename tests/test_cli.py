@@ -192,6 +192,20 @@ def test_chat_plain(capsys, model, monkeypatch):
     assert all(expected)
 
 
+@pytest.mark.parametrize("flags", [["--float"], ["--temperature", "0.5", "--top-k", "3"],
+                                   ["--device", "cpu"]])
+def test_chat_app_refuses_flags_it_would_ignore(capsys, monkeypatch, flags):
+    """Without --plain the app opens with its own per-model settings; the sampling flags
+    would silently do nothing, so they are an error that says where the settings are."""
+    opened = []
+    monkeypatch.setattr("charchat.cli.run_app", lambda model=None: opened.append(model) or 0)
+    code, _, err = cli(capsys, "chat", "--model", "tiny", *flags)
+    assert code == 2 and not opened
+    assert flags[0] in one_line_error(err) and "--plain" in err and "ctrl+s" in err
+    code, _, _ = cli(capsys, "chat", "--model", "tiny")
+    assert code == 0 and opened == ["tiny"]
+
+
 def test_chat_plain_notes_unknown_characters(capsys, model, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("The \u00e7at\nthe \u00e7\n"))
     code, out, err = cli(capsys, "chat", "--plain", "--model", "tiny", "--max-chars", "5")

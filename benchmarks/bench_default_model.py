@@ -173,6 +173,11 @@ def main(argv=None):
     ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--top-p", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0, help="question sampling and reply seed")
+    w = ap.add_mutually_exclusive_group()
+    w.add_argument("--float", dest="quantize", action="store_const", const=None, default="int8",
+                   help="read tokens through the exact float weights")
+    w.add_argument("--int8", dest="quantize", action="store_const", const="int8",
+                   help="read tokens through int8 weights (the CPU default of chat; the default)")
     args = ap.parse_args(argv)
 
     import torch
@@ -188,6 +193,7 @@ def main(argv=None):
         if getattr(args, key) is not None:
             chosen[key] = getattr(args, key)
     chosen["seed"] = args.seed
+    chosen["quantize"] = args.quantize
     settings = SamplingSettings(**chosen)
     runner = Runner(loaded, settings)
     for q in ("hello", "what is 2 + 2?", "capital of France?"):  # warm up caches and kernels

@@ -13,7 +13,10 @@ keep_freed_memory() raises glibc's thresholds once per process: blocks up to 32 
 heap (the most glibc accepts on 64-bit machines), and up to 1 GiB of freed heap stays mapped for
 reuse. The cost is that the process's resident size stays near its peak, as with the caching
 allocators of CUDA and of jemalloc-style mallocs. Elsewhere (macOS, Windows, musl) it does
-nothing. Set CHARCHAT_MALLOC=system to leave the C library's settings alone.
+nothing. Set CHARCHAT_MALLOC=system to leave the C library's settings alone; settings of your
+own through glibc's MALLOC_TRIM_THRESHOLD_ or MALLOC_MMAP_THRESHOLD_ are left alone too. With
+another malloc preloaded (LD_PRELOAD of jemalloc or tcmalloc) the calls succeed and change
+nothing, which is harmless.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ def keep_freed_memory() -> bool:
 def _apply() -> bool:
     if os.environ.get("CHARCHAT_MALLOC", "").strip().lower() == "system":
         return False
+    if any(os.environ.get(v) for v in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")):
+        return False  # the user tuned glibc already
     if not sys.platform.startswith("linux") or not _is_glibc():
         return False
     try:
@@ -52,9 +57,11 @@ def _apply() -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    # mallopt returns 1 on success, 0 when it refuses a value.
-    return bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and bool(
-        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    # mallopt returns 1 on success, 0 when it refuses a value. The mmap threshold first: it is
+    # the one a 32-bit glibc refuses (its maximum is 512 KiB there), and then neither is set.
+    if not mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD):
+        return False
+    return bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 def _is_glibc() -> bool:

@@ -38,15 +38,29 @@ def test_opt_out_leaves_malloc_alone():
     assert _run({"CHARCHAT_MALLOC": " System "}) == "False True"
 
 
-def test_training_and_generation_apply_it(monkeypatch):
+def test_a_users_own_glibc_tuning_is_left_alone():
+    assert _run({"CHARCHAT_MALLOC": "", "MALLOC_TRIM_THRESHOLD_": "262144"}) == "False True"
+    assert _run({"CHARCHAT_MALLOC": "", "MALLOC_MMAP_THRESHOLD_": "1048576"}) == "False True"
+
+
+def test_training_and_generation_apply_it(monkeypatch, tmp_path):
     """The entry points of long work call it (a notebook user gets it without asking)."""
     import charchat.evaluate as evaluate
     import charchat.generation as generation
     import charchat.trainer as trainer
+    from conftest import pattern_text
 
-    calls = []
+    by = []
     for mod in (trainer, generation, evaluate):
-        monkeypatch.setattr(mod, "keep_freed_memory", lambda: calls.append(1) or True)
+        monkeypatch.setattr(mod, "keep_freed_memory",
+                            lambda name=mod.__name__: by.append(name) or True)
+    text = tmp_path / "t.txt"
+    text.write_text(pattern_text(2000))
+    trainer.train(text, out_dir=tmp_path / "m", max_steps=1, n_layer=1, n_head=1, n_embd=8,
+                  block_size=8, batch_size=2, eval_interval=1)
+    assert by[0] == "charchat.trainer"  # before its first step, not only at evaluation
+    by.clear()
+    calls = by
     import numpy as np
     import torch
 

@@ -305,6 +305,14 @@ def test_sampling_defaults_to_int8_which_is_float_off_the_cpu():
     assert SamplingSettings(quantize=None).quantize is None
     with pytest.raises(ValueError, match="quantize"):
         SamplingSettings(quantize="int4")
+    # Off the CPU the int8 setting falls back to float weights (no int8 kernel there).
+    from charchat import GPT, GPTConfig
+    from charchat.decoding import DecodeStep, int8_available
+
+    assert not int8_available(torch.device("meta")) and not int8_available(torch.device("cuda"))
+    with torch.device("meta"):
+        model = GPT(GPTConfig(vocab_size=8, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    assert DecodeStep(model, model.new_cache(1), "int8").int8 is False
 
 
 def test_stream_text_with_a_real_model_cuts_before_a_stop():

@@ -10,9 +10,9 @@ token. This module runs the same computation as GPT.forward for a single positio
 - attention for one query as two batched matmuls and a softmax over the cached keys, instead of
   scaled_dot_product_attention, whose setup costs more than the work for a single query.
 
-Optionally (quantize="int8", CPU only) the four matrices of each block are stored as int8 with a
-scale per output channel and multiplied through torch's int8 weight-only kernel with bf16
-activations. A token then reads a quarter of the bytes; on 2 AVX2 cores the 24 matrix-vector
+Optionally (quantize="int8", CPU only, n_embd a multiple of 16) the four matrices of each block
+are stored as int8 with a scale per output channel and multiplied through torch's int8
+weight-only kernel with bf16 activations. A token then reads a quarter of the bytes; on 2 AVX2 cores the 24 matrix-vector
 products of a 6-layer, 384-wide model take ~0.7 ms instead of ~2.4 ms. It changes the numbers
 slightly (benchmarks/bench_generate.py reports the effect on loss). Chat and `charchat sample`
 use it by default on a CPU (SamplingSettings.quantize; --float turns it off); GPT.generate,
@@ -125,7 +125,7 @@ class DecodeStep:
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
         device = model.lm_head.weight.device
-        self.int8 = quantize == "int8" and int8_available(device)
+        self.int8 = quantize == "int8" and int8_available(device, cfg.n_embd)
         self.config = cfg
         self.n_head = cfg.n_head
         self.head_dim = cfg.n_embd // cfg.n_head
@@ -251,7 +251,15 @@ def _scripted():
     return _SCRIPTED[0]
 
 
-def int8_available(device: torch.device) -> bool:
+def int8_available(device: torch.device, n_embd: int | None = None) -> bool:
+    """Whether int8 weights can be used on device for a model n_embd wide.
+
+    torch's CPU int8 kernel (torch 2.13) handles inner dimensions that are multiples of 16 only:
+    with others it returned wrong numbers (inner size 8, 24, 36, 40) or crashed the process
+    (inner size 37 with 37 outputs), so such models keep float weights. Every int8 matrix of a
+    block has an inner size of n_embd or 4 * n_embd."""
+    if n_embd is not None and n_embd % 16:
+        return False
     return device.type == "cpu" and hasattr(torch.ops.aten, "_weight_int8pack_mm")
 
 

@@ -505,11 +505,13 @@ def cmd_chat(args) -> int:
         given = [flag for flag, value in (
             ("--temperature", args.temperature), ("--top-k", args.top_k), ("--top-p", args.top_p),
             ("--seed", args.seed), ("--max-chars", args.max_chars),
-            (f"--{args.weights}", args.weights), ("--device", None if args.device == "auto" else 1),
+            (f"--{args.weights}", args.weights),
+            ("--device", None if args.device == "auto" else args.device),
         ) if value is not None]
         if given:
-            print(f"charchat: error: {', '.join(given)} apply to 'charchat chat --plain'; in the "
-                  "app, ctrl+s sets temperature, top-k, top-p and length per model", file=sys.stderr)
+            print(f"charchat: error: without --plain, chat opens the app, which ignores "
+                  f"{', '.join(given)}; add --plain, or use ctrl+s in the app for temperature, "
+                  "top-k, top-p and length", file=sys.stderr)
             return 2  # bad usage
         return run_app(args.model)
     from .chat import ChatSession

@@ -29,50 +29,26 @@ NS_COEFFS = (3.4445, -4.7750, 2.0315)
 
 
 def orthogonalise(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
-    """An approximation of U V^T for a matrix g = U S V^T."""
-    a, b, c = NS_COEFFS
-    x = g.float()
-    wide = x.size(0) <= x.size(1)
-    if not wide:  # iterate on the wide form: the Gram matrix x x^T is then the smaller one
-        x = x.T
-    # Frobenius norm >= spectral norm, so after this every singular value is at most 1.
-    x = x / (torch.linalg.matrix_norm(x) + 1e-7)
-    m, n = x.shape
-    # Each step multiplies x by a polynomial p(G) of its Gram matrix G = x x^T (m x m). All
-    # those polynomials commute, so the steps can run on m x m matrices alone: keep the product
-    # Q of the p's and the Gram matrix of the current x (G' = p(G)^2 G), and multiply the
-    # (m x n) matrix once at the end. That trades 2 (m x m x n) products a step for 3 or 4
-    # (m x m x m) ones: for the 128 x 512 matrices of a 128-wide model, ~37% less time
-    # (same result to float rounding). Square matrices keep the plain iteration.
-    plain_cost = steps * (2 * m * m * n + m ** 3)
-    gram_cost = 2 * m * m * n + (4 * steps - 2) * m ** 3
-    if gram_cost < plain_cost:
-        gram = x @ x.T
-        q = None
-        for k in range(steps):
-            poly = torch.addmm(gram, gram, gram, beta=b, alpha=c)  # b G + c G^2
-            poly.diagonal().add_(a)  # a I + b G + c G^2
-            q = poly if q is None else poly @ q
-            if k < steps - 1:
-                gram = poly @ (poly @ gram)
-        x = q @ x
-    else:
-        for _ in range(steps):
-            gram = x @ x.T
-            poly = torch.addmm(gram, gram, gram, beta=b, alpha=c)  # b G + c G^2
-            x = torch.addmm(x, poly, x, beta=a)  # a x + (b G + c G^2) x
-    return x if wide else x.T
+    """An approximation of U V^T for a matrix g = U S V^T (orthogonalise_many for one)."""
+    return orthogonalise_many([g], steps)[0]
 
 
 def orthogonalise_many(
     gs: list[torch.Tensor], steps: int = 5, scales: list[float] | None = None
 ) -> list[torch.Tensor]:
-    """orthogonalise(g) * scale for each g in gs, with the Newton-Schulz steps batched.
+    """orthogonalise(g) * scale for each g in gs, in float32.
 
-    The Gram form above only ever multiplies m x m matrices until its last product, so all
-    matrices with the same short side m (in a transformer, every block matrix has m = n_embd)
-    can iterate together as one (k, m, m) batch: one batched product instead of k small ones,
-    which keeps both cores busy where a single 128 x 128 product does not.
+    Each matrix is taken in its wide form x (m x n, m <= n) and divided by its Frobenius norm,
+    which is at least its spectral norm, so every singular value starts at most 1. Each
+    Newton-Schulz step multiplies x by a polynomial p(G) of its Gram matrix G = x x^T (m x m).
+    All those polynomials commute, so the steps can run on m x m matrices alone: keep the
+    product Q of the p's and the Gram matrix of the current x (G' = p(G)^2 G), and multiply the
+    m x n matrix once at the end. That trades 2 (m x m x n) products a step for 3 or 4
+    (m x m x m) ones (for the 128 x 512 matrices of a 128-wide model, ~37% less time; same map
+    to float rounding). And since only m x m matrices are multiplied until the last product,
+    all matrices with the same short side (in a transformer, every block matrix has
+    m = n_embd) iterate together as one (k, m, m) batch: one batched product instead of k small
+    ones, which keeps both cores busy where a single 128 x 128 product does not.
     """
     a, b, c = NS_COEFFS
     scales = [1.0] * len(gs) if scales is None else scales
@@ -154,8 +130,7 @@ class Muon(torch.optim.Optimizer):
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(p)
                 bufs.append(state["momentum_buffer"])
-            # One fused call per operation across all matrices, not one small op per matrix:
-            # at 128 wide the per-op overhead was ~1 ms a step.
+            # One call per operation across all matrices, not one small op per matrix.
             torch._foreach_lerp_(bufs, grads, 1.0 - mom)
             if group["nesterov"]:
                 torch._foreach_lerp_(grads, bufs, mom)
@@ -167,7 +142,5 @@ class Muon(torch.optim.Optimizer):
             # Tall matrices get smaller entries from the orthogonalisation: scale them up.
             scales = [max(1.0, p.size(0) / p.size(1)) ** 0.5 for p in params]
             ortho = orthogonalise_many(updates, group["ns_steps"], scales)
-            if any(o.dtype != p.dtype for o, p in zip(ortho, params)):
-                ortho = [o.to(p.dtype) for o, p in zip(ortho, params)]
-            torch._foreach_add_(params, ortho, alpha=-lr)
+            torch._foreach_add_(params, [o.to(p.dtype) for o, p in zip(ortho, params)], alpha=-lr)
         return loss

@@ -26,6 +26,7 @@ import torch
 
 from . import store
 from .allocator import keep_freed_memory
+from .batches import WindowSampler
 from .corpus import Corpus, CorpusError
 from .device import DeviceInfo, pick_device
 from .evaluate import window_starts, windows_loss
@@ -208,7 +209,7 @@ class Trainer:
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
-        ix = self.rng.integers(0, self._n_train - c.block_size - 1, size=c.batch_size, endpoint=True)
+        ix = self.sampler.next(c.batch_size)
         rows = self.train_ids[ix[:, None] + self._offsets]
         t = torch.from_numpy(rows.astype(np.int64))
         if self.dev.device.type == "cuda":
@@ -250,7 +251,7 @@ class Trainer:
         self.eval_starts = window_starts(len(self.val_ids), c.block_size, max_windows)
 
         torch.manual_seed(c.seed)
-        self.rng = np.random.Generator(np.random.PCG64(c.seed))
+        self.sampler = WindowSampler(self._n_train, c.block_size, c.seed)
         self.model = GPT(c.model_config(self.corpus.tokenizer.vocab_size)).to(self.dev.device)
         self.optimizers = self._make_optimizers()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dev.needs_scaler)
@@ -357,7 +358,7 @@ class Trainer:
             "evals": self.evals,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "data_rng": json.dumps(self.rng.bit_generator.state),
+            "data_sampler": self.sampler.state(),
             "config": json.dumps(self.config.to_dict()),
         }
 
@@ -405,7 +406,10 @@ class Trainer:
         torch.set_rng_state(st["torch_rng"])
         if st["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(st["cuda_rng"])
-        self.rng.bit_generator.state = json.loads(st["data_rng"])
+        if "data_sampler" in st:
+            self.sampler.load_state(st["data_sampler"])
+        # (A state saved before epoch sampling keeps its weights and schedule; its data order
+        # starts afresh from the seed.)
 
     def _zero_grad(self) -> None:
         for opt in self.optimizers:

@@ -5,6 +5,7 @@ import os
 import threading
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -304,6 +305,23 @@ def test_resume_of_a_run_saved_before_the_optimizer_setting(tmp_path):
     resumed = Trainer(corpus, TrainConfig.from_dict(old), out_dir=tmp_path / "old", resume=True)
     assert resumed.run().steps == 20
     assert weights_equal(resumed.model, full_trainer.model)
+
+
+def test_resume_of_a_run_saved_before_epoch_sampling(tmp_path):
+    """Older states kept only the data generator's state, for windows drawn at random: they
+    resume with their weights and schedule, and an epoch order started from the seed."""
+    corpus = corpus_from_text(PATTERN)
+    run(corpus, tmp_path / "old", max_steps=20, cancel_at=10, log_interval=1)
+    state_path = tmp_path / "old" / store.STATE
+    st = torch.load(state_path, weights_only=True)
+    del st["data_sampler"]
+    st["data_rng"] = json.dumps(np.random.Generator(np.random.PCG64(0)).bit_generator.state)
+    torch.save(st, state_path)
+    resumed, trainer, events = run(corpus, tmp_path / "old", resume=True, max_steps=20,
+                                   log_interval=1)
+    assert resumed.stop_reason == "max_steps" and resumed.steps == 20
+    assert min(e.step for e in of_kind(events, "step")) == 11
+    assert trainer.sampler.epoch == 0
 
 
 def test_compile_that_fails_at_the_first_call_falls_back_to_eager(tmp_path, monkeypatch):

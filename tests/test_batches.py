@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from charchat.batches import WindowSampler
+
+
+def epoch_of(sampler: WindowSampler) -> np.ndarray:
+    """The rest of the sampler's current epoch, drawn one start at a time."""
+    epoch = sampler.epoch
+    out = []
+    while True:
+        start = sampler.next(1)[0]
+        if sampler.epoch != epoch:
+            sampler._cursor -= 1  # leave the new epoch's first window for the caller
+            return np.array(out)
+        out.append(start)
+
+
+@pytest.mark.parametrize("n_tokens, block", [(1000, 16), (1001, 16), (17, 16), (50, 7), (5000, 64)])
+def test_an_epoch_visits_back_to_back_windows_once_each(n_tokens, block):
+    sampler = WindowSampler(n_tokens, block, seed=3)
+    for _ in range(4):
+        starts = epoch_of(sampler)
+        assert len(starts) > 0 and len(set(starts.tolist())) == len(starts)
+        ordered = np.sort(starts)
+        phase = ordered[0]
+        assert 0 <= phase < block
+        assert (np.diff(ordered) == block).all()  # back to back, no overlap, no gap
+        assert ordered[-1] + block + 1 <= n_tokens  # every window holds inputs and targets
+        assert ordered[-1] + 2 * block + 1 > n_tokens  # and no room was left for one more
+
+
+def test_epochs_differ_in_phase_and_order():
+    sampler = WindowSampler(10_000, 32, seed=0)
+    epochs = [epoch_of(sampler) for _ in range(6)]
+    assert len({int(e.min()) for e in epochs}) > 1
+    assert not np.array_equal(epochs[0][:20], epochs[1][:20])
+    # Random order, not sorted.
+    assert not np.array_equal(epochs[0], np.sort(epochs[0]))
+
+
+def test_batches_run_across_epoch_boundaries_without_losing_windows():
+    a = WindowSampler(400, 16, seed=7)
+    b = WindowSampler(400, 16, seed=7)
+    one_by_one = np.concatenate([epoch_of(a) for _ in range(3)])
+    batched = np.concatenate([b.next(5) for _ in range(len(one_by_one) // 5)])
+    assert np.array_equal(batched, one_by_one[:len(batched)])
+
+
+def test_the_same_seed_gives_the_same_windows():
+    a, b, c = WindowSampler(5000, 64, 1), WindowSampler(5000, 64, 1), WindowSampler(5000, 64, 2)
+    xa, xb, xc = a.next(40), b.next(40), c.next(40)
+    assert np.array_equal(xa, xb) and not np.array_equal(xa, xc)
+
+
+@pytest.mark.parametrize("drawn", [0, 3, 11, 12, 25])  # 12 windows an epoch: 12 ends one
+def test_a_saved_state_replays_the_rest_of_the_run(drawn):
+    a = WindowSampler(64 * 12 + 1, 64, seed=5)
+    for _ in range(drawn):
+        a.next(1)
+    saved = a.state()
+    b = WindowSampler(64 * 12 + 1, 64, seed=99)
+    b.load_state(saved)
+    assert b.epoch == a.epoch
+    assert np.array_equal(b.next(30), a.next(30))
+
+
+def test_a_corpus_shorter_than_a_window_is_refused():
+    with pytest.raises(ValueError, match="cannot hold one window"):
+        WindowSampler(16, 16, seed=0)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import torch
 
+from .optimizer import Optimizer
+
 # Quintic Newton-Schulz coefficients: x -> a x + b x^3 + c x^5 on the singular values.
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
 
@@ -101,7 +103,7 @@ def orthogonalise_many(
     return out  # type: ignore[return-value]
 
 
-class Muon(torch.optim.Optimizer):
+class Muon(Optimizer):
     """Muon for 2-D parameters (nn.Linear weights).
 
     lr: the size of the orthogonalised step (scaled by sqrt(max(1, rows/cols)), so that tall

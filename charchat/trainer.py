@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from . import store
+from .adamw import AdamW
 from .allocator import keep_freed_memory
 from .batches import WindowSampler
 from .corpus import Corpus, CorpusError
@@ -32,6 +33,7 @@ from .device import DeviceInfo, pick_device
 from .evaluate import window_starts, windows_loss
 from .model import GPT, GPTConfig
 from .muon import Muon
+from .optimizer import Optimizer
 from .recipe import resolve_config
 from .store import unique_name  # noqa: F401  (re-exported: used by the CLI)
 
@@ -311,7 +313,7 @@ class Trainer:
         finally:
             self.model.zero_grad(set_to_none=True)
 
-    def _make_optimizers(self) -> list[torch.optim.Optimizer]:
+    def _make_optimizers(self) -> list[Optimizer]:
         c = self.config
         named = list(self.model.named_parameters())  # the tied head appears once, as wte
         if c.optimizer == "muon":
@@ -330,9 +332,7 @@ class Trainer:
             {"params": no_decay, "weight_decay": 0.0},
         ]
         fused = self.dev.device.type in ("cuda", "cpu")
-        opts: list[torch.optim.Optimizer] = [
-            torch.optim.AdamW(groups, lr=c.lr, betas=(c.beta1, c.beta2), fused=fused)
-        ]
+        opts: list[Optimizer] = [AdamW(groups, lr=c.lr, betas=(c.beta1, c.beta2), fused=fused)]
         if matrices:
             scale = c.muon_lr / c.lr
             # Decay per step, lr(t) * weight_decay, is the same as AdamW's would be, so

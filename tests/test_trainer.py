@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from charchat import store
+from charchat.adamw import AdamW
 from charchat.corpus import corpus_from_text, load_corpus
 from charchat.evaluate import windows_loss
 from charchat.model import GPT
@@ -284,7 +285,7 @@ def test_muon_takes_the_block_matrices_and_adamw_the_rest(tmp_path):
         adamw.param_groups[0]["lr"] * c.weight_decay)
 
     _, plain, _ = run(corpus, tmp_path / "a", max_steps=3, optimizer="adamw")
-    assert len(plain.optimizers) == 1 and isinstance(plain.optimizers[0], torch.optim.AdamW)
+    assert len(plain.optimizers) == 1 and isinstance(plain.optimizers[0], AdamW)
 
 
 def test_resume_of_a_run_saved_before_the_optimizer_setting(tmp_path):

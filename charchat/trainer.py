@@ -411,6 +411,28 @@ class Trainer:
         # (A state saved before epoch sampling keeps its weights and schedule; its data order
         # starts afresh from the seed.)
 
+    def _apply_gradients(self, params: list[torch.Tensor]) -> torch.Tensor:
+        """Unscale (fp16 runs), clip to grad_clip, step every optimizer; returns the global
+        gradient norm before clipping.
+
+        With fp16's loss scaling, an overflow anywhere must skip the whole step. The scaler
+        skips only the optimizer whose gradients overflowed; clipping by the infinite global
+        norm would meanwhile zero every other gradient, and AdamW would still step on those
+        zeros (momentum and weight decay moving the weights). So a non-finite norm skips every
+        optimizer, and the scaler still lowers its scale.
+        """
+        c = self.config
+        scaled = self.scaler.is_enabled()
+        if scaled:
+            for opt in self.optimizers:
+                self.scaler.unscale_(opt)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
+        if not scaled or bool(torch.isfinite(grad_norm)):
+            for opt in self.optimizers:
+                self.scaler.step(opt)  # (a plain opt.step() when the scaler is disabled)
+        self.scaler.update()
+        return grad_norm
+
     def _zero_grad(self) -> None:
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
@@ -530,13 +552,7 @@ class Trainer:
                     _, loss = self.train_model(x, y)
                 loss_sum += loss.detach()
                 self.scaler.scale(loss / c.grad_accum).backward()
-            if self.scaler.is_enabled():
-                for opt in self.optimizers:
-                    self.scaler.unscale_(opt)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params_list, c.grad_clip)
-            for opt in self.optimizers:
-                self.scaler.step(opt)
-            self.scaler.update()
+            grad_norm = self._apply_gradients(params_list)
             self._zero_grad()
             self.step += 1
             if self.step == c.warmup_steps:

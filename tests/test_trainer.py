@@ -325,6 +325,34 @@ def test_resume_of_a_run_saved_before_epoch_sampling(tmp_path):
     assert trainer.sampler.epoch == 0
 
 
+def test_an_fp16_overflow_in_one_optimizer_skips_every_optimizer(tmp_path):
+    """fp16 loss scaling (CUDA) with Muon and AdamW: an inf in a Muon matrix's gradient must
+    leave every weight and AdamW's moments alone, and lower the scale. (The CPU GradScaler
+    runs the same code path.)"""
+    trainer = Trainer(corpus_from_text(PATTERN), tiny_train_config(), out_dir=tmp_path / "m")
+    trainer._setup()
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    params = list(trainer.model.parameters())
+
+    def backward(overflow):
+        x, y = trainer._batch()
+        trainer.scaler.scale(trainer.model(x, y)[1]).backward()
+        if overflow:
+            trainer.optimizers[1].param_groups[0]["params"][0].grad[0, 0] = float("inf")
+
+    backward(overflow=False)
+    assert math.isfinite(float(trainer._apply_gradients(params)))
+    trainer._zero_grad()
+    before = [p.detach().clone() for p in params]
+    adamw_state = {k: v.clone() for k, v in trainer.optimizers[0].state[params[0]].items()}
+    backward(overflow=True)
+    assert not math.isfinite(float(trainer._apply_gradients(params)))
+    assert all(torch.equal(a, b) for a, b in zip(before, params))
+    assert all(torch.equal(v, trainer.optimizers[0].state[params[0]][k])
+               for k, v in adamw_state.items())
+    assert trainer.scaler.get_scale() == 512.0
+
+
 def test_compile_that_fails_at_the_first_call_falls_back_to_eager(tmp_path, monkeypatch):
     """torch.compile is lazy: without a C++ compiler it fails at the first forward. The run
     must go on eagerly with a note, not crash, and see the same data as an eager run."""

@@ -34,22 +34,29 @@ class WindowSampler:
     def _new_epoch(self) -> None:
         self._epoch_rng_state = self.rng.bit_generator.state
         last_start = self.n_tokens - self.block_size - 1  # the last window ends at the last id
-        phase = int(self.rng.integers(0, min(self.block_size - 1, last_start), endpoint=True))
-        starts = np.arange(phase, last_start + 1, self.block_size, dtype=np.int64)
-        self._starts = self.rng.permutation(starts)
+        self._phase = int(self.rng.integers(0, min(self.block_size - 1, last_start),
+                                            endpoint=True))
+        n_windows = (last_start - self._phase) // self.block_size + 1
+        # The order holds window numbers, 4 bytes each where they fit (a 1 GB corpus at block
+        # 64 has 16M windows); start offsets are computed as they are drawn.
+        dtype = np.int32 if n_windows < 2**31 else np.int64
+        self._order = np.arange(n_windows, dtype=dtype)
+        self.rng.shuffle(self._order)
         self._cursor = 0
 
     def next(self, batch_size: int) -> np.ndarray:
         """The start offsets of the next batch_size windows (crossing into a new epoch when
         this one runs out)."""
+        batch_size = int(batch_size)
         out = np.empty(batch_size, dtype=np.int64)
         filled = 0
         while filled < batch_size:
-            if self._cursor == len(self._starts):
+            if self._cursor == len(self._order):
                 self.epoch += 1
                 self._new_epoch()
-            take = min(batch_size - filled, len(self._starts) - self._cursor)
-            out[filled:filled + take] = self._starts[self._cursor:self._cursor + take]
+            take = min(batch_size - filled, len(self._order) - self._cursor)
+            window = self._order[self._cursor:self._cursor + take].astype(np.int64)
+            out[filled:filled + take] = self._phase + window * self.block_size
             self._cursor += take
             filled += take
         return out
@@ -63,4 +70,4 @@ class WindowSampler:
         self.rng.bit_generator.state = st["epoch_rng"]
         self._new_epoch()  # replays the epoch's phase and order from its starting state
         self.epoch = int(st["epoch"])
-        self._cursor = min(int(st["cursor"]), len(self._starts))
+        self._cursor = min(int(st["cursor"]), len(self._order))

@@ -68,3 +68,11 @@ def test_a_saved_state_replays_the_rest_of_the_run(drawn):
 def test_a_corpus_shorter_than_a_window_is_refused():
     with pytest.raises(ValueError, match="cannot hold one window"):
         WindowSampler(16, 16, seed=0)
+
+
+def test_numpy_batch_sizes_keep_the_state_serialisable():
+    sampler = WindowSampler(1000, 16, seed=0)
+    sampler.next(np.int64(5))
+    restored = WindowSampler(1000, 16, seed=1)
+    restored.load_state(sampler.state())
+    assert np.array_equal(restored.next(7), sampler.next(7))

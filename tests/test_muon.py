@@ -42,8 +42,9 @@ def test_the_gram_form_equals_the_plain_iteration(shape):
 
 @pytest.mark.parametrize("spectrum", ["rank1", "flat", "decaying", "two_values"])
 def test_the_starting_scale_never_puts_a_singular_value_above_one(spectrum):
-    """The iteration diverges from singular values above ~1.3 (p(1.5) = 4.4): the fourth-moment
-    bound must hold even where it is tight (rank 1, or all singular values equal)."""
+    """The iteration diverges from singular values above ~1.3 (p(1.5) = 4.4): the bound
+    sigma_max <= ||(x x^T)^2||_F^(1/4) must hold even where it is tight (rank 1, or all
+    singular values equal)."""
     gen = torch.Generator().manual_seed(4)
     u, _ = torch.linalg.qr(torch.randn(32, 32, generator=gen))
     v, _ = torch.linalg.qr(torch.randn(96, 32, generator=gen))

@@ -20,8 +20,9 @@ class AdamW(Optimizer):
     """lr, betas, eps and weight_decay as torch.optim.AdamW's. fused=True uses torch's fused
     kernel (CPU and CUDA); otherwise torch picks its multi-tensor or per-tensor form."""
 
-    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2, fused: bool = False) -> None:
+    def __init__(self, params: Iterable, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, fused: bool = False) -> None:
         if lr < 0:
             raise ValueError(f"AdamW lr must be non-negative, got {lr}")
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):

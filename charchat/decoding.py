@@ -12,8 +12,9 @@ token. This module runs the same computation as GPT.forward for a single positio
 
 Optionally (quantize="int8", CPU only, n_embd a multiple of 16) the four matrices of each block
 are stored as int8 with a scale per output channel and multiplied through torch's int8
-weight-only kernel with bf16 activations. A token then reads a quarter of the bytes; on 2 AVX2 cores the 24 matrix-vector
-products of a 6-layer, 384-wide model take ~0.7 ms instead of ~2.4 ms. It changes the numbers
+weight-only kernel with bf16 activations. A token then reads a quarter of the bytes; on 2 AVX2
+cores the 24 matrix-vector products of a 6-layer, 384-wide model take ~0.7 ms instead of
+~2.4 ms. It changes the numbers
 slightly (benchmarks/bench_generate.py reports the effect on loss). Chat and `charchat sample`
 use it by default on a CPU (SamplingSettings.quantize; --float turns it off); GPT.generate,
 generate_ids and the trainer's samples use float weights unless asked.

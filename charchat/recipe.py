@@ -97,6 +97,14 @@ def resolve_config(config, n_tokens: int, device: str, kind: str = "prose"):
         c.muon_lr = 0.02
     if c.muon_lr <= 0:
         raise ValueError(f"--muon-lr must be positive, got {c.muon_lr}")
+    if c.muon_weight_decay is None:
+        # Measured at 4L x 128 on tinyshakespeare, 1,450 steps, full validation loss, seeds 1
+        # and 3: 0.1 (AdamW's) 1.6156 / 1.6079, 0.2 1.5894 / 1.6006, 0.3 1.5933 / 1.6083.
+        c.muon_weight_decay = 0.2
+    for name in ("weight_decay", "muon_weight_decay"):
+        if getattr(c, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must not be negative, "
+                             f"got {getattr(c, name)}")
     if c.min_lr is None:
         c.min_lr = c.lr / 40
     if c.beta2 is None:

@@ -66,7 +66,8 @@ class TrainConfig:
     muon_lr: float | None = None  # Muon's peak rate; follows the same warmup and decay as lr
     min_lr: float | None = None
     warmup_steps: int | None = None
-    weight_decay: float = 0.1
+    weight_decay: float = 0.1  # AdamW's: embeddings (and, with --optimizer adamw, every matrix)
+    muon_weight_decay: float | None = None  # the block matrices' under Muon
     beta1: float = 0.9
     beta2: float | None = None
     grad_clip: float = 1.0
@@ -93,6 +94,9 @@ class TrainConfig:
         d = {k: v for k, v in d.items() if k in names}
         # Runs saved before the optimizer was a setting all trained with AdamW.
         d.setdefault("optimizer", "adamw")
+        # Runs saved before Muon had its own decay decayed its matrices at weight_decay.
+        if "weight_decay" in d:
+            d.setdefault("muon_weight_decay", d["weight_decay"])
         return cls(**d)
 
     def model_config(self, vocab_size: int) -> GPTConfig:
@@ -320,9 +324,13 @@ class Trainer:
             # The matrices inside the blocks (attention and MLP weights) go to Muon. The
             # embeddings (also the output head) are lookup tables rather than linear maps of
             # the residual stream, so they stay with AdamW, as do norm gains and biases.
-            in_blocks = {n for n, p in named if p.dim() == 2 and n.startswith("transformer.h.")}
-            matrices = [p for n, p in named if n in in_blocks]
-            others = [(n, p) for n, p in named if n not in in_blocks]
+            in_blocks = [(n, p) for n, p in named
+                         if p.dim() == 2 and n.startswith("transformer.h.")]
+            matrices = [p for _, p in in_blocks]
+            # The attention's fused projection stacks three maps (queries, keys, values):
+            # Muon orthogonalises each on its own (see charchat.muon).
+            row_blocks = [3 if n.endswith(".attn.c_attn.weight") else 1 for n, _ in in_blocks]
+            others = [(n, p) for n, p in named if n not in dict(in_blocks)]
         else:
             matrices, others = [], named
         decay = [p for _, p in others if p.dim() >= 2]
@@ -335,9 +343,10 @@ class Trainer:
         opts: list[Optimizer] = [AdamW(groups, lr=c.lr, betas=(c.beta1, c.beta2), fused=fused)]
         if matrices:
             scale = c.muon_lr / c.lr
-            # Decay per step, lr(t) * weight_decay, is the same as AdamW's would be, so
-            # --weight-decay means the same thing whichever optimizer runs.
-            muon = Muon(matrices, lr=c.muon_lr, weight_decay=c.weight_decay / scale)
+            # Decay per step is lr(t) * muon_weight_decay, lr(t) being AdamW's rate, so the
+            # two decay settings are on the same scale.
+            muon = Muon([{"params": matrices, "row_blocks": row_blocks}], lr=c.muon_lr,
+                        weight_decay=c.muon_weight_decay / scale)
             muon.param_groups[0]["lr_scale"] = scale  # the schedule sets lr(t) * lr_scale
             opts.append(muon)
         return opts

@@ -246,6 +246,15 @@ def test_errors_are_one_line(capsys, model, args, message):
     assert code == 1 and message in one_line_error(err)
 
 
+def test_a_negative_weight_decay_is_refused_before_anything_is_written(capsys, model,
+                                                                       charchat_home):
+    code, _, err = cli(capsys, "train", model, "--name", "wd", "--max-steps", "5",
+                       "--muon-weight-decay", "-0.5", "--quiet", *TINY)
+    assert code == 1
+    assert "--muon-weight-decay must not be negative, got -0.5" in one_line_error(err)
+    assert not (charchat_home / "models" / "wd").exists()
+
+
 def test_no_model_at_all(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(store, "bundled_dir", lambda: tmp_path / "no-bundle")
     code, _, err = cli(capsys, "sample")

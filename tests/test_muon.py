@@ -108,6 +108,37 @@ def test_tall_matrices_take_larger_steps_and_decay_is_decoupled():
     assert torch.allclose(tall.detach(), expected, atol=1e-6)
 
 
+def test_row_blocks_are_orthogonalised_as_separate_matrices():
+    torch.manual_seed(0)
+    fused = torch.nn.Parameter(torch.zeros(12, 4))  # three stacked 4 x 4 maps
+    other = torch.nn.Parameter(torch.zeros(8, 4))
+    opt = Muon([{"params": [fused, other], "row_blocks": [3, 1]}], lr=0.1, momentum=0.0,
+               nesterov=False)
+    fused.grad, other.grad = torch.randn(12, 4), torch.randn(8, 4)
+    # The first block dominates: orthogonalised as one matrix, it would take most of the step.
+    fused.grad[:4] *= 100
+    g_fused, g_other = fused.grad.clone(), other.grad.clone()
+    opt.step()
+    for rows, got in zip(g_fused.chunk(3), (-fused.detach() / 0.1).chunk(3)):
+        torch.testing.assert_close(got, orthogonalise(rows), atol=1e-5, rtol=0)
+        assert torch.linalg.svdvals(got).min() > 0.5  # every map gets a full-rank step
+    # The other matrix is tall and whole: scaled by sqrt(8 / 4), as without blocks.
+    torch.testing.assert_close(-other.detach() / 0.1, orthogonalise(g_other) * 2 ** 0.5,
+                               atol=1e-5, rtol=0)
+    assert opt.state_dict()["param_groups"][0]["row_blocks"] == [3, 1]
+    whole = orthogonalise(g_fused)
+    assert torch.linalg.svdvals(whole[4:]).min() < 0.2  # what the blocks avoid
+
+
+def test_row_blocks_must_fit_the_parameters():
+    w = torch.nn.Parameter(torch.zeros(10, 4))
+    with pytest.raises(ValueError, match="3 blocks cannot split 10 rows evenly"):
+        Muon([{"params": [w], "row_blocks": [3]}])
+    with pytest.raises(ValueError, match="one entry per parameter: 2 for 1"):
+        Muon([{"params": [w], "row_blocks": [1, 1]}])
+    assert Muon([w]).param_groups[0]["row_blocks"] == [1]
+
+
 def test_state_round_trip_gives_the_same_next_step():
     torch.manual_seed(0)
     grads = [torch.randn(5, 7) for _ in range(3)]

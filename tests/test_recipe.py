@@ -75,6 +75,8 @@ def test_narrow_models_get_a_larger_learning_rate():
         (dict(batch_size=-2), "batch-size"),
         (dict(optimizer="sgd"), "optimizer must be muon or adamw, got 'sgd'"),
         (dict(muon_lr=0.0), "muon-lr"),
+        (dict(weight_decay=-0.1), "^--weight-decay must not be negative, got -0.1$"),
+        (dict(muon_weight_decay=-1.0), "^--muon-weight-decay must not be negative, got -1.0$"),
     ],
 )
 def test_bad_values_raise_value_error(bad, match):
@@ -91,6 +93,10 @@ def test_zero_sizes_raise_value_error(field):
 def test_muon_is_the_default_optimizer_with_its_own_rate():
     c, _ = resolve_config(TrainConfig(max_steps=10), n_tokens=10_000, device="cpu")
     assert c.optimizer == "muon" and c.muon_lr == 0.02 and c.lr < c.muon_lr
+    assert c.muon_weight_decay == 0.2 and c.weight_decay == 0.1
+    c, _ = resolve_config(TrainConfig(max_steps=10, muon_weight_decay=0.0), n_tokens=10_000,
+                          device="cpu")
+    assert c.muon_weight_decay == 0.0
     c, _ = resolve_config(TrainConfig(max_steps=10, optimizer="adamw", muon_lr=0.01),
                           n_tokens=10_000, device="cpu")
     assert c.optimizer == "adamw" and c.muon_lr == 0.01

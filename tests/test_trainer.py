@@ -280,9 +280,17 @@ def test_muon_takes_the_block_matrices_and_adamw_the_rest(tmp_path):
     c = trainer.config
     assert muon.param_groups[0]["lr"] == pytest.approx(
         adamw.param_groups[0]["lr"] * c.muon_lr / c.lr)
-    # Its decay per step equals AdamW's: lr(t) * weight_decay.
+    # Its decay per step is lr(t) * muon_weight_decay, on AdamW's scale; its own default.
+    assert c.muon_weight_decay == 0.2 and c.weight_decay == 0.1
     assert muon.param_groups[0]["lr"] * muon.param_groups[0]["weight_decay"] == pytest.approx(
-        adamw.param_groups[0]["lr"] * c.weight_decay)
+        adamw.param_groups[0]["lr"] * c.muon_weight_decay)
+    assert adamw.param_groups[0]["weight_decay"] == c.weight_decay
+    # The fused query/key/value projections are orthogonalised as three matrices each.
+    blocks = dict(zip((names[id(p)] for p in muon.param_groups[0]["params"]),
+                      muon.param_groups[0]["row_blocks"]))
+    assert {n for n, k in blocks.items() if k == 3} == {
+        "transformer.h.0.attn.c_attn.weight", "transformer.h.1.attn.c_attn.weight"}
+    assert sum(k == 1 for k in blocks.values()) == 6
 
     _, plain, _ = run(corpus, tmp_path / "a", max_steps=3, optimizer="adamw")
     assert len(plain.optimizers) == 1 and isinstance(plain.optimizers[0], AdamW)
@@ -323,6 +331,28 @@ def test_resume_of_a_run_saved_before_epoch_sampling(tmp_path):
     assert resumed.stop_reason == "max_steps" and resumed.steps == 20
     assert min(e.step for e in of_kind(events, "step")) == 11
     assert trainer.sampler.epoch == 0
+
+
+def test_resume_of_a_muon_run_saved_before_row_blocks_and_its_own_decay(tmp_path):
+    """Such runs orthogonalised the query/key/value matrix whole and decayed Muon's matrices at
+    weight_decay: they resume that way."""
+    corpus = corpus_from_text(PATTERN)
+    run(corpus, tmp_path / "old", max_steps=20, cancel_at=10, muon_weight_decay=0.1)
+    state_path = tmp_path / "old" / store.STATE
+    st = torch.load(state_path, weights_only=True)
+    del st["optimizer"][1]["param_groups"][0]["row_blocks"]
+    config = json.loads(st["config"])
+    del config["muon_weight_decay"]
+    st["config"] = json.dumps(config)
+    torch.save(st, state_path)
+    resumed = Trainer(corpus, TrainConfig.from_dict(config), out_dir=tmp_path / "old",
+                      resume=True)
+    assert resumed.run().steps == 20
+    assert resumed.config.muon_weight_decay == resumed.config.weight_decay == 0.1
+    muon = resumed.optimizers[1].param_groups[0]
+    assert muon["row_blocks"] == [1] * len(muon["params"]) and len(muon["params"]) >= 4
+    assert muon["lr"] * muon["weight_decay"] == pytest.approx(
+        resumed.optimizers[0].param_groups[0]["lr"] * 0.1)
 
 
 def test_an_fp16_overflow_in_one_optimizer_skips_every_optimizer(tmp_path):

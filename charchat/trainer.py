@@ -330,7 +330,8 @@ class Trainer:
             # The attention's fused projection stacks three maps (queries, keys, values):
             # Muon orthogonalises each on its own (see charchat.muon).
             row_blocks = [3 if n.endswith(".attn.c_attn.weight") else 1 for n, _ in in_blocks]
-            others = [(n, p) for n, p in named if n not in dict(in_blocks)]
+            taken = {n for n, _ in in_blocks}
+            others = [(n, p) for n, p in named if n not in taken]
         else:
             matrices, others = [], named
         decay = [p for _, p in others if p.dim() >= 2]

@@ -76,6 +76,7 @@ HYPER = [
     ("--warmup-steps", "warmup_steps", _positive_int, "linear warmup steps"),
     ("--weight-decay", "weight_decay", float,
      "AdamW's decoupled weight decay (embeddings; every matrix with --optimizer adamw)"),
+    ("--muon-momentum", "muon_momentum", float, "Muon's momentum (Nesterov)"),
     ("--muon-weight-decay", "muon_weight_decay", float,
      "decoupled weight decay of the block matrices under Muon"),
     ("--beta2", "beta2", float, "AdamW beta2"),

@@ -64,6 +64,7 @@ class TrainConfig:
     optimizer: str = "muon"
     lr: float | None = None  # AdamW's peak rate
     muon_lr: float | None = None  # Muon's peak rate; follows the same warmup and decay as lr
+    muon_momentum: float | None = None
     min_lr: float | None = None
     warmup_steps: int | None = None
     weight_decay: float = 0.1  # AdamW's: embeddings (and, with --optimizer adamw, every matrix)
@@ -97,6 +98,8 @@ class TrainConfig:
         # Runs saved before Muon had its own decay decayed its matrices at weight_decay.
         if "weight_decay" in d:
             d.setdefault("muon_weight_decay", d["weight_decay"])
+        # and before its momentum was a setting, used Muon's usual 0.95.
+        d.setdefault("muon_momentum", 0.95)
         return cls(**d)
 
     def model_config(self, vocab_size: int) -> GPTConfig:
@@ -347,7 +350,7 @@ class Trainer:
             # Decay per step is lr(t) * muon_weight_decay, lr(t) being AdamW's rate, so the
             # two decay settings are on the same scale.
             muon = Muon([{"params": matrices, "row_blocks": row_blocks}], lr=c.muon_lr,
-                        weight_decay=c.muon_weight_decay / scale)
+                        momentum=c.muon_momentum, weight_decay=c.muon_weight_decay / scale)
             muon.param_groups[0]["lr_scale"] = scale  # the schedule sets lr(t) * lr_scale
             opts.append(muon)
         return opts

@@ -77,6 +77,8 @@ def test_narrow_models_get_a_larger_learning_rate():
         (dict(muon_lr=0.0), "muon-lr"),
         (dict(weight_decay=-0.1), "^--weight-decay must not be negative, got -0.1$"),
         (dict(muon_weight_decay=-1.0), "^--muon-weight-decay must not be negative, got -1.0$"),
+        (dict(muon_momentum=1.0), r"^--muon-momentum must be in \[0, 1\), got 1.0$"),
+        (dict(muon_momentum=-0.1), "muon-momentum"),
     ],
 )
 def test_bad_values_raise_value_error(bad, match):
@@ -93,7 +95,7 @@ def test_zero_sizes_raise_value_error(field):
 def test_muon_is_the_default_optimizer_with_its_own_rate():
     c, _ = resolve_config(TrainConfig(max_steps=10), n_tokens=10_000, device="cpu")
     assert c.optimizer == "muon" and c.muon_lr == 0.02 and c.lr < c.muon_lr
-    assert c.muon_weight_decay == 0.2 and c.weight_decay == 0.1
+    assert c.muon_weight_decay == 0.2 and c.weight_decay == 0.1 and c.muon_momentum == 0.9
     c, _ = resolve_config(TrainConfig(max_steps=10, muon_weight_decay=0.0), n_tokens=10_000,
                           device="cpu")
     assert c.muon_weight_decay == 0.0

@@ -282,6 +282,7 @@ def test_muon_takes_the_block_matrices_and_adamw_the_rest(tmp_path):
         adamw.param_groups[0]["lr"] * c.muon_lr / c.lr)
     # Its decay per step is lr(t) * muon_weight_decay, on AdamW's scale; its own default.
     assert c.muon_weight_decay == 0.2 and c.weight_decay == 0.1
+    assert muon.param_groups[0]["momentum"] == c.muon_momentum == 0.9
     assert muon.param_groups[0]["lr"] * muon.param_groups[0]["weight_decay"] == pytest.approx(
         adamw.param_groups[0]["lr"] * c.muon_weight_decay)
     assert adamw.param_groups[0]["weight_decay"] == c.weight_decay
@@ -333,16 +334,17 @@ def test_resume_of_a_run_saved_before_epoch_sampling(tmp_path):
     assert trainer.sampler.epoch == 0
 
 
-def test_resume_of_a_muon_run_saved_before_row_blocks_and_its_own_decay(tmp_path):
-    """Such runs orthogonalised the query/key/value matrix whole and decayed Muon's matrices at
-    weight_decay: they resume that way."""
+def test_resume_of_a_muon_run_saved_before_its_newer_settings(tmp_path):
+    """Such runs orthogonalised the query/key/value matrix whole, decayed Muon's matrices at
+    weight_decay and used momentum 0.95: they resume that way."""
     corpus = corpus_from_text(PATTERN)
-    run(corpus, tmp_path / "old", max_steps=20, cancel_at=10, muon_weight_decay=0.1)
+    run(corpus, tmp_path / "old", max_steps=20, cancel_at=10, muon_weight_decay=0.1,
+        muon_momentum=0.95)
     state_path = tmp_path / "old" / store.STATE
     st = torch.load(state_path, weights_only=True)
     del st["optimizer"][1]["param_groups"][0]["row_blocks"]
     config = json.loads(st["config"])
-    del config["muon_weight_decay"]
+    del config["muon_weight_decay"], config["muon_momentum"]
     st["config"] = json.dumps(config)
     torch.save(st, state_path)
     resumed = Trainer(corpus, TrainConfig.from_dict(config), out_dir=tmp_path / "old",
@@ -350,6 +352,7 @@ def test_resume_of_a_muon_run_saved_before_row_blocks_and_its_own_decay(tmp_path
     assert resumed.run().steps == 20
     assert resumed.config.muon_weight_decay == resumed.config.weight_decay == 0.1
     muon = resumed.optimizers[1].param_groups[0]
+    assert resumed.config.muon_momentum == muon["momentum"] == 0.95
     assert muon["row_blocks"] == [1] * len(muon["params"]) and len(muon["params"]) >= 4
     assert muon["lr"] * muon["weight_decay"] == pytest.approx(
         resumed.optimizers[0].param_groups[0]["lr"] * 0.1)

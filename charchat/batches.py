@@ -3,9 +3,8 @@
 Why not independent random windows: a run on a CPU budget sees its corpus only once or twice
 (100 s on tinyshakespeare is about 1.5 passes), and windows drawn with replacement leave about a
 fifth of the text unseen after 1.5 passes (e^-1.5 of it, on average) while showing other parts
-three times. Here each
-epoch cuts the training split into back-to-back windows at a random phase and visits all of
-them once, in random order; the next epoch draws a new phase and order. Each window holds
+three times. Here each epoch cuts the training split into back-to-back windows at a random
+phase and visits all of them once, in random order; the next epoch draws a new phase and order. Each window holds
 block_size + 1 ids: block_size inputs and, shifted by one, their targets.
 
 The sampler's whole state is the data generator's state at the start of the current epoch

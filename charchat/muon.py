@@ -118,7 +118,8 @@ class Muon(Optimizer):
     projection (3 * n_embd rows) is three linear maps; orthogonalised as one 384 x 128 matrix,
     a large step in the queries would shrink the keys' and values' share of the update. Taken
     apart, each map gets a full-rank step of its own (measured: 0.006 and 0.010 lower validation
-    loss after 1,450 steps at 4L x 128, for about 0.5 ms more a step; benchmarks/README.md).
+    loss after 1,450 steps at 4L x 128; the step's cost did not change measurably, see
+    benchmarks/README.md).
     """
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
@@ -132,19 +133,24 @@ class Muon(Optimizer):
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov,
                         weight_decay=weight_decay, ns_steps=ns_steps)
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.dim() != 2:
-                    raise ValueError(f"Muon takes matrices only; got a parameter of shape "
-                                     f"{tuple(p.shape)} (give it to AdamW)")
-            blocks = group.setdefault("row_blocks", [1] * len(group["params"]))
-            if len(blocks) != len(group["params"]):
-                raise ValueError(f"Muon row_blocks needs one entry per parameter: "
-                                 f"{len(blocks)} for {len(group['params'])}")
-            for p, k in zip(group["params"], blocks):
-                if k < 1 or p.size(0) % k:
-                    raise ValueError(f"Muon row_blocks: {k} blocks cannot split "
-                                     f"{p.size(0)} rows evenly")
+
+    def add_param_group(self, group: dict) -> None:
+        # Checked here rather than in __init__, so that groups added later are checked too.
+        params = group["params"]
+        params = [params] if isinstance(params, torch.Tensor) else list(params)
+        blocks = list(group.get("row_blocks", [1] * len(params)))
+        for p in params:
+            if p.dim() != 2:
+                raise ValueError(f"Muon takes matrices only; got a parameter of shape "
+                                 f"{tuple(p.shape)} (give it to AdamW)")
+        if len(blocks) != len(params):
+            raise ValueError(f"Muon row_blocks needs one entry per parameter: "
+                             f"{len(blocks)} for {len(params)}")
+        for p, k in zip(params, blocks):
+            if k < 1 or p.size(0) % k:
+                raise ValueError(f"Muon row_blocks: {k} blocks cannot split "
+                                 f"{p.size(0)} rows evenly")
+        super().add_param_group({**group, "params": params, "row_blocks": blocks})
 
     def load_state_dict(self, state_dict: dict) -> None:
         # States saved before row blocks existed orthogonalised every matrix whole: they resume
@@ -161,8 +167,8 @@ class Muon(Optimizer):
                 loss = closure()
         for group in self.param_groups:
             lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
-            blocks = group.get("row_blocks") or [1] * len(group["params"])
-            chosen = [(p, k) for p, k in zip(group["params"], blocks) if p.grad is not None]
+            chosen = [(p, k) for p, k in zip(group["params"], group["row_blocks"])
+                      if p.grad is not None]
             if not chosen:
                 continue
             params = [p for p, _ in chosen]

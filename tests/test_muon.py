@@ -136,7 +136,16 @@ def test_row_blocks_must_fit_the_parameters():
         Muon([{"params": [w], "row_blocks": [3]}])
     with pytest.raises(ValueError, match="one entry per parameter: 2 for 1"):
         Muon([{"params": [w], "row_blocks": [1, 1]}])
-    assert Muon([w]).param_groups[0]["row_blocks"] == [1]
+    opt = Muon([w])
+    assert opt.param_groups[0]["row_blocks"] == [1]
+    # Groups added later are checked too, and a refused group is not kept.
+    with pytest.raises(ValueError, match=r"matrices only; got a parameter of shape \(4,\)"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(4))]})
+    with pytest.raises(ValueError, match="3 blocks cannot split 4 rows evenly"):
+        opt.add_param_group({"params": torch.nn.Parameter(torch.zeros(4, 4)), "row_blocks": [3]})
+    tall = torch.nn.Parameter(torch.zeros(6, 2))
+    opt.add_param_group({"params": tall, "row_blocks": (3,)})
+    assert len(opt.param_groups) == 2 and opt.param_groups[1]["row_blocks"] == [3]
 
 
 def test_state_round_trip_gives_the_same_next_step():

@@ -33,11 +33,26 @@ def _plain_iteration(g: torch.Tensor) -> torch.Tensor:
     return (x if g.size(0) <= g.size(1) else x.T).float()
 
 
-@pytest.mark.parametrize("shape", [(32, 128), (128, 32), (24, 200), (48, 48)])
-def test_the_gram_form_equals_the_plain_iteration(shape):
-    """The iteration runs on Gram matrices; that must be the same map."""
+@pytest.mark.parametrize("shape", [(32, 128), (128, 32), (24, 200), (48, 48), (16, 23), (16, 24)])
+def test_both_forms_equal_the_textbook_iteration(shape):
+    """Wide matrices iterate on Gram matrices, near-square ones on x itself (the cheaper form
+    for each, switching at n = 1.5 m); both must be the textbook map."""
     g = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(orthogonalise(g.float()), _plain_iteration(g), atol=5e-5, rtol=0)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 5, 7])
+@pytest.mark.parametrize("n", [10, 30])
+def test_the_plain_and_gram_forms_agree_for_any_number_of_steps(steps, n):
+    from charchat.muon import _iterate_gram, _iterate_plain
+
+    gen = torch.Generator().manual_seed(steps)
+    xs = [torch.randn(10, n, generator=gen) for _ in range(3)]
+    factors = torch.tensor([1.0, 2.0, 0.5])
+    for p, q in zip(_iterate_plain(xs, steps, factors), _iterate_gram(xs, steps, factors)):
+        assert p.shape == (10, n)
+        torch.testing.assert_close(p, q, atol=1e-4, rtol=0)
+    assert not torch.equal(_iterate_plain(xs, steps, factors)[0], xs[0])
 
 
 @pytest.mark.parametrize("spectrum", ["rank1", "flat", "decaying", "two_values"])
@@ -87,10 +102,11 @@ def test_a_step_moves_each_matrix_by_lr_times_an_orthogonal_update():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_orthogonalise_many_is_the_plain_iteration_for_each_matrix(dtype):
     gen = torch.Generator().manual_seed(3)
-    # Mixed short sides (two batches: m = 12 and m = 8), square, wide and tall, as in a model.
-    shapes = [(12, 12), (36, 12), (12, 48), (48, 12), (8, 20), (20, 8), (12, 12)]
+    # Mixed short sides (m = 12 and m = 8), square, near-square, wide and tall, as in a model:
+    # batches of both forms.
+    shapes = [(12, 12), (36, 12), (12, 48), (48, 12), (8, 20), (20, 8), (12, 12), (12, 17), (17, 12)]
     gs = [torch.randn(*s, generator=gen, dtype=dtype) for s in shapes]
-    scales = [1.0, 3 ** 0.5, 1.0, 2.0, 1.0, 2.5 ** 0.5, 0.5]
+    scales = [1.0, 3 ** 0.5, 1.0, 2.0, 1.0, 2.5 ** 0.5, 0.5, 1.5, 1.0]
     got = orthogonalise_many(gs, 5, scales)
     for g, s, o in zip(gs, scales, got):
         assert o.shape == g.shape and o.dtype == torch.float32

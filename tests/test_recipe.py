@@ -102,3 +102,16 @@ def test_muon_is_the_default_optimizer_with_its_own_rate():
     c, _ = resolve_config(TrainConfig(max_steps=10, optimizer="adamw", muon_lr=0.01),
                           n_tokens=10_000, device="cpu")
     assert c.optimizer == "adamw" and c.muon_lr == 0.01
+
+
+def test_a_short_budget_on_a_cpu_buys_a_shallow_narrow_model():
+    """Measured (see charchat.recipe): in 100 s, 2 layers x 96 taking many steps beat 4 x 128
+    taking fewer; by 300 s the deeper model was better. Small corpora keep their shape."""
+    def shape(minutes, n_tokens):
+        c, _ = resolve_config(TrainConfig(minutes=minutes), n_tokens=n_tokens, device="cpu")
+        return c.n_layer, c.n_head, c.n_embd, c.block_size, c.batch_size
+
+    assert shape(0.5, 1_000_000) == shape(1.7, 1_000_000) == (2, 4, 96, 64, 24)
+    assert shape(5, 1_000_000) == (4, 4, 128, 64, 16)
+    assert shape(15, 1_000_000)[0] >= 4 and shape(15, 1_000_000)[2] > 128
+    assert shape(1.7, 40_000) == (2, 4, 128, 64, 16)

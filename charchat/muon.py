@@ -18,7 +18,7 @@ bfloat16 arithmetic (most laptops, and the AVX2 machine charchat was first measu
 it: in the same minutes it took 14 times fewer steps than AdamW there. This implementation
 iterates in float32, which cost a 4-layer, 128-wide model about 12 ms a step on 2 cores (20 ms
 before the iteration on Gram matrices below, 14 ms before batching it across matrices); taking
-square matrices back to the plain iteration then cut the orthogonalisation by another 18%.
+square matrices back to the plain iteration then cut the orthogonalisation by another 10-18%.
 The Gram form must stay in float32 even where bfloat16 is fast (an AVX-512 BF16 machine ran its
 products 1.8x faster): rounding gives the Gram matrix slightly negative eigenvalues, which the
 iteration amplifies (singular values up to 44 in a test, against at most 1.2 in float32).
@@ -58,7 +58,7 @@ def orthogonalise_many(
       and multiplying the m x n matrix once at the end: 2 m^2 n + (4 s - 3) m^3.
 
     The plain form is the cheaper one below n = 1.5 m (square matrices: 15 against 19 m^3 for
-    five steps; measured 10% less time for a 4-layer, 128-wide model's 24 matrices), the Gram
+    five steps; measured 10-18% less time for a 4-layer, 128-wide model's 24 matrices), the Gram
     form above it (128 x 512: 45 against 25).
     """
     scales = [1.0] * len(gs) if scales is None else scales

@@ -38,14 +38,14 @@ def _shape_for(budget_s: float, n_tokens: int, device: str) -> tuple[int, int, i
     # steps beats a deeper one that takes fewer; by five minutes the deeper one has caught up
     # and passed it. Measured on tinyshakespeare (1.1M characters, 2 cores, Muon;
     # `bench_quality.py --skip-nanogpt --seconds S`, full validation loss, alternating runs):
-    # - 100 s: 4 layers x 128, batch 16 1.6137 / 1.6030; 2 x 128 1.5728 / 1.5628; 2 x 96
+    # - 45 s: 2 layers x 96, batch 24 1.6307 against 3 x 128, batch 16 (the earlier rule) 1.6818.
+    # - 100 s: 4 x 128, batch 16 1.6137 / 1.6030; 2 x 128 1.5728 / 1.5628; 2 x 96
     #   1.5689 / 1.5596 / 1.5534 / 1.5488; 2 x 96, batch 24 1.5407 / 1.5543; batch 32 1.5609;
     #   2 x 128, batch 24 1.5550. At equal cost in fixed steps (seed 1): 1 x 128 1.601,
     #   2 x 128 1.557, 3 x 128 1.573, 4 x 128 1.582, 5 x 128 1.625, 2 x 160 1.578,
     #   2 x 192 1.586, 3 x 96 1.554, 2 x 96 1.547.
     # - 200 s: 4 x 128, batch 16 1.5158 against 2 x 96, batch 24 1.5130 (a tie).
     # - 300 s: 4 x 128, batch 16 1.4896 against 2 x 96, batch 24 1.5084.
-    # - 45 s: 2 x 96, batch 24 1.6307 against 3 x 128, batch 16 (the earlier rule) 1.6818.
     # Windows longer than 64 with few sequences per step lost (4 x 128, AdamW: block 128 x 8
     # 1.733; block 256 x 4 2.00): gradients of so few sequences are noisy.
     if budget_s <= 150:

@@ -104,7 +104,8 @@ def test_orthogonalise_many_is_the_plain_iteration_for_each_matrix(dtype):
     gen = torch.Generator().manual_seed(3)
     # Mixed short sides (m = 12 and m = 8), square, near-square, wide and tall, as in a model:
     # batches of both forms.
-    shapes = [(12, 12), (36, 12), (12, 48), (48, 12), (8, 20), (20, 8), (12, 12), (12, 17), (17, 12)]
+    shapes = [(12, 12), (36, 12), (12, 48), (48, 12), (8, 20), (20, 8), (12, 12), (12, 17),
+              (17, 12)]
     gs = [torch.randn(*s, generator=gen, dtype=dtype) for s in shapes]
     scales = [1.0, 3 ** 0.5, 1.0, 2.0, 1.0, 2.5 ** 0.5, 0.5, 1.5, 1.0]
     got = orthogonalise_many(gs, 5, scales)

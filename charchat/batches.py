@@ -4,8 +4,9 @@ Why not independent random windows: a run on a CPU budget sees its corpus only o
 (100 s on tinyshakespeare is about 1.5 passes), and windows drawn with replacement leave about a
 fifth of the text unseen after 1.5 passes (e^-1.5 of it, on average) while showing other parts
 three times. Here each epoch cuts the training split into back-to-back windows at a random
-phase and visits all of them once, in random order; the next epoch draws a new phase and order. Each window holds
-block_size + 1 ids: block_size inputs and, shifted by one, their targets.
+phase and visits all of them once, in random order; the next epoch draws a new phase and
+order. Each window holds block_size + 1 ids: block_size inputs and, shifted by one, their
+targets.
 
 The sampler's whole state is the data generator's state at the start of the current epoch
 plus a cursor into it, so a resumed run replays exactly the windows it would have seen.

@@ -319,7 +319,8 @@ def resolve(name_or_path: str) -> tuple[str, Path]:
         return name_or_path, d
     if name_or_path == BUNDLED_NAME and (bundled_dir() / WEIGHTS).exists():
         return BUNDLED_NAME, bundled_dir()
-    known = ", ".join(m.name for m in list_models()) or "none saved yet"
+    # The bundled model counts: `charchat models` lists it, and so should this message.
+    known = ", ".join(m.name for m in list_models(include_bundled=True)) or "none saved yet"
     raise StoreError(f"no model named {name_or_path!r} (models: {known})")
 
 

@@ -268,6 +268,16 @@ def test_rename_model():
     assert store.load_model("c").name == "c"
 
 
+@pytest.mark.real_bundle
+def test_unknown_name_lists_the_bundled_model_too():
+    assert (store.bundled_dir() / store.WEIGHTS).exists()
+    with pytest.raises(StoreError, match=r"no model named 'nope' \(models: default\)"):
+        store.load_model("nope")
+    save("mine")
+    with pytest.raises(StoreError, match=r"\(models: mine, default\)"):
+        store.load_model("nope")
+
+
 def test_default_without_a_bundled_model(monkeypatch, tmp_path):
     monkeypatch.setattr(store, "bundled_dir", lambda: tmp_path / "no-bundle")
     with pytest.raises(StoreError, match="no model named 'default'.*none saved yet"):

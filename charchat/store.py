@@ -319,9 +319,16 @@ def resolve(name_or_path: str) -> tuple[str, Path]:
         return name_or_path, d
     if name_or_path == BUNDLED_NAME and (bundled_dir() / WEIGHTS).exists():
         return BUNDLED_NAME, bundled_dir()
+    raise StoreError(_no_such_model(name_or_path))
+
+
+def _no_such_model(name: str, verb: str | None = None) -> str:
+    """The error for a name with no saved model; verb says what was asked of it."""
+    if verb and name == BUNDLED_NAME and (bundled_dir() / WEIGHTS).exists():
+        return f"{name!r} is the model that comes with charchat: it cannot be {verb}"
     # The bundled model counts: `charchat models` lists it, and so should this message.
     known = ", ".join(m.name for m in list_models(include_bundled=True)) or "none saved yet"
-    raise StoreError(f"no model named {name_or_path!r} (models: {known})")
+    return f"no model named {name!r} (models: {known})"
 
 
 def load_model(name_or_path: str, device: "str | torch.device" = "cpu") -> LoadedModel:
@@ -395,7 +402,7 @@ def list_models(include_bundled: bool = False) -> list[ModelInfo]:
 def remove_model(name: str) -> Path:
     d = model_dir(name)
     if not (d / WEIGHTS).exists() and not d.is_dir():
-        raise StoreError(f"no model named {name!r}")
+        raise StoreError(_no_such_model(name, "deleted"))
     # Rename first, so that a half-deleted folder never looks like a model.
     trash = d.with_name(f".deleting-{name}-{int(time.time() * 1000)}")
     os.replace(d, trash)
@@ -406,7 +413,7 @@ def remove_model(name: str) -> Path:
 def rename_model(old: str, new: str) -> Path:
     src, dst = model_dir(old), model_dir(new)
     if not (src / WEIGHTS).exists():
-        raise StoreError(f"no model named {old!r}")
+        raise StoreError(_no_such_model(old, "renamed"))
     if dst.exists():
         raise StoreError(f"a model named {new!r} already exists")
     os.replace(src, dst)

@@ -278,6 +278,18 @@ def test_unknown_name_lists_the_bundled_model_too():
         store.load_model("nope")
 
 
+@pytest.mark.real_bundle
+def test_the_bundled_model_cannot_be_deleted_or_renamed():
+    with pytest.raises(StoreError, match="'default' is the model that comes with charchat: "
+                                         "it cannot be deleted"):
+        store.remove_model("default")
+    with pytest.raises(StoreError, match="cannot be renamed"):
+        store.rename_model("default", "mine")
+    assert (store.bundled_dir() / store.WEIGHTS).exists()
+    with pytest.raises(StoreError, match=r"no model named 'nope' \(models: default\)"):
+        store.remove_model("nope")
+
+
 def test_default_without_a_bundled_model(monkeypatch, tmp_path):
     monkeypatch.setattr(store, "bundled_dir", lambda: tmp_path / "no-bundle")
     with pytest.raises(StoreError, match="no model named 'default'.*none saved yet"):

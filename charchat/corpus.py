@@ -199,8 +199,7 @@ def _raise(e: OSError) -> None:
 
 
 def _read_prose(path: Path) -> Iterator[str]:
-    # utf-8-sig: a byte-order mark at the start (common from Windows editors) is not text.
-    decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
     offset = 0
     carry_cr = False
     last = ""
@@ -209,6 +208,15 @@ def _read_prose(path: Path) -> Iterator[str]:
     except OSError as e:
         raise _open_error(path, e) from None
     with f:
+        try:
+            # A byte-order mark (common from Windows editors) is not text. Skipped by hand
+            # rather than by "utf-8-sig", whose error positions would leave it out.
+            if f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
+                offset = len(codecs.BOM_UTF8)
+            else:
+                f.seek(0)
+        except OSError as e:
+            raise _open_error(path, e) from None
         while True:
             try:
                 chunk = f.read(CHUNK_BYTES)
@@ -251,8 +259,10 @@ def _read_dialogue(path: Path) -> Iterator[list[tuple[str, str]]]:
         for lineno, raw in enumerate(f, start=1):
             start = offset
             offset += len(raw)
+            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw, start = raw[len(codecs.BOM_UTF8):], len(codecs.BOM_UTF8)
             try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise CorpusError(
                     f"{path}: invalid UTF-8 at byte offset {start + e.start} (line {lineno}); "

@@ -147,6 +147,17 @@ def test_invalid_utf8_names_the_byte_offset(write_file):
     assert str(f) in message and "byte offset 6" in message and "0xff" in message
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 16, 1 << 22])
+def test_invalid_utf8_offset_counts_a_byte_order_mark(write_file, monkeypatch, chunk):
+    monkeypatch.setattr(charchat.corpus, "CHUNK_BYTES", chunk)
+    data = b"\xef\xbb\xbfhello \xff world\n"
+    f = write_file("bom.txt", data)
+    bad = data.index(b"\xff")  # 9, counting the mark's three bytes
+    assert f"byte offset {bad} " in corpus_error([f])
+    f.write_bytes(b"\xef\xbb\xbfhello\n")
+    assert text_of(load_corpus([f])) == "hello\n"  # the mark itself is not text
+
+
 @pytest.mark.parametrize(
     "data, offset",
     [
@@ -258,6 +269,13 @@ def test_jsonl_invalid_utf8(write_file):
     message = corpus_error([f])
     bad = data.index(b"\xff")
     assert f"byte offset {bad} " in message and "line 2" in message
+
+
+def test_jsonl_invalid_utf8_after_a_byte_order_mark(write_file):
+    data = b'\xef\xbb\xbf{"messages": [{"role": "user", "content": "\xff"}]}\n'
+    message = corpus_error([write_file("chat.jsonl", data)])
+    bad = data.index(b"\xff")
+    assert f"byte offset {bad} " in message and "line 1" in message
 
 
 def test_jsonl_with_only_blank_lines(write_file):

@@ -44,7 +44,8 @@ WEIGHTS = "model.pt"
 STATE = "state.pt"
 FORMAT = "charchat-model"
 FORMAT_VERSION = 1
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Always used with fullmatch: "^...$" with match() would let a trailing newline through.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 BUNDLED_NAME = "default"
 
 
@@ -75,7 +76,7 @@ def bundled_dir() -> Path:
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise StoreError(
             f"invalid model name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -391,7 +392,7 @@ def list_models(include_bundled: bool = False) -> list[ModelInfo]:
     root = models_dir()
     if root.is_dir():
         for d in sorted(root.iterdir()):
-            if d.is_dir() and (d / WEIGHTS).exists() and NAME_RE.match(d.name):
+            if d.is_dir() and (d / WEIGHTS).exists() and NAME_RE.fullmatch(d.name):
                 out.append(_info_for(d))
     if include_bundled and (bundled_dir() / WEIGHTS).exists():
         if not any(m.name == BUNDLED_NAME for m in out):

@@ -214,7 +214,7 @@ def test_valid_names(name):
     assert store.check_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", ".hidden", "-x", "a/b", "a b", "../x", "a" * 65, "é", 5])
+@pytest.mark.parametrize("name", ["", ".hidden", "-x", "a/b", "a b", "../x", "a" * 65, "é", 5, "m\n"])
 def test_invalid_names(name):
     with pytest.raises(StoreError, match="invalid model name"):
         store.check_name(name)

@@ -292,6 +292,13 @@ def _turns(obj, path: Path, lineno: int) -> list[tuple[str, str]]:
             )
         if not isinstance(content, str):
             raise CorpusError(f"{where}: message {j} has no text content")
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError as e:  # JSON can spell one half of a surrogate pair: "\ud800"
+            raise CorpusError(
+                f"{where}: message {j} has an unpaired surrogate "
+                f"(\\u{ord(e.object[e.start]):04x}), which is not a character"
+            ) from None
         turns.append((role, content.replace("\r\n", "\n")))
     if not turns:
         raise CorpusError(f"{where}: conversation has no messages")
@@ -383,7 +390,8 @@ def _cache_key(files: list[Path], tokenizer: CharTokenizer) -> str:
     h.update(f"charchat-corpus-{CACHE_FORMAT}\n".encode())
     for f in files:
         st = f.stat()
-        h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        # fsencode: a file name need not be valid UTF-8.
+        h.update(os.fsencode(f.resolve()) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     h.update(tokenizer.to_json().encode())
     return h.hexdigest()[:32]
 

@@ -129,7 +129,14 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A file name that is not valid UTF-8 reaches here with surrogate escapes, which
+        # UTF-8 cannot hold; JSON's \\u escapes can, and read back to the same name.
+        data = (json.dumps(obj, indent=2) + "\n").encode("ascii")
+    atomic_write_bytes(path, data)
 
 
 def atomic_torch_save(path: Path, obj) -> None:

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import charchat.corpus
+from charchat import store
 from charchat.corpus import Corpus, CorpusError, corpus_from_text, inspect, load_corpus
 from charchat.tokenizer import CharTokenizer
 
@@ -269,6 +270,22 @@ def test_jsonl_invalid_utf8(write_file):
     message = corpus_error([f])
     bad = data.index(b"\xff")
     assert f"byte offset {bad} " in message and "line 2" in message
+
+
+def test_jsonl_unpaired_surrogate(write_file):
+    line = '{"messages": [{"role": "user", "content": "hi \\ud800"}]}\n'  # valid JSON
+    message = corpus_error([write_file("chat.jsonl", line)])
+    assert "line 1: message 0 has an unpaired surrogate (\\ud800)" in message
+
+
+def test_a_file_name_that_is_not_utf8(tmp_path):
+    name = os.fsdecode(b"lat\xe9.txt")  # a Latin-1 name, as old archives have
+    (tmp_path / name).write_text("some text to learn from\n" * 40)
+    c = load_corpus([tmp_path], cache_dir=tmp_path / "cache")
+    assert c.summary.files == [str(tmp_path / name)]
+    # The summary goes into JSON files next to the model, and comes back as the same name.
+    store.atomic_write_json(tmp_path / "corpus.json", c.summary.to_dict())
+    assert json.loads((tmp_path / "corpus.json").read_text())["files"] == c.summary.files
 
 
 def test_jsonl_invalid_utf8_after_a_byte_order_mark(write_file):

@@ -162,6 +162,9 @@ STOP_MESSAGES = {
 }
 
 
+OUT_OF_MEMORY = "out of memory: try a smaller model, batch size or context length"
+
+
 class Trainer:
     def __init__(
         self,
@@ -492,16 +495,36 @@ class Trainer:
     # -----------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         self._metrics = None
+        fresh = not self.resume and not self.folder.exists()
         try:
             return self._run()
-        except torch.OutOfMemoryError:
-            raise TrainingError(
-                "out of memory: use a smaller --batch-size, --block-size or --n-embd"
-            ) from None
+        except (torch.OutOfMemoryError, MemoryError):
+            raise TrainingError(OUT_OF_MEMORY) from None
+        except RuntimeError as e:
+            # The CPU allocator reports a failed allocation as a plain RuntimeError.
+            if "can't allocate memory" in str(e) or "not enough memory" in str(e):
+                raise TrainingError(OUT_OF_MEMORY) from None
+            raise
         finally:
             if self._metrics is not None:
                 self._metrics.close()
                 self._metrics = None
+            if fresh:
+                self._discard_if_no_model()
+
+    def _discard_if_no_model(self) -> None:
+        """A new run that ends (or fails) before saving a model leaves no folder behind: a
+        folder without weights is not a model to list, chat with or resume, yet its name
+        would be taken."""
+        if (self.folder / store.WEIGHTS).exists():
+            return
+        for f in ("config.json", "tokenizer.json", "train_args.json", "corpus.json",
+                  "metrics.jsonl", store.STATE):
+            (self.folder / f).unlink(missing_ok=True)
+        try:
+            self.folder.rmdir()  # only if nothing else is in it
+        except OSError:
+            pass
 
     def _run(self) -> TrainResult:
         self._setup()
@@ -634,6 +657,8 @@ class Trainer:
                    f"{kept}; try a lower --lr")
         elif self.best_val is not None:
             msg += f"; best val loss {self.best_val:.4f} at step {self.best_step}, saved in {self.folder}"
+        else:
+            msg += "; no model was saved (stopped before the first step)"
         result = TrainResult(
             self.name, self.folder, stop, msg, self.step, self.best_val, self.best_step,
             self._elapsed(), c,

@@ -419,6 +419,17 @@ def test_existing_model_is_not_overwritten(tmp_path):
     assert (tmp_path / "m" / store.WEIGHTS).read_bytes() == before
 
 
+def test_a_run_stopped_before_its_first_step_leaves_no_folder(tmp_path):
+    cancel = threading.Event()
+    cancel.set()
+    result = Trainer(corpus_from_text(PATTERN), tiny_train_config(max_steps=50),
+                     out_dir=tmp_path / "m", cancel=cancel).run()
+    assert result.stop_reason == "cancelled" and result.best_val_loss is None
+    assert "no model was saved" in result.message
+    # A folder without weights would take the name, yet be nothing to chat with or resume.
+    assert not (tmp_path / "m").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Failures
 
@@ -452,6 +463,35 @@ def test_non_finite_loss_keeps_the_best_model(tmp_path, monkeypatch):
     model, _, info = store.read_weights(tmp_path / "m" / store.WEIGHTS)
     assert info["step"] == result.best_step == 10
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+                 "memory: you tried to allocate 68719476736 bytes. Error code 12"),
+    MemoryError(),
+])
+def test_out_of_memory_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, error):
+    def forward(self, idx, targets=None, **kw):
+        raise error
+
+    monkeypatch.setattr(GPT, "forward", forward)
+    with pytest.raises(TrainingError, match="^out of memory: try a smaller model"):
+        run(corpus_from_text(PATTERN), tmp_path / "m", max_steps=5)
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_failed_resume_keeps_the_folder(tmp_path, monkeypatch):
+    corpus = corpus_from_text(PATTERN)
+    run(corpus, tmp_path / "m", max_steps=5)
+    before = sorted(p.name for p in (tmp_path / "m").iterdir())
+
+    def forward(self, idx, targets=None, **kw):
+        raise MemoryError
+
+    monkeypatch.setattr(GPT, "forward", forward)
+    with pytest.raises(TrainingError, match="out of memory"):
+        run(corpus, tmp_path / "m", resume=True, max_steps=10)
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == before
 
 
 def test_crash_while_saving_the_best_model(tmp_path, monkeypatch):

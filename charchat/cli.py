@@ -255,7 +255,8 @@ def cmd_train(args) -> int:
         console.print(f"[bold]Done:[/] {result.message}")
     if result.best_val_loss is not None and not quiet:
         console.print(f"Chat with it:  charchat chat --plain --model {result.name}   (or: charchat)")
-    _remember_model(result.name)
+    if result.best_val_loss is not None:
+        _remember_model(result.name, result.path)
     if result.stop_reason == "non_finite":
         return 1
     return 130 if result.stop_reason == "cancelled" else 0
@@ -406,7 +407,7 @@ def cmd_sample(args) -> int:
         pass
     out.write("\n")
     out.flush()
-    _remember_model(loaded.name)
+    _remember_model(loaded.name, loaded.path)
     return 0
 
 
@@ -431,18 +432,20 @@ def cmd_eval(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from . import store
+    from . import preferences, store
 
     if args.action == "rm":
         if len(args.args) != 1:
             raise CLIError("usage: charchat models rm NAME")
         path = store.remove_model(args.args[0])
+        preferences.forget_model(args.args[0])  # else the next bare `sample` asks for it
         print(f"deleted {args.args[0]} ({path})")
         return 0
     if args.action == "rename":
         if len(args.args) != 2:
             raise CLIError("usage: charchat models rename OLD NEW")
         store.rename_model(*args.args)
+        preferences.rename_model(*args.args)
         print(f"renamed {args.args[0]} to {args.args[1]}")
         return 0
     models = store.list_models(include_bundled=True)
@@ -535,7 +538,7 @@ def cmd_chat(args) -> int:
     if interactive:
         print(f"charchat: chatting with {loaded.name} on {dev.label}. Empty line or Ctrl-D quits.",
               file=sys.stderr)
-    _remember_model(loaded.name)
+    _remember_model(loaded.name, loaded.path)
     while True:
         if interactive:
             print("> ", end="", file=sys.stderr, flush=True)
@@ -581,10 +584,10 @@ def _last_model() -> str | None:
     return model_to_open()
 
 
-def _remember_model(name: str) -> None:
+def _remember_model(name: str, folder: Path) -> None:
     from .preferences import remember_model
 
-    remember_model(name)  # a convenience: never fails a command
+    remember_model(name, folder)  # a convenience: never fails a command
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,7 +62,15 @@ def last_model() -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def remember_model(name: str) -> None:
+def remember_model(name: str, folder: str | Path | None = None) -> None:
+    """Remember a model by name. Given its folder, only if the name finds that folder again: a
+    model opened by path (outside the models folder) would be a missing or wrong one later."""
+    if folder is not None:
+        try:
+            if store.resolve(name)[1].resolve() != Path(folder).resolve():
+                return
+        except (store.StoreError, OSError):
+            return
     _update(lambda s: s.__setitem__("last_model", name))
 
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from charchat import store
+from charchat import preferences, store
 from charchat.chat import ChatSession, sample
 from charchat.cli import main
 from charchat.corpus import load_corpus
@@ -124,10 +124,13 @@ def test_models_when_there_are_none(capsys, monkeypatch, tmp_path):
 
 
 def test_models_rm_and_rename(capsys, model):
+    preferences.remember_model("tiny")
     code, out, _ = cli(capsys, "models", "rename", "tiny", "other")
     assert code == 0 and "renamed tiny to other" in out
+    assert preferences.last_model() == "other"  # a bare `charchat sample` still finds it
     code, out, _ = cli(capsys, "models", "rm", "other")
     assert code == 0 and "deleted other" in out
+    assert preferences.last_model() is None
     assert cli(capsys, "models", "--json")[1] == ""
     code, _, err = cli(capsys, "models", "rm", "other")
     assert code == 1 and "no model named 'other'" in one_line_error(err)

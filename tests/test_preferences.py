@@ -21,8 +21,22 @@ def test_last_and_default_model(charchat_home):
     assert cli._last_model() == "b"  # the CLI opens the pinned model too
     preferences.set_default_model(None)
     assert preferences.model_to_open() == "a"
-    cli._remember_model("c")
+    preferences.remember_model("c")
     assert json.loads((charchat_home / "state.json").read_text())["last_model"] == "c"
+
+
+def test_a_model_opened_by_path_is_not_remembered_by_name(charchat_home, tmp_path):
+    folder = charchat_home / "models" / "m"
+    folder.mkdir(parents=True)
+    (folder / "model.pt").write_bytes(b"")
+    outside = tmp_path / "elsewhere" / "m"
+    outside.mkdir(parents=True)
+    (outside / "model.pt").write_bytes(b"")
+    cli._remember_model("m", outside)  # "m" would open the other model
+    cli._remember_model("gone", tmp_path / "gone")  # and this name finds nothing
+    assert preferences.last_model() is None
+    cli._remember_model("m", folder)
+    assert preferences.last_model() == "m"
 
 
 def test_damaged_state_reads_as_nothing(charchat_home):

@@ -111,7 +111,7 @@ class ChatEngine:
         with self.lock:
             self.loaded, self.session, self.device_label = loaded, session, dev.label
             self.conversation = conversations.new(loaded.name, session.kind)
-        preferences.remember_model(loaded.name)
+        preferences.remember_model(loaded.name, loaded.path)
         return ModelInfo(loaded.name, dev.label, session.kind, loaded.model.num_params(),
                          loaded.model.config.block_size, sampling,
                          preferences.base_sampling(loaded.name, recommended))

@@ -32,6 +32,16 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _finite_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return v
+
+
 def _optimizer_name(text: str) -> str:
     from .recipe import OPTIMIZERS
 
@@ -72,20 +82,21 @@ HYPER = [
      "muon: Muon for the block matrices, AdamW for the rest; adamw: AdamW for all"),
     ("--lr", "lr", _positive_float, "peak learning rate (AdamW's)"),
     ("--muon-lr", "muon_lr", _positive_float, "peak learning rate of Muon (block matrices)"),
-    ("--min-lr", "min_lr", float, "AdamW's rate at the end of the cosine (Muon's in proportion)"),
+    ("--min-lr", "min_lr", _finite_float,
+     "AdamW's rate at the end of the cosine (Muon's in proportion)"),
     ("--warmup-steps", "warmup_steps", _positive_int, "linear warmup steps"),
-    ("--weight-decay", "weight_decay", float,
+    ("--weight-decay", "weight_decay", _finite_float,
      "AdamW's decoupled weight decay (embeddings; every matrix with --optimizer adamw)"),
-    ("--muon-momentum", "muon_momentum", float, "Muon's momentum (Nesterov)"),
-    ("--muon-weight-decay", "muon_weight_decay", float,
+    ("--muon-momentum", "muon_momentum", _finite_float, "Muon's momentum (Nesterov)"),
+    ("--muon-weight-decay", "muon_weight_decay", _finite_float,
      "decoupled weight decay of the block matrices under Muon"),
-    ("--beta2", "beta2", float, "AdamW beta2"),
+    ("--beta2", "beta2", _finite_float, "AdamW beta2"),
     ("--grad-clip", "grad_clip", _positive_float, "clip the global gradient norm to this"),
-    ("--dropout", "dropout", float, "dropout probability"),
+    ("--dropout", "dropout", _finite_float, "dropout probability"),
     ("--eval-interval", "eval_interval", _positive_int, "steps between evaluations"),
     ("--eval-tokens", "eval_tokens", _positive_int, "validation characters per evaluation"),
     ("--patience", "patience", _positive_int, "evaluations without improvement before stopping"),
-    ("--min-delta", "min_delta", float, "smallest val-loss drop that counts as improvement"),
+    ("--min-delta", "min_delta", _finite_float, "smallest val-loss drop that counts as improvement"),
     ("--seed", "seed", int, "random seed"),
     ("--device", "device", str, "auto, cpu, cuda, cuda:N or mps"),
 ]

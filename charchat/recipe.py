@@ -7,6 +7,7 @@ can buy, without the user knowing any hyperparameter. The rules below were fitte
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 # Size presets: (n_layer, n_head, n_embd). The TUI offers these by name.
@@ -68,6 +69,16 @@ def resolve_config(config, n_tokens: int, device: str, kind: str = "prose"):
     notes: list[str] = []
     c = replace(config)
     dev = "cuda" if device == "cuda" else "cpu"
+    for name in ("minutes", "lr", "muon_lr", "min_lr", "muon_momentum", "weight_decay",
+                 "muon_weight_decay", "beta1", "beta2", "grad_clip", "dropout", "min_delta"):
+        value = getattr(c, name)
+        # NaN passes every "< 0" check and then poisons the run (or early stopping) silently.
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    if not 0 <= c.seed < 2**63:
+        raise ValueError(f"--seed must be a whole number from 0 to 2**63 - 1, got {c.seed}")
+    if c.min_delta < 0:
+        raise ValueError(f"--min-delta must not be negative, got {c.min_delta}")
     if c.minutes is not None and c.minutes <= 0:
         raise ValueError(f"--minutes must be positive, got {c.minutes}")
     if c.max_steps is not None and c.max_steps <= 0:
@@ -97,7 +108,8 @@ def resolve_config(config, n_tokens: int, device: str, kind: str = "prose"):
     if c.lr is None:
         # Narrow models tolerate (and need) larger steps: 4e-3 measured best at 128 wide
         # (3e-3 at 192, as nanoGPT's tuned recipe; 5e-3 there was worse).
-        c.lr = round(4e-3 * (128 / c.n_embd) ** 0.7, 6)
+        lr = 4e-3 * (128 / c.n_embd) ** 0.7
+        c.lr = round(lr, 6) or float(f"{lr:.3g}")  # very wide models: not rounded to 0
     if c.optimizer not in OPTIMIZERS:
         raise ValueError(f"--optimizer must be {' or '.join(OPTIMIZERS)}, got {c.optimizer!r}")
     if c.muon_lr is None:
@@ -151,6 +163,9 @@ def resolve_config(config, n_tokens: int, device: str, kind: str = "prose"):
         raise ValueError(f"need 0 <= --min-lr <= --lr and --lr > 0 (got {c.min_lr}, {c.lr})")
     if c.grad_clip <= 0:
         raise ValueError(f"--grad-clip must be positive, got {c.grad_clip}")
+    for name in ("beta1", "beta2"):
+        if not 0 <= getattr(c, name) < 1:
+            raise ValueError(f"--{name} must be in [0, 1), got {getattr(c, name)}")
     return c, notes
 
 

@@ -266,11 +266,15 @@ def test_no_model_at_all(capsys, monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("args", [["train", "x", "--max-steps", "0"], ["train", "x", "--lr", "-1"],
                                   ["train", "x", "--minutes", "1", "--max-steps", "2"],
-                                  ["train", "x", "--optimizer", "sgd"], ["frobnicate"]])
+                                  ["train", "x", "--optimizer", "sgd"], ["frobnicate"],
+                                  ["train", "x", "--min-lr", "nan"],
+                                  ["train", "x", "--weight-decay", "inf"]])
 def test_bad_usage_exits_2(capsys, args):
     with pytest.raises(SystemExit) as info:
         main(args)
     assert info.value.code == 2
+    if "nan" in args or "inf" in args:  # the flag is named
+        assert f"argument {args[2]}: must be a finite number" in capsys.readouterr().err
 
 
 def test_optimizer_flag_is_recorded_and_kept_on_resume(capsys, model, charchat_home):

@@ -1,4 +1,5 @@
 import dataclasses
+import math
 
 import pytest
 
@@ -79,11 +80,24 @@ def test_narrow_models_get_a_larger_learning_rate():
         (dict(muon_weight_decay=-1.0), "^--muon-weight-decay must not be negative, got -1.0$"),
         (dict(muon_momentum=1.0), r"^--muon-momentum must be in \[0, 1\), got 1.0$"),
         (dict(muon_momentum=-0.1), "muon-momentum"),
+        (dict(min_lr=math.nan), "^--min-lr must be a finite number, got nan$"),
+        (dict(weight_decay=math.nan), "^--weight-decay must be a finite number"),
+        (dict(muon_weight_decay=math.inf), "^--muon-weight-decay must be a finite number"),
+        (dict(min_delta=math.nan), "^--min-delta must be a finite number"),
+        (dict(min_delta=-0.01), "^--min-delta must not be negative"),
+        (dict(beta2=1.0), r"^--beta2 must be in \[0, 1\), got 1.0$"),
+        (dict(seed=-1), "^--seed must be a whole number from 0"),
     ],
 )
 def test_bad_values_raise_value_error(bad, match):
     with pytest.raises(ValueError, match=match):
         resolve_config(TrainConfig(**{"max_steps": 10, **bad}), n_tokens=10_000, device="cpu")
+
+
+def test_a_very_wide_model_gets_a_learning_rate_above_zero():
+    c, _ = resolve_config(TrainConfig(max_steps=10, n_embd=2**27, n_head=1), n_tokens=10_000,
+                          device="cpu")
+    assert 0 < c.lr < 1e-6 and c.min_lr > 0
 
 
 @pytest.mark.parametrize("field", ["n_head", "n_layer", "n_embd", "block_size", "batch_size"])

@@ -196,18 +196,23 @@ def cmd_train(args) -> int:
     if args.resume:
         name, folder = store.resolve(args.resume)
         out_dir = folder
+        record = folder / "train_args.json"
         try:
-            saved = json.loads((folder / "train_args.json").read_text())
+            saved = json.loads(record.read_text())
             tokenizer = CharTokenizer.from_json((folder / "tokenizer.json").read_text())
+            if not isinstance(saved, dict) or not isinstance(saved.get("config", {}), dict):
+                raise ValueError("not a training record")
+            base = dict(saved.get("config", {}))
+            # New limits, if given, set a new total; otherwise the saved schedule goes on.
+            if args.minutes or args.max_steps:
+                base["minutes"], base["max_steps"] = args.minutes, args.max_steps
+            base.update(overrides)  # a changed shape is refused by the trainer, with the reason
+            config = TrainConfig.from_dict(base)
         except (OSError, ValueError) as e:
-            raise CLIError(f"{folder}: cannot resume, training record unreadable ({e})") from None
-        base = dict(saved.get("config", {}))
-        # New limits, if given, set a new total; otherwise the saved schedule goes on.
-        if args.minutes or args.max_steps:
-            base["minutes"], base["max_steps"] = args.minutes, args.max_steps
-        base.update(overrides)  # a changed shape is refused by the trainer, with the reason
-        config = TrainConfig.from_dict(base)
+            raise CLIError(f"{record}: cannot resume, training record unreadable ({e})") from None
         paths = args.paths or saved.get("corpus_paths", [])
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise CLIError(f"{record}: cannot resume, its corpus paths are damaged; name them")
         if not paths:
             raise CLIError(f"cannot resume {name!r}: its corpus paths are not recorded; name them")
     else:

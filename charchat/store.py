@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -350,10 +351,23 @@ def load_model(name_or_path: str, device: "str | torch.device" = "cpu") -> Loade
 
 
 def read_meta(folder: Path) -> dict:
+    """A model's meta.json (a description, never needed to load it); {} if missing or damaged."""
     try:
-        return json.loads((Path(folder) / "meta.json").read_text())
+        meta = json.loads((Path(folder) / "meta.json").read_text())
     except (OSError, ValueError):
         return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _typed(meta: dict, key: str, kinds: tuple, default=None):
+    """meta[key] if it has one of the types a listing expects, else default: one hand-edited or
+    damaged file must not break the list of every model."""
+    value = meta.get(key)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        return default
+    if isinstance(value, float) and not math.isfinite(value):
+        return default
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,9 +398,9 @@ def _info_for(folder: Path, bundled: bool = False) -> ModelInfo:
     return ModelInfo(
         name=BUNDLED_NAME if bundled else folder.name,
         path=folder,
-        params=meta.get("params"),
-        best_val_loss=meta.get("best_val_loss"),
-        corpus=meta.get("corpus", ""),
+        params=_typed(meta, "params", (int,)),
+        best_val_loss=_typed(meta, "best_val_loss", (int, float)),
+        corpus=_typed(meta, "corpus", (str,), ""),
         updated=updated,
         size_bytes=size,
         bundled=bundled,

@@ -44,6 +44,20 @@ class TrainingError(Exception):
     """Training could not start or go on. The message is one line."""
 
 
+def _has_type(value, annotation: str) -> bool:
+    """Whether a value read from JSON fits a TrainConfig annotation such as "int | None"."""
+    kinds = {k.strip() for k in annotation.split("|")}
+    if value is None:
+        return "None" in kinds
+    if isinstance(value, bool):
+        return "bool" in kinds
+    if isinstance(value, int):
+        return bool(kinds & {"int", "float"})
+    if isinstance(value, float):
+        return "float" in kinds
+    return isinstance(value, str) and "str" in kinds
+
+
 @dataclass
 class TrainConfig:
     """Every hyperparameter. None means: choose from the corpus, the device and the budget
@@ -100,6 +114,9 @@ class TrainConfig:
             d.setdefault("muon_weight_decay", d["weight_decay"])
         # and before its momentum was a setting, used Muon's usual 0.95.
         d.setdefault("muon_momentum", 0.95)
+        for f in fields(cls):  # a damaged or hand-edited record fails here, by name
+            if f.name in d and not _has_type(d[f.name], str(f.type)):
+                raise ValueError(f"setting {f.name!r} should be {f.type}, got {d[f.name]!r}")
         return cls(**d)
 
     def model_config(self, vocab_size: int) -> GPTConfig:

@@ -88,6 +88,15 @@ def test_resume_refuses_a_new_shape(capsys, model, charchat_home):
     assert (charchat_home / "models" / "tiny" / "model.pt").read_bytes() == before
 
 
+@pytest.mark.parametrize("record", ["[]", '{"config": {"n_layer": "two"}}', '{"config": 3}',
+                                    '{"config": {}, "corpus_paths": "notes.txt"}'])
+def test_resume_with_a_damaged_training_record(capsys, model, charchat_home, record):
+    (charchat_home / "models" / "tiny" / "train_args.json").write_text(record)
+    code, _, err = cli(capsys, "train", "--resume", "tiny", "--max-steps", "40")
+    assert code == 1
+    assert "train_args.json: cannot resume" in one_line_error(err)
+
+
 def test_quiet_train_prints_one_line(capsys, write_file, charchat_home):
     path = write_file("story.txt", pattern_text(6000))
     code, out, err = cli(capsys, "train", path, "--max-steps", "10", "--quiet", *TINY)

@@ -235,6 +235,18 @@ def test_list_models():
     assert not beta.bundled
 
 
+@pytest.mark.parametrize("meta", ['[1, 2]', '{"params": "lots", "best_val_loss": "low", '
+                                  '"corpus": 7}', '{"best_val_loss": NaN, "params": true}'])
+def test_a_damaged_meta_file_does_not_break_the_listing(meta):
+    save("good", params=123, best_val_loss=1.25, corpus="3 files")
+    save("bad")
+    (store.models_dir() / "bad" / "meta.json").write_text(meta)
+    good, bad = sorted(store.list_models(), key=lambda m: m.name)[::-1]
+    assert (good.params, good.best_val_loss, good.corpus) == (123, 1.25, "3 files")
+    assert (bad.params, bad.best_val_loss, bad.corpus) == (None, None, "")
+    assert isinstance(store.read_meta(bad.path), dict)
+
+
 def test_list_models_with_nothing_saved():
     assert store.list_models() == []
 

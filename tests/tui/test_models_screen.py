@@ -49,6 +49,23 @@ async def test_list_and_details(tiny_model, tiny_model_dir, charchat_home):
         assert "●" in " ".join(names)  # the model open in chat is marked
 
 
+async def test_damaged_side_files_show_question_marks(tiny_model, tiny_model_dir, charchat_home):
+    folder = charchat_home / "models" / "other"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "meta.json").write_text('{"params": "lots", "corpus_kind": 3, "created": 1e300}')
+    (folder / "train_args.json").write_text(
+        '{"config": {"minutes": "ten"}, "corpus_paths": [1, "a.txt"]}')
+    app = CharChatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_models(pilot)
+        table = screen.query_one("#models-table")
+        table.move_cursor(row=[i for i, n in enumerate(rows(screen)) if "other" in n][0])
+        await settle(pilot)
+        details = plain(screen.query_one("#details").content)
+        assert "other" in details and "parameters" in details and "1, a.txt" in details
+        assert screen.is_current  # nothing crashed
+
+
 async def test_delete_asks_first(tiny_model, tiny_model_dir, charchat_home):
     shutil.copytree(tiny_model_dir, charchat_home / "models" / "other")
     preferences.remember_model("tiny")

@@ -173,7 +173,7 @@ class ModelPickerModal(Dialog):
                     line.append(" (bundled)", style="italic")
                 line.append(f"  {model_label(m)}", style="dim")
                 kind = m.meta.get("corpus_kind")
-                if kind:
+                if isinstance(kind, str) and kind:
                     line.append(f", {kind}", style="dim")
                 options.append(Option(line, id=m.name))
             yield OptionList(*options, id="model-options")

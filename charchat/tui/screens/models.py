@@ -151,23 +151,26 @@ class ModelsScreen(Screen):
             ("best val loss", (f"{m.best_val_loss:.4f}" if m.best_val_loss is not None else "–")
              + (f" at step {meta['best_step']}" if meta.get("best_step") is not None else "")),
             ("corpus", m.corpus or "?"),
-            ("kind", meta.get("corpus_kind", "?")),
-            ("trained on", meta.get("device", "?")),
+            ("kind", str(meta.get("corpus_kind", "?"))),
+            ("trained on", str(meta.get("device", "?"))),
             ("created", _date(meta.get("created"))),
             ("updated", _date(m.updated)),
             ("on disk", fmt_size(m.size_bytes)),
         ]
         args = _train_args(m.path)
         if args:
-            c = args.get("config", {})
+            c = args.get("config")
+            c = c if isinstance(c, dict) else {}
+            minutes = c.get("minutes")
             rows.append(("shape", f"{c.get('n_layer')} layers × {c.get('n_embd')} wide, "
                                   f"{c.get('n_head')} heads, context {c.get('block_size')}"))
             rows.append(("trained with", f"batch {c.get('batch_size')}, lr {c.get('lr')}, "
-                         + (f"{c.get('minutes'):g} min budget" if c.get("minutes") else
-                            f"{c.get('max_steps')} steps")))
-            paths = args.get("corpus_paths") or []
-            if paths:
-                rows.append(("corpus files", ", ".join(paths[:3]) + (" …" if len(paths) > 3 else "")))
+                         + (f"{minutes:g} min budget" if isinstance(minutes, (int, float))
+                            and minutes else f"{c.get('max_steps')} steps")))
+            paths = args.get("corpus_paths")
+            if isinstance(paths, list) and paths:
+                shown = ", ".join(str(p) for p in paths[:3])
+                rows.append(("corpus files", shown + (" …" if len(paths) > 3 else "")))
         state = m.path / store.STATE
         rows.append(("resumable", "yes" if state.exists() and not m.bundled else "no"))
         table = Table.grid(padding=(0, 1))
@@ -301,7 +304,7 @@ def _short_corpus(text: str) -> str:
 def _date(t) -> str:
     try:
         return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(t)))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, OSError):
         return "?"
 
 

@@ -88,19 +88,27 @@ class Corpus:
 
     def check_window(self, block_size: int) -> None:
         """Both splits must hold at least one window of block_size + 1 ids."""
-        need = block_size + 1
-        n_train, n_val = len(self.train_ids), len(self.val_ids)
-        if n_train < need or n_val < need:
-            total_needed = need
-            while total_needed - int(total_needed * (1 - VAL_FRACTION)) < need:
-                total_needed += 1
+        problem = too_short(len(self.ids), block_size)
+        if problem:
             files = self.summary.files
             where = files[0] + (f" and {len(files) - 1} more" if len(files) > 1 else "")
-            raise CorpusError(
-                f"{where}: corpus too short: {len(self.ids):,} characters give a {n_val:,}-character "
-                f"validation split, but one window needs {need} (block_size {block_size} + 1); "
-                f"add text (at least {total_needed:,} characters) or use a smaller --block-size"
-            )
+            raise CorpusError(f"{where}: {problem}")
+
+
+def too_short(n_ids: int, block_size: int) -> str | None:
+    """Why a corpus of n_ids ids cannot train with this context (both splits must hold a window
+    of block_size + 1), or None. Also used to warn before a run starts."""
+    need = block_size + 1
+    n_train = int(n_ids * (1 - VAL_FRACTION))
+    n_val = n_ids - n_train
+    if n_train >= need and n_val >= need:
+        return None
+    total_needed = need
+    while total_needed - int(total_needed * (1 - VAL_FRACTION)) < need:
+        total_needed += 1
+    return (f"corpus too short: {n_ids:,} characters give a {n_val:,}-character validation "
+            f"split, but one window needs {need} (block_size {block_size} + 1); add text "
+            f"(at least {total_needed:,} characters) or use a smaller --block-size")
 
 
 # ---------------------------------------------------------------------------------------------

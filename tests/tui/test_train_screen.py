@@ -100,13 +100,22 @@ async def test_bad_corpus_is_a_message(tmp_path, charchat_home):
         screen._check_corpus()
         await settle(pilot)
         assert "binary file" in str(screen.query_one("#corpus-summary").content)
-        # Starting anyway: the core's error is shown on the screen, no traceback.
         fill(screen, **TINY_FORM)
-        await key(pilot, "ctrl+s")
+        await key(pilot, "ctrl+s")  # refused: the check already found the problem
         await settle(pilot)
-        assert screen.state == "done"
+        assert screen.state == "idle" and "binary file" in screen.status.text
+        # A file that turns bad after its check: the core's error is shown, no traceback.
+        good = tmp_path / "good.txt"
+        good.write_text("some text to learn from, long enough for a window or two\n" * 40)
+        screen.query_one("#paths").value = str(good)
+        screen._check_corpus()
+        await settle(pilot)
+        good.write_bytes(b"abc\x00def" * 200)
+        await key(pilot, "ctrl+s")
+        await wait_for(pilot, lambda: screen.state == "done")
+        await settle(pilot)
         assert "binary file" in str(screen.query_one("#outcome-text").content)
-        assert app.return_code is None
+        assert app.return_code is None and app.focused.id == "paths"
 
 
 async def test_train_stop_and_chat(tiny_corpus, charchat_home):
@@ -226,3 +235,48 @@ async def test_core_errors_are_messages(tiny_corpus, charchat_home, monkeypatch)
             assert "Traceback" not in outcome and not screen.query_one("#chat-with").display
             assert screen.status.level == "error"
         assert app.return_code is None
+
+
+async def test_a_corpus_that_failed_its_check_does_not_start(tmp_path, charchat_home):
+    app = CharChatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_training(pilot, tmp_path / "nope")
+        assert "no such file or folder" in str(screen.query_one("#corpus-summary").content)
+        await key(pilot, "ctrl+s")
+        await settle(pilot)
+        assert screen.state == "idle" and "corpus:" in screen.status.text
+        assert "no such file or folder" in screen.status.text
+        assert app.focused.id == "paths"
+
+
+async def test_a_corpus_too_short_for_the_context_is_flagged_before_starting(tmp_path,
+                                                                            charchat_home):
+    short = tmp_path / "short.txt"
+    short.write_text("tiny bit\n")
+    app = CharChatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_training(pilot, short)
+        summary = str(screen.query_one("#corpus-summary").content)
+        assert "✗" in summary and "corpus too short" in summary
+        # In the form's words: the field is "block-size", not the flag "--block-size".
+        assert "smaller block-size" in summary and "--block-size" not in summary
+        await key(pilot, "ctrl+s")
+        await settle(pilot)
+        assert screen.state == "idle" and "corpus too short" in screen.status.text
+
+
+async def test_a_run_that_fails_to_start_points_at_the_field(tiny_corpus, charchat_home):
+    app = CharChatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_training(pilot, tiny_corpus)
+        fill(screen, n_head="5")  # the width stays automatic
+        await key(pilot, "ctrl+s")
+        await wait_for(pilot, lambda: screen.state == "done")
+        await settle(pilot)
+        outcome = str(screen.query_one("#outcome-text").content)
+        assert "must be divisible by n-head (5)" in outcome and "--" not in outcome
+        assert "did not start" in str(screen.query_one("#run-title").content)
+        assert app.focused.id == "adv-n_head" and not screen.query_one("#advanced").collapsed
+        await pilot.press("backspace", "2")  # typing goes into the field at fault
+        assert screen.query_one("#adv-n_head").value == "2"
+        assert not (charchat_home / "models" / "story").exists()

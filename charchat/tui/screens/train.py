@@ -9,6 +9,7 @@ Stop sets the trainer's cancel event: it ends within a step and keeps the best m
 from __future__ import annotations
 
 import math
+import re
 import shlex
 import threading
 from pathlib import Path
@@ -26,6 +27,7 @@ from textual.widgets import (Button, Collapsible, Footer, Header, Input, Label, 
 
 from ... import store
 from ...cli import HYPER
+from ...corpus import too_short
 from ..engine import (PRESET_CHOICES, SHAPE_KEYS, Cancelled, TrainFeed, TrainSpec,
                       check_new_name, describe_error, fmt_time, read_train_args,
                       resolved_defaults, run_training, suggest_name)
@@ -41,6 +43,23 @@ ADVANCED = [*HYPER[:-1], ("--max-steps", "max_steps", HYPER[0][2], "stop after t
 PRESET_HELP = {"auto": "auto (fits the budget)", "tiny": "tiny · 2×64", "small": "small · 3×128",
                "medium": "medium · 4×192", "large": "large · 6×384"}
 DEFAULT_MINUTES = "2"
+
+
+_FLAG = re.compile(r"--([a-z][a-z0-9-]*)")
+_FIELDS = {flag[2:]: f"adv-{dest}" for flag, dest, _, _ in ADVANCED} | {"minutes": "minutes"}
+
+
+def form_wording(text: str) -> str:
+    """The core's messages name the command line's flags (--block-size); this form labels the
+    same settings without the dashes."""
+    return _FLAG.sub(lambda m: m.group(1) if m.group(1) in _FIELDS else m.group(0), text)
+
+
+def field_at_fault(text: str, changed: set[str] = frozenset()) -> str | None:
+    """The id of the form field a core message names: the first that the user changed (in
+    "--n-embd must be divisible by --n-head", the one typed in), else the first named."""
+    named = [_FIELDS[m.group(1)] for m in _FLAG.finditer(text) if m.group(1) in _FIELDS]
+    return next((f for f in named if f in changed), named[0] if named else None)
 
 
 class FormError(Exception):
@@ -101,6 +120,8 @@ class TrainScreen(Screen):
         self.resume_name = resume
         self.cancel = threading.Event()
         self.summary = None
+        self.corpus_error: str | None = None  # what the latest check found wrong, if anything
+        self.started = False  # whether the current run got as far as its first event
         self.auto: dict[str, str] = {}  # field -> the default last filled in
         self.name_auto = ""  # the name last suggested (replaced while untouched)
         self.req = 0
@@ -230,6 +251,11 @@ class TrainScreen(Screen):
         if self.state == "idle" or self.state == "done":
             self._check_corpus_soon()
 
+    @on(Input.Changed, "#adv-block_size")
+    def _block_size_changed(self) -> None:
+        if not self.running and self.summary is not None:
+            self._check_corpus_soon()  # the length check depends on the context
+
     @on(Input.Changed, "#minutes")
     def _minutes_changed(self) -> None:
         self._debounce("defaults", 0.4, self._resolve_defaults)
@@ -252,6 +278,7 @@ class TrainScreen(Screen):
 
     def _check_corpus(self) -> None:
         self.req += 1
+        self.corpus_error = None
         summary_w = self.query_one("#corpus-summary", Static)
         try:
             paths = self._paths()
@@ -285,8 +312,7 @@ class TrainScreen(Screen):
         w = self.query_one("#corpus-summary", Static)
         self.summary = msg.summary
         if msg.error:
-            w.update(Text("✗ " + msg.error))
-            w.set_classes("error-text")
+            self._corpus_problem(msg.error)
             return
         s = msg.summary
         kind = {"prose": "prose: replies continue your text",
@@ -303,6 +329,22 @@ class TrainScreen(Screen):
             self.name_auto = suggest_name(self._paths())
             name.value = self.name_auto
         self._resolve_defaults()
+
+    def _corpus_problem(self, error: str) -> None:
+        self.corpus_error = form_wording(error)
+        w = self.query_one("#corpus-summary", Static)
+        w.update(Text("✗ " + self.corpus_error))
+        w.set_classes("error-text")
+
+    def _check_length(self, auto_block: int | None) -> None:
+        """A corpus too short for the context: say so under the corpus, before a run fails."""
+        if self.summary is None or self.corpus_error:
+            return
+        raw = self.query_one("#adv-block_size", Input).value.strip()
+        block = int(raw) if raw.isdigit() and int(raw) > 0 else auto_block
+        problem = too_short(self.summary.chars, block) if block else None
+        if problem:
+            self._corpus_problem(problem)
 
     def _spec_for_defaults(self) -> TrainSpec | None:
         try:
@@ -360,6 +402,10 @@ class TrainScreen(Screen):
                 field.placeholder = "auto (timed: ~12 per run, ≤ 30 s apart)"
         if self.status.level == "error":
             return  # keep the message about what to fix in view
+        self._check_length(msg.values.get("block_size"))
+        if self.corpus_error:
+            self.status.set(f"Cannot train on this corpus: {self.corpus_error}", level="error")
+            return
         shape = f"{msg.values['n_layer']} layers × {msg.values['n_embd']} wide"
         self.status.set(f"Ready on {msg.device}: {shape}, context {msg.values['block_size']}. "
                         "ctrl+s starts.")
@@ -430,6 +476,8 @@ class TrainScreen(Screen):
             return
         try:
             spec = self.read_form()
+            if self.corpus_error:
+                raise FormError(f"corpus: {self.corpus_error}", "paths")
         except FormError as e:
             self.status.set(str(e), level="error")
             self.notify(str(e), severity="error", title="Cannot start")
@@ -440,6 +488,7 @@ class TrainScreen(Screen):
                 w.focus()
             return
         self.spec = spec
+        self.started = False
         self.cancel = threading.Event()
         self.result = None
         self.result_name = None
@@ -515,6 +564,7 @@ class TrainScreen(Screen):
         for note in b.notes:
             self.status.set(note, busy=True)
         if b.start is not None:
+            self.started = True
             ev = b.start
             c = ev.details.get("config", {})
             self.max_steps = ev.max_steps
@@ -578,13 +628,37 @@ class TrainScreen(Screen):
         name = self.spec.name if self.spec else None
         kept = bool(name) and (store.models_dir() / name / store.WEIGHTS).exists()
         self.result_name = name if kept else None
+        error = form_wording(msg.error)
+        if not self.started and name:
+            self.query_one("#run-title", Static).update(
+                Text(f"{name} did not start", style="bold"))
         text = Text.assemble(("Stopped · " if msg.cancelled else "Training failed · ", "bold"),
-                             msg.error)
+                             error)
         if kept:
             text.append(f"\nThe best model so far is kept in {store.models_dir() / name}.")
         self._end(text, "warning" if msg.cancelled else "error")
         if not msg.cancelled:
-            self.notify(msg.error, severity="error", title="Training failed", timeout=10)
+            self.notify(error, severity="error", title="Training failed", timeout=10)
+            self._focus_fault(msg.error)  # the flags it names lead to the field
+
+    def _focus_fault(self, error: str) -> None:
+        """After a failed start: the cursor goes to the field the message names, else to the
+        corpus (the usual culprit), so the fix can be typed at once."""
+        changed = {f"adv-{dest}" for _, dest, _, _ in ADVANCED
+                   if self.query_one(f"#adv-{dest}", Input).value.strip()
+                   not in ("", self.auto.get(dest, ""))}
+        field = field_at_fault(error, changed) or ("paths" if "corpus" in error
+                                                   or not self.started else None)
+        if field is None:
+            return
+        w = self.query_one(f"#{field}")
+        if w.disabled:
+            return
+        if field.startswith("adv-"):
+            self.query_one("#advanced", Collapsible).collapsed = False
+        self.show_setup = True
+        self._apply_view()
+        w.focus()
 
     def _end(self, text: Text, level: str) -> None:
         self.state = "done"

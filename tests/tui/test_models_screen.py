@@ -66,6 +66,29 @@ async def test_damaged_side_files_show_question_marks(tiny_model, tiny_model_dir
         assert screen.is_current  # nothing crashed
 
 
+async def test_the_footer_follows_the_row(tiny_model, tiny_model_dir, charchat_home,
+                                          tmp_path, monkeypatch):
+    """Delete, rename and resume are greyed out on the bundled model, as the cursor moves."""
+    from textual.widgets._footer import FooterKey
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_model_dir, bundle)
+    monkeypatch.setattr(store, "bundled_dir", lambda: bundle)
+    app = CharChatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_models(pilot)
+        table = screen.query_one("#models-table")
+
+        def greyed() -> set[str]:
+            return {k.description for k in screen.query(FooterKey) if k.has_class("-disabled")}
+
+        for name, expected in (("tiny", set()), ("default", {"Delete", "Rename", "Resume"}),
+                               ("tiny", set())):
+            table.move_cursor(row=[i for i, n in enumerate(rows(screen)) if name in n][0])
+            await settle(pilot)
+            assert greyed() == expected, name
+
+
 async def test_delete_asks_first(tiny_model, tiny_model_dir, charchat_home):
     shutil.copytree(tiny_model_dir, charchat_home / "models" / "other")
     preferences.remember_model("tiny")

@@ -135,6 +135,7 @@ class ModelsScreen(Screen):
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:
         self._show_details()
+        self.refresh_bindings()  # the footer greys out what the new row cannot do
 
     def _show_details(self) -> None:
         m = self.current()

@@ -195,6 +195,9 @@ def cmd_train(args) -> int:
     out_dir = None
     if args.resume:
         name, folder = store.resolve(args.resume)
+        if args.name and args.name != name:
+            raise CLIError(f"--name cannot be used with --resume: {name!r} goes on under its "
+                           "own name (charchat models rename changes it)")
         out_dir = folder
         record = folder / "train_args.json"
         try:

@@ -13,6 +13,7 @@ only improvements larger than min_delta, but any improvement is saved.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import threading
@@ -292,6 +293,7 @@ class Trainer:
         self.evals = 0
         self._warmup_elapsed = 0.0
 
+        self._corpus_id = self._fingerprint()
         if self.resume:
             self._load_state()
         elif (self.folder / store.WEIGHTS).exists():
@@ -392,6 +394,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "data_sampler": self.sampler.state(),
+            "corpus": self._corpus_id,
             "config": json.dumps(self.config.to_dict()),
         }
 
@@ -441,8 +444,45 @@ class Trainer:
             torch.cuda.set_rng_state_all(st["cuda_rng"])
         if "data_sampler" in st:
             self.sampler.load_state(st["data_sampler"])
+        if st.get("corpus", self._corpus_id) != self._corpus_id:
+            self._rebase_best()
         # (A state saved before epoch sampling keeps its weights and schedule; its data order
         # starts afresh from the seed.)
+
+    def _fingerprint(self) -> str:
+        """What identifies the corpus for resuming: its length and its validation split (the
+        text every best score was measured on). Hashed in slices: a memmapped 200 MB corpus
+        is not read into memory at once."""
+        h = hashlib.sha256(f"{len(self.corpus.ids)}:{self.val_ids.dtype}".encode())
+        step = 1 << 22
+        for i in range(0, len(self.val_ids), step):
+            h.update(np.ascontiguousarray(self.val_ids[i:i + step]).tobytes())
+        return h.hexdigest()[:32]
+
+    def _rebase_best(self) -> None:
+        """Resumed on other text: the best score so far was measured on another validation
+        split, so no new score could be compared with it (a better model would never be
+        saved). The saved best model is scored on the new split instead: that is the mark a
+        new best must beat, and early stopping counts afresh. (The data position still
+        applies: the sampler replays its epoch over the new training split.)"""
+        old = self.best_val
+        path = self.folder / store.WEIGHTS
+        if not path.exists():
+            self.best_val, self.bad_evals = None, 0
+            return
+        try:
+            best, _, _ = store.read_weights(path)
+        except store.StoreError as e:
+            raise TrainingError(str(e)) from None
+        best.to(self.dev.device)
+        self.best_val, _ = windows_loss(best, self.val_ids, self.eval_starts, self.dev.device,
+                                        self.dev.amp_dtype)
+        self.bad_evals = 0
+        was = f" (val {old:.4f} on its old text)" if old is not None else ""
+        self.notes.append(
+            f"the corpus is not the one {self.name} last trained on: its best model{was} "
+            f"scores {self.best_val:.4f} on this text's validation split; a new best must "
+            f"beat that")
 
     def _apply_gradients(self, params: list[torch.Tensor]) -> torch.Tensor:
         """Unscale (fp16 runs), clip to grad_clip, step every optimizer; returns the global

@@ -88,6 +88,12 @@ def test_resume_refuses_a_new_shape(capsys, model, charchat_home):
     assert (charchat_home / "models" / "tiny" / "model.pt").read_bytes() == before
 
 
+def test_resume_under_another_name_is_refused(capsys, model, charchat_home):
+    code, _, err = cli(capsys, "train", "--resume", "tiny", "--name", "other", "--max-steps", "40")
+    assert code == 1 and "--name cannot be used with --resume" in one_line_error(err)
+    assert not (charchat_home / "models" / "other").exists()
+
+
 @pytest.mark.parametrize("record", ["[]", '{"config": {"n_layer": "two"}}', '{"config": 3}',
                                     '{"config": {}, "corpus_paths": "notes.txt"}'])
 def test_resume_with_a_damaged_training_record(capsys, model, charchat_home, record):

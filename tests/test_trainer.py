@@ -559,3 +559,26 @@ def test_train_helper_names_the_model_after_the_file(write_file):
     assert (first.name, second.name) == ("my-notes", "my-notes-2")
     assert [m.name for m in store.list_models()] == ["my-notes", "my-notes-2"]
     assert store.load_model("my-notes").model.config.n_embd == 16
+
+
+def test_resume_on_other_text_scores_the_best_model_afresh(tmp_path):
+    """The best val loss so far was measured on the old text's validation split: compared
+    with scores on new text, no new model could ever count as better."""
+    first = corpus_from_text(PATTERN)
+    run(first, tmp_path / "m", max_steps=20, eval_interval=10)
+    other_text = pattern_text(30000, seed=7)  # the same words, another order: same characters
+    other = corpus_from_text(other_text, tokenizer=first.tokenizer)
+    best_model, _, _ = store.read_weights(tmp_path / "m" / store.WEIGHTS)
+    result, trainer, events = run(other, tmp_path / "m", resume=True, max_steps=40,
+                                  eval_interval=10)
+    notes = of_kind(events, "start")[0].details["notes"]
+    assert any("not the one m last trained on" in n for n in notes), notes
+    mark = windows_loss(best_model, other.val_ids, trainer.eval_starts)[0]
+    assert f"scores {mark:.4f}" in " ".join(notes)
+    evals = of_kind(events, "eval")
+    # Every improvement is judged against the mark, and the best on disk is the lowest score.
+    assert result.best_val_loss == pytest.approx(min([mark] + [e.val_loss for e in evals]))
+    assert any(e.improved for e in evals)
+    # The same text again: nothing is rescored.
+    _, _, events = run(other, tmp_path / "m", resume=True, max_steps=50, eval_interval=10)
+    assert not any("not the one" in n for n in of_kind(events, "start")[0].details["notes"])

@@ -141,6 +141,9 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[str]]
     paths = list(paths)
     if not paths:
         raise CorpusError("no corpus given: name one or more text files or folders")
+    from .store import home
+
+    own = home().resolve()
     for raw in paths:
         p = Path(raw).expanduser()
         if not p.exists():
@@ -149,10 +152,14 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[str]]
             found = []
             try:
                 for root, dirs, names in os.walk(p, onerror=_raise):
-                    # Pruning dirs in place stops os.walk from descending into hidden folders.
+                    # Pruning dirs in place stops os.walk from descending into hidden folders,
+                    # and into charchat's own (models, caches), should a folder hold it.
                     for d in sorted(d for d in dirs if d.startswith(".")):
                         notes.append(f"skipped hidden folder {Path(root) / d}")
-                    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                    for d in sorted(d for d in dirs if (Path(root) / d).resolve() == own):
+                        notes.append(f"skipped charchat's data folder {Path(root) / d}")
+                    dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                                     and (Path(root) / d).resolve() != own)
                     for name in sorted(names):
                         f = Path(root) / name
                         if name.startswith("."):

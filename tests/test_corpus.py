@@ -406,3 +406,17 @@ def test_progress_is_reported(corpus_file):
     load_corpus([corpus_file], progress=lambda stage, done, total: calls.append((stage, done, total)))
     size = corpus_file.stat().st_size
     assert ("checking", size, size) in calls and ("encoding", size, size) in calls
+
+
+def test_a_folder_holding_charchats_own_data_folder_skips_it(tmp_path, monkeypatch):
+    """CHARCHAT_HOME inside a corpus folder: models, logs and caches are not text to learn."""
+    home = tmp_path / "notes" / "charchat-data"
+    monkeypatch.setenv("CHARCHAT_HOME", str(home))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("words to learn\n" * 20)
+    (home / "models" / "m").mkdir(parents=True)
+    (home / "models" / "m" / "metrics.jsonl").write_text('{"kind": "step"}\n')
+    (home / "models" / "m" / "config.json").write_text("{}\n")
+    files, notes = charchat.corpus.discover([tmp_path / "notes"])
+    assert files == [tmp_path / "notes" / "a.txt"]
+    assert notes == [f"skipped charchat's data folder {home}"]

@@ -628,6 +628,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:  # e.g. a data folder that cannot be written: the path and why
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"charchat: error: {where}{(e.strerror or str(e)).lower()}", file=sys.stderr)
+        return 1
 
 
 def entry() -> None:

@@ -88,6 +88,16 @@ def test_resume_refuses_a_new_shape(capsys, model, charchat_home):
     assert (charchat_home / "models" / "tiny" / "model.pt").read_bytes() == before
 
 
+def test_a_data_folder_that_cannot_be_written(capsys, write_file, monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CHARCHAT_HOME", str(blocker))
+    path = write_file("story.txt", pattern_text(6000))
+    code, _, err = cli(capsys, "train", path, "--max-steps", "5", *TINY)
+    assert code == 1
+    assert one_line_error(err) == f"charchat: error: {blocker}/cache: not a directory\n"
+
+
 def test_resume_under_another_name_is_refused(capsys, model, charchat_home):
     code, _, err = cli(capsys, "train", "--resume", "tiny", "--name", "other", "--max-steps", "40")
     assert code == 1 and "--name cannot be used with --resume" in one_line_error(err)

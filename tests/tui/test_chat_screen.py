@@ -264,6 +264,21 @@ async def test_switch_model_with_picker(tiny_model, tiny_model_dir, charchat_hom
         app.screen.switch_model("tiny")
         await settle(pilot)
         assert bubbles(app)[0][1] == "hi"
+        # Cleared (ctrl+n), away and back: still cleared, not the old conversation again.
+        await key(pilot, "ctrl+n")
+        await settle(pilot)
+        app.screen.switch_model("other")
+        await settle(pilot)
+        app.screen.switch_model("tiny")
+        await settle(pilot)
+        assert bubbles(app) == []
+        await send(pilot, "again")  # the new one is saved, and comes back from now on
+        await settle(pilot)
+        app.screen.switch_model("other")
+        await settle(pilot)
+        app.screen.switch_model("tiny")
+        await settle(pilot)
+        assert bubbles(app)[0][1] == "again"
 
 
 async def test_corrupted_model_is_an_error_message(tiny_model, charchat_home):

@@ -127,6 +127,9 @@ class ChatScreen(Screen):
         self.device = ""
         self.kind = "prose"
         self.history: list[str] = []  # messages sent, for up/down in the input
+        # Models whose conversation was cleared (ctrl+n) and is still empty: an empty one is
+        # not saved, so coming back to the model must not bring the old one back.
+        self.cleared: set[str] = set()
         self.history_pos = 0
         self.load_id = 0
         self._load_lock = threading.Lock()
@@ -202,6 +205,8 @@ class ChatScreen(Screen):
         Messages typed meanwhile wait for it (keep_queue: also those typed before)."""
         if not keep_queue:
             self._drop_queue()
+        if conversation is not None:
+            self.cleared.discard(conversation.model)  # one picked from the history
         self.cancel.set()
         self.state = "loading"
         self.model_name = name
@@ -221,7 +226,8 @@ class ChatScreen(Screen):
                 if name is None:
                     self.post_message(self.LoadFailed(load_id, None, ""))
                     return
-                self.to_restore = conversation or conversations.latest(name)
+                self.to_restore = conversation or (
+                    None if name in self.cleared else conversations.latest(name))
                 self.post_message(self.Loading(load_id, name))
                 info = self.engine.load(name, on_notice=self._notice_from_worker)
                 if load_id != self.load_id:
@@ -324,6 +330,7 @@ class ChatScreen(Screen):
         self.send(text)
 
     def send(self, text: str) -> None:
+        self.cleared.discard(self.model_name)  # saved from now on: the latest again
         self.conversation.add("user", text)
         bubble = self.conversation.add("assistant", author=self.model_name or "", streaming=True)
         if not self.engine.ready:
@@ -438,6 +445,8 @@ class ChatScreen(Screen):
         self.status.set("stopping…")
 
     def action_new_conversation(self) -> None:
+        if self.model_name:
+            self.cleared.add(self.model_name)
         self.cancel.set()
         self._drop_queue()
         self.conversation.remove_children()

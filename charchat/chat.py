@@ -80,7 +80,7 @@ class ChatSession:
         new = res.unknown - self.unknown_seen
         if new:
             self.unknown_seen |= new
-            shown = " ".join(repr(c) for c in sorted(new)[:8])
+            shown = unknown_list(text, new)
             note = (f"The model never saw {shown}: such characters are replaced by a close "
                     "character it knows (plain quote, unaccented letter, other case) or left out.")
             self.notices.append(note)
@@ -208,6 +208,14 @@ def start_ids(tok: CharTokenizer) -> list[int]:
     """What to generate from when a prompt has nothing readable (empty, or only characters the
     model never saw): a newline, as a fresh paragraph, or else the end of a turn."""
     return [tok.stoi["\n"]] if "\n" in tok.stoi else [tok.end_id]
+
+
+def unknown_list(text: str, unknown: set[str], limit: int = 8) -> str:
+    """The characters of text that are in unknown, in the order they were typed and each once:
+    "'é' 'ß' and 3 more" (so none is left out without a word)."""
+    ordered = [c for c in dict.fromkeys(text) if c in unknown]
+    shown = " ".join(repr(c) for c in ordered[:limit])
+    return shown + (f" and {len(ordered) - limit} more" if len(ordered) > limit else "")
 
 
 def prompt_ids(tok: CharTokenizer, text: str) -> tuple[list[int], set[str]]:

@@ -405,7 +405,7 @@ def _load(name: str | None, device: str):
 
 
 def cmd_sample(args) -> int:
-    from .chat import prompt_ids
+    from .chat import prompt_ids, unknown_list
     from .generation import stream_text
 
     settings = _settings_from(args, args.chars)
@@ -413,8 +413,8 @@ def cmd_sample(args) -> int:
     tok = loaded.tokenizer
     ids, unknown = prompt_ids(tok, args.prompt)
     if unknown:
-        shown = " ".join(repr(c) for c in sorted(unknown)[:8])
-        print(f"charchat: note: the model never saw {shown}; replaced or left out", file=sys.stderr)
+        print(f"charchat: note: the model never saw {unknown_list(args.prompt, unknown)}; "
+              "replaced or left out", file=sys.stderr)
     out = sys.stdout
     out.write(args.prompt)
     out.flush()

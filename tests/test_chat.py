@@ -144,6 +144,14 @@ def test_one_notice_per_new_set_of_unknown_characters():
     assert s.notices == notices
 
 
+def test_the_unknown_characters_are_listed_as_typed_and_none_goes_unmentioned():
+    notices = []
+    s = session(on_notice=notices.append)
+    s.reply("\u00fc\u00e9\u00e0\u00e2\u00ea\u00ee\u00f4\u00fb\u00e7\u00eb \u00ef \u00fc")
+    assert notices[0].startswith(
+        "The model never saw '\u00fc' '\u00e9' '\u00e0' '\u00e2' '\u00ea' '\u00ee' '\u00f4' '\u00fb' and 3 more:")
+
+
 def test_cancel_event_records_the_partial_reply():
     cancel = threading.Event()
     s = session(bigram={"<|assistant|>": "a", "a": "b", "b": "a"})

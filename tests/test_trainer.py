@@ -122,6 +122,8 @@ def test_progress_is_between_0_and_1(trained):
     assert all(0.0 <= p <= 1.0 for p in progress)
     steps = [e.progress for e in of_kind(trained.events, "step")]
     assert all(a <= b for a, b in zip(steps, steps[1:]))
+    # With --max-steps it is the share of steps done (warmup included).
+    assert [e.progress for e in of_kind(trained.events, "step")][:3] == [1 / 150, 2 / 150, 3 / 150]
 
 
 def test_metrics_jsonl_matches_the_events(trained):
@@ -221,6 +223,9 @@ def test_time_budget(tmp_path):
                             eval_interval=None)
     assert result.stop_reason == "time_budget"
     assert of_kind(events, "eval") and (tmp_path / "m" / store.WEIGHTS).exists()
+    # The progress shown is the share of the time budget used, from the first step on.
+    for e in of_kind(events, "step"):
+        assert e.progress == pytest.approx(min(1.0, e.elapsed / (0.03 * 60)))
 
 
 @pytest.mark.parametrize(

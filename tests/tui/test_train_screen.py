@@ -122,7 +122,7 @@ async def test_train_stop_and_chat(tiny_corpus, charchat_home):
     app = CharChatApp()
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_training(pilot, tiny_corpus)
-        fill(screen, max_steps="100000", **TINY_FORM)
+        fill(screen, max_steps="100000", patience="10000", **TINY_FORM)  # runs until stopped
         screen.query_one("#minutes").value = ""
         await key(pilot, "ctrl+s")
         assert screen.state == "running"
@@ -136,8 +136,16 @@ async def test_train_stop_and_chat(tiny_corpus, charchat_home):
         # Leaving asks first; keeping on training keeps the screen.
         await key(pilot, "escape")
         assert type(app.screen).__name__ == "ConfirmModal"
+        # Behind the dialog nothing is redrawn (it slowed training): progress is held, the
+        # spinner stands still, and both catch up when the dialog closes.
+        step, frame = stats.values["step"], screen.status._frame
+        await pilot.pause(0.5)
+        assert stats.values["step"] == step and screen.status._frame == frame
+        assert screen._held
         await key(pilot, "escape")
         assert app.screen is screen and screen.running
+        await wait_for(pilot, lambda: stats.values["step"] > step and not screen._held,
+                       what="the held progress shown")
         await key(pilot, "ctrl+x")
         await settle(pilot)
         assert screen.state == "done"

@@ -32,6 +32,10 @@ class StatusLine(Static):
         self._paint()
 
     def _tick(self) -> None:
+        if self.app.screen is not self.screen:
+            # Under a dialog (is_current is still true there): each frame would redraw the
+            # whole screen behind it, which costs more than it shows.
+            return
         self._frame = (self._frame + 1) % len(FRAMES)
         self._paint()
 

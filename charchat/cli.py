@@ -419,7 +419,8 @@ def cmd_sample(args) -> int:
     out.write(args.prompt)
     out.flush()
     try:
-        for piece in stream_text(loaded.model, tok, ids, settings, (), dev.amp_dtype):
+        for piece in stream_text(loaded.model, tok, ids, settings, (), dev.amp_dtype,
+                                 show_turns=loaded.kind != "prose"):
             out.write(piece)
             out.flush()
     except KeyboardInterrupt:

@@ -189,8 +189,13 @@ def stream_text(
     amp_dtype: torch.dtype | None = None,
     outcome: dict | None = None,
     weights: DecodeWeightsCache | None = None,
+    show_turns: bool = False,
 ) -> Iterator[str]:
     """Yield the generated text piece by piece (usually one character at a time).
+
+    Turn markers (<|user|> and the like) are structure, not text, and are left out, unless
+    show_turns: free sampling from a dialogue model runs turn after turn, which read as one
+    run-on text without them.
 
     outcome, if given, receives "reason": stop_id (with "token"), stop or length.
 
@@ -221,7 +226,7 @@ def stream_text(
             if t in stop_ids:
                 outcome.update(reason="stop_id", token=t)
                 break
-            piece = tokenizer.decode_text([t])  # turn markers are structure, not text
+            piece = tokenizer.decode([t]) if show_turns else tokenizer.decode_text([t])
             if not piece:
                 continue
             pending += piece

@@ -315,6 +315,16 @@ def test_sampling_defaults_to_int8_which_is_float_off_the_cpu():
     assert DecodeStep(model, model.new_cache(1), "int8").int8 is False
 
 
+def test_turn_markers_are_left_out_unless_asked_for():
+    from charchat.tokenizer import ASSISTANT, END, USER
+
+    model = scripted_gpt(TOK, ["h", "i", END, ASSISTANT, "y", "o", END, USER])
+    s = SamplingSettings(temperature=0, max_new_chars=8, quantize=None)
+    assert "".join(stream_text(model, TOK, [TOK.stoi["a"]], s)) == "hiyo"
+    shown = "".join(stream_text(model, TOK, [TOK.stoi["a"]], s, show_turns=True))
+    assert shown == f"hi{END}{ASSISTANT}yo{END}{USER}"
+
+
 def test_stream_text_with_a_real_model_cuts_before_a_stop():
     model = sharp_gpt(block_size=16, vocab_size=TOK.vocab_size).float()
     settings_ = SamplingSettings(temperature=0, max_new_chars=40)

@@ -223,7 +223,7 @@ def cmd_train(args) -> int:
             raise CLIError("no corpus given: charchat train FILE_OR_FOLDER... (see --help)")
         paths = args.paths
         config = TrainConfig(minutes=args.minutes, max_steps=args.max_steps, **overrides)
-        if args.name:
+        if args.name is not None:  # --name "" is an invalid name, not "pick one for me"
             name = store.check_name(args.name)
             if (store.models_dir() / name / store.WEIGHTS).exists():
                 raise CLIError(

@@ -98,6 +98,13 @@ def test_a_data_folder_that_cannot_be_written(capsys, write_file, monkeypatch, t
     assert one_line_error(err) == f"charchat: error: {blocker}/cache: not a directory\n"
 
 
+def test_an_empty_name_is_refused(capsys, write_file, charchat_home):
+    path = write_file("story.txt", pattern_text(6000))
+    code, _, err = cli(capsys, "train", path, "--name", "", "--max-steps", "5", *TINY)
+    assert code == 1 and "invalid model name ''" in one_line_error(err)
+    assert not (charchat_home / "models").exists() or not any((charchat_home / "models").iterdir())
+
+
 def test_resume_under_another_name_is_refused(capsys, model, charchat_home):
     code, _, err = cli(capsys, "train", "--resume", "tiny", "--name", "other", "--max-steps", "40")
     assert code == 1 and "--name cannot be used with --resume" in one_line_error(err)

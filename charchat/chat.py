@@ -55,6 +55,7 @@ class ChatSession:
         self.messages: list[Message] = []
         self.unknown_seen: set[str] = set()
         self.notices: list[str] = []
+        self.told_too_long = False
         # Prepared once, reused for every reply: a session reads its model, never trains it.
         # Whoever changes the model's weights in place must call weights_changed().
         self._weights = DecodeWeightsCache()
@@ -83,15 +84,23 @@ class ChatSession:
             shown = unknown_list(text, new)
             note = (f"The model never saw {shown}: such characters are replaced by a close "
                     "character it knows (plain quote, unaccented letter, other case) or left out.")
-            self.notices.append(note)
-            if self.on_notice:
-                self.on_notice(note)
+            self._notice(note)
         return res.ids
+
+    def _notice(self, note: str) -> None:
+        self.notices.append(note)
+        if self.on_notice:
+            self.on_notice(note)
+
+    def _budget(self) -> int:
+        """How many ids of conversation go into a prompt: a quarter of the context is left
+        for the reply."""
+        bs = self.model.config.block_size
+        tail = 1 if self.kind == "dialogue" else 0  # the assistant marker the reply follows
+        return max(1, bs - max(1, bs // 4), min(bs, tail + 1))
 
     def build_prompt(self) -> list[int]:
         """Ids of the newest turns that fit, ending where the model should start replying."""
-        bs = self.model.config.block_size
-        budget = max(1, bs - max(1, bs // 4))
         tok = self.tokenizer
         if self.kind == "dialogue":
             tail = [tok.assistant_id]
@@ -107,8 +116,7 @@ class ChatSession:
                 if m.role == "assistant" and i + 1 < len(self.messages):
                     text += PROSE_TURN_SEP
                 chunks.append(self._encode_quiet(text))
-        budget = max(budget, min(bs, len(tail) + 1))
-        ids = _fit(chunks, tail, budget, keep_role_token=self.kind == "dialogue")
+        ids = _fit(chunks, tail, self._budget(), keep_role_token=self.kind == "dialogue")
         return ids or start_ids(tok)
 
     def _encode_quiet(self, text: str) -> list[int]:
@@ -117,7 +125,14 @@ class ChatSession:
     def stream_reply(self, text: str, cancel: threading.Event | None = None) -> Iterator[str]:
         """Add the user's message and stream the reply; the reply is recorded when the stream
         ends, also when it is stopped early (cancel set, or the consumer stops reading)."""
-        self._encode(text)  # tells the user once about unknown characters
+        own = len(self._encode(text))  # tells the user once about unknown characters
+        markers = 3 if self.kind == "dialogue" else 0  # its turn's two, and the reply's
+        if own + markers > self._budget() and not self.told_too_long:
+            self.told_too_long = True
+            self._notice(
+                f"This message has {own:,} characters, more than the model reads at once: it "
+                f"replies to the last {self._budget() - markers:,} (its context is "
+                f"{self.model.config.block_size:,} characters).")
         self.messages.append(Message("user", text))
         return self._reply(cancel)
 

@@ -238,3 +238,21 @@ def test_replies_reuse_the_prepared_decode_weights(monkeypatch):
     s.reset()
     assert s.reply("hi") == first
     assert built == [False, False]
+
+
+@pytest.mark.parametrize("kind, fits", [("dialogue", 45), ("prose", 48)])
+def test_a_message_longer_than_the_context_is_noted_once(kind, fits):
+    notices = []
+    s = session(kind, block_size=64, on_notice=notices.append)
+    s.reply("hello " * 3)
+    assert notices == []
+    s.reply("a" * (fits + 1))  # one more than fits beside the turn markers
+    assert notices == [f"This message has {fits + 1} characters, more than the model reads at "
+                       f"once: it replies to the last {fits} (its context is 64 characters)."]
+    # The prompt does hold the end of it, and is as long as the budget allows.
+    assert len(s.build_prompt()) <= 48
+    s.reply("b" * 500)
+    assert len(notices) == 1  # told once
+    s2 = session(kind, block_size=64, on_notice=notices.append)
+    s2.reply("a" * fits)
+    assert len(notices) == 1  # what fits is not noted

@@ -238,7 +238,7 @@ class ChatScreen(Screen):
                 self.post_message(self.LoadFailed(load_id, name, describe_error(e)))
 
     def _notice_from_worker(self, text: str) -> None:
-        self.post_message(self.Notice(text, "warning", "Unknown characters"))
+        self.post_message(self.Notice(text, "warning", "Note"))
 
     @on(Loading)
     def _on_loading(self, msg: Loading) -> None:

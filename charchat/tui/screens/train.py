@@ -145,7 +145,7 @@ class TrainScreen(Screen):
             with VerticalScroll(id="setup"):
                 yield Static("Corpus", classes="section-title first")
                 with Horizontal(classes="row"):
-                    yield Input(placeholder="files or folders (space-separated; quote spaces)",
+                    yield Input(placeholder="files or folders, space-separated",
                                 id="paths", compact=True)
                     yield Button("Browse…", id="browse", compact=True)
                 yield Static(Text("Text files are prose; .jsonl files are dialogue. ctrl+b "

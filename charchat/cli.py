@@ -195,27 +195,26 @@ def cmd_train(args) -> int:
     out_dir = None
     if args.resume:
         name, folder = store.resolve(args.resume)
-        if args.name and args.name != name:
+        if args.name is not None and args.name != name:
             raise CLIError(f"--name cannot be used with --resume: {name!r} goes on under its "
                            "own name (charchat models rename changes it)")
         out_dir = folder
-        record = folder / "train_args.json"
+        saved = store.read_train_args(folder)
         try:
-            saved = json.loads(record.read_text())
             tokenizer = CharTokenizer.from_json((folder / "tokenizer.json").read_text())
-            if not isinstance(saved, dict) or not isinstance(saved.get("config", {}), dict):
-                raise ValueError("not a training record")
-            base = dict(saved.get("config", {}))
-            # New limits, if given, set a new total; otherwise the saved schedule goes on.
-            if args.minutes or args.max_steps:
-                base["minutes"], base["max_steps"] = args.minutes, args.max_steps
-            base.update(overrides)  # a changed shape is refused by the trainer, with the reason
-            config = TrainConfig.from_dict(base)
         except (OSError, ValueError) as e:
-            raise CLIError(f"{record}: cannot resume, training record unreadable ({e})") from None
+            raise CLIError(f"{folder / 'tokenizer.json'}: cannot resume, vocabulary unreadable "
+                           f"({e})") from None
+        base = dict(saved.get("config", {}))
+        # New limits, if given, set a new total; otherwise the saved schedule goes on.
+        if args.minutes or args.max_steps:
+            base["minutes"], base["max_steps"] = args.minutes, args.max_steps
+        base.update(overrides)  # a changed shape is refused by the trainer, with the reason
+        try:
+            config = TrainConfig.from_dict(base)
+        except ValueError as e:
+            raise CLIError(f"{folder / 'train_args.json'}: cannot resume ({e})") from None
         paths = args.paths or saved.get("corpus_paths", [])
-        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-            raise CLIError(f"{record}: cannot resume, its corpus paths are damaged; name them")
         if not paths:
             raise CLIError(f"cannot resume {name!r}: its corpus paths are not recorded; name them")
     else:

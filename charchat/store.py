@@ -350,6 +350,22 @@ def load_model(name_or_path: str, device: "str | torch.device" = "cpu") -> Loade
     return LoadedModel(model, tokenizer, name, folder, info, read_meta(folder))
 
 
+def read_train_args(folder: Path) -> dict:
+    """What a saved model was trained with, {"config": {...}, "corpus_paths": [...], ...},
+    checked for the shape --resume needs; StoreError names the file otherwise."""
+    record = Path(folder) / "train_args.json"
+    try:
+        d = json.loads(record.read_text())
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{record}: cannot resume, training record unreadable ({e})") from None
+    paths = d.get("corpus_paths", []) if isinstance(d, dict) else None
+    if not isinstance(d, dict) or not isinstance(d.get("config", {}), dict) or not (
+        isinstance(paths, list) and all(isinstance(p, str) for p in paths)
+    ):
+        raise StoreError(f"{record}: cannot resume, training record damaged")
+    return d
+
+
 def read_meta(folder: Path) -> dict:
     """A model's meta.json (a description, never needed to load it); {} if missing or damaged."""
     try:

@@ -8,7 +8,6 @@ before torch is even loaded).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -221,14 +220,7 @@ def suggest_name(paths: list[str]) -> str:
 
 def read_train_args(name: str) -> dict:
     """What a saved model was trained with: {"config": {...}, "corpus_paths": [...], ...}."""
-    _, folder = store.resolve(name)
-    try:
-        d = json.loads((folder / "train_args.json").read_text())
-    except (OSError, ValueError) as e:
-        raise store.StoreError(f"{folder}: cannot resume, training record unreadable ({e})") from None
-    if not isinstance(d, dict):
-        raise store.StoreError(f"{folder}: cannot resume, training record unreadable")
-    return d
+    return store.read_train_args(store.resolve(name)[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +264,10 @@ def build_config(spec: TrainSpec):
             base["max_steps"] = done_steps + spec.max_steps if spec.max_steps else None
         base.update({k: v for k, v in overrides.items() if k not in SHAPE_KEYS})
         base["sample_every"] = spec.sample_every
-        return TrainConfig.from_dict(base), folder, tokenizer
+        try:
+            return TrainConfig.from_dict(base), folder, tokenizer
+        except ValueError as e:
+            raise store.StoreError(f"{folder / 'train_args.json'}: cannot resume ({e})") from None
     if spec.preset != "auto":
         if spec.preset not in PRESETS:
             raise ValueError(f"unknown size preset {spec.preset!r}")

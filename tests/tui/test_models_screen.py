@@ -64,6 +64,11 @@ async def test_damaged_side_files_show_question_marks(tiny_model, tiny_model_dir
         details = plain(screen.query_one("#details").content)
         assert "other" in details and "parameters" in details and "1, a.txt" in details
         assert screen.is_current  # nothing crashed
+        await pilot.press("t")  # resume: refused with the file named, not a traceback
+        await settle(pilot)
+        notes = [n.message for n in app._notifications if n.title == "Cannot resume"]
+        assert notes == [f"{folder / 'train_args.json'}: cannot resume, training record damaged"]
+        assert app.return_code is None
 
 
 async def test_the_footer_follows_the_row(tiny_model, tiny_model_dir, charchat_home,

@@ -260,7 +260,7 @@ async def test_a_corpus_that_failed_its_check_does_not_start(tmp_path, charchat_
 async def test_a_corpus_too_short_for_the_context_is_flagged_before_starting(tmp_path,
                                                                             charchat_home):
     short = tmp_path / "short.txt"
-    short.write_text("tiny bit\n")
+    short.write_text("tiny bit of text\n" * 7)  # 119 characters: a 12-character validation split
     app = CharChatApp()
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_training(pilot, short)
@@ -271,6 +271,16 @@ async def test_a_corpus_too_short_for_the_context_is_flagged_before_starting(tmp
         await key(pilot, "ctrl+s")
         await settle(pilot)
         assert screen.state == "idle" and "corpus too short" in screen.status.text
+        # A context that fits clears it, without reading the corpus again.
+        await pilot.pause(0.6)  # the check queued when the path was typed has run
+        await settle(pilot)
+        req = screen.req
+        fill(screen, block_size="8")
+        await pilot.pause(0.6)
+        await settle(pilot)
+        summary = str(screen.query_one("#corpus-summary").content)
+        assert summary.startswith("✓") and screen.req == req
+        assert screen.status.level != "error" and "Ready" in screen.status.text
 
 
 async def test_a_run_that_fails_to_start_points_at_the_field(tiny_corpus, charchat_home):

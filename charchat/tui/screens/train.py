@@ -62,6 +62,9 @@ def field_at_fault(text: str, changed: set[str] = frozenset()) -> str | None:
     return next((f for f in named if f in changed), named[0] if named else None)
 
 
+TOO_SHORT = "Cannot train on this corpus"
+
+
 class FormError(Exception):
     def __init__(self, message: str, widget_id: str | None = None) -> None:
         super().__init__(message)
@@ -121,6 +124,7 @@ class TrainScreen(Screen):
         self.cancel = threading.Event()
         self.summary = None
         self.corpus_error: str | None = None  # what the latest check found wrong, if anything
+        self.length_error: str | None = None  # too short for the context, if so
         self.started = False  # whether the current run got as far as its first event
         self.auto: dict[str, str] = {}  # field -> the default last filled in
         self.name_auto = ""  # the name last suggested (replaced while untouched)
@@ -255,7 +259,8 @@ class TrainScreen(Screen):
     @on(Input.Changed, "#adv-block_size")
     def _block_size_changed(self) -> None:
         if not self.running and self.summary is not None:
-            self._check_corpus_soon()  # the length check depends on the context
+            # The length check depends on the context (the corpus need not be read again).
+            self._debounce("defaults", 0.4, self._resolve_defaults)
 
     @on(Input.Changed, "#minutes")
     def _minutes_changed(self) -> None:
@@ -279,7 +284,7 @@ class TrainScreen(Screen):
 
     def _check_corpus(self) -> None:
         self.req += 1
-        self.corpus_error = None
+        self.corpus_error = self.length_error = None
         summary_w = self.query_one("#corpus-summary", Static)
         try:
             paths = self._paths()
@@ -310,12 +315,27 @@ class TrainScreen(Screen):
     def _corpus_checked(self, msg: CorpusChecked) -> None:
         if msg.req != self.req:
             return  # the paths changed meanwhile
-        w = self.query_one("#corpus-summary", Static)
         self.summary = msg.summary
+        self.corpus_error = form_wording(msg.error) if msg.error else None
+        self._show_summary()
         if msg.error:
-            self._corpus_problem(msg.error)
             return
-        s = msg.summary
+        name = self.query_one("#name", Input)
+        if not self.resume_name and (not name.value or name.value == self.name_auto):
+            self.name_auto = suggest_name(self._paths())
+            name.value = self.name_auto
+        self._resolve_defaults()
+
+    def _show_summary(self) -> None:
+        w = self.query_one("#corpus-summary", Static)
+        problem = self.corpus_error or self.length_error
+        if problem:
+            w.update(Text("✗ " + problem))
+            w.set_classes("error-text")
+            return
+        s = self.summary
+        if s is None:
+            return
         kind = {"prose": "prose: replies continue your text",
                 "dialogue": "dialogue: replies are chat turns",
                 "mixed": "prose and dialogue mixed"}.get(s.kind, s.kind)
@@ -325,17 +345,6 @@ class TrainScreen(Screen):
                         + (" …" if len(s.notes) > 1 else ""), style="dim")
         w.update(text)
         w.set_classes("corpus-ok")
-        name = self.query_one("#name", Input)
-        if not self.resume_name and (not name.value or name.value == self.name_auto):
-            self.name_auto = suggest_name(self._paths())
-            name.value = self.name_auto
-        self._resolve_defaults()
-
-    def _corpus_problem(self, error: str) -> None:
-        self.corpus_error = form_wording(error)
-        w = self.query_one("#corpus-summary", Static)
-        w.update(Text("✗ " + self.corpus_error))
-        w.set_classes("error-text")
 
     def _check_length(self, auto_block: int | None) -> None:
         """A corpus too short for the context: say so under the corpus, before a run fails."""
@@ -344,8 +353,9 @@ class TrainScreen(Screen):
         raw = self.query_one("#adv-block_size", Input).value.strip()
         block = int(raw) if raw.isdigit() and int(raw) > 0 else auto_block
         problem = too_short(self.summary.chars, block) if block else None
-        if problem:
-            self._corpus_problem(problem)
+        if problem != self.length_error:
+            self.length_error = form_wording(problem) if problem else None
+            self._show_summary()
 
     def _spec_for_defaults(self) -> TrainSpec | None:
         try:
@@ -401,12 +411,12 @@ class TrainScreen(Screen):
             self.auto[dest] = text
             if dest == "eval_interval" and not text:
                 field.placeholder = "auto (timed: ~12 per run, ≤ 30 s apart)"
-        if self.status.level == "error":
-            return  # keep the message about what to fix in view
         self._check_length(msg.values.get("block_size"))
-        if self.corpus_error:
-            self.status.set(f"Cannot train on this corpus: {self.corpus_error}", level="error")
+        if self.length_error:
+            self.status.set(f"{TOO_SHORT}: {self.length_error}", level="error")
             return
+        if self.status.level == "error" and not self.status.text.startswith(TOO_SHORT):
+            return  # keep the message about what to fix in view (one fixed just now goes)
         shape = f"{msg.values['n_layer']} layers × {msg.values['n_embd']} wide"
         self.status.set(f"Ready on {msg.device}: {shape}, context {msg.values['block_size']}. "
                         "ctrl+s starts.")
@@ -477,8 +487,8 @@ class TrainScreen(Screen):
             return
         try:
             spec = self.read_form()
-            if self.corpus_error:
-                raise FormError(f"corpus: {self.corpus_error}", "paths")
+            if self.corpus_error or self.length_error:
+                raise FormError(f"corpus: {self.corpus_error or self.length_error}", "paths")
         except FormError as e:
             self.status.set(str(e), level="error")
             self.notify(str(e), severity="error", title="Cannot start")

@@ -356,6 +356,17 @@ class TrainBatch:
         return not (self.start or self.step or self.train_points or self.evals or self.sample
                     or self.end or self.notes)
 
+    def merge(self, later: "TrainBatch") -> "TrainBatch":
+        """This batch followed by a later one, as one batch (lists joined, newest kept)."""
+        self.start = self.start or later.start
+        self.step = later.step or self.step
+        self.train_points.extend(later.train_points)
+        self.evals.extend(later.evals)
+        self.sample = later.sample or self.sample
+        self.end = later.end or self.end
+        self.notes.extend(later.notes)
+        return self
+
 
 class TrainFeed:
     """The trainer's on_event callback, pacing its events for a screen.

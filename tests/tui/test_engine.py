@@ -146,3 +146,18 @@ def test_train_feed_coalesces_steps():
     assert batches[-1].train_points == [] and batches[-1].step.step == 102
     feed.flush()  # nothing pending: nothing posted
     assert len(batches) == 4
+
+
+def test_train_batches_merge_into_one():
+    from types import SimpleNamespace as E
+
+    from charchat.tui.engine import TrainBatch
+
+    first = TrainBatch(start=E(step=0), step=E(step=10), train_points=[(10, 2.0)],
+                       evals=[E(step=10)], notes=["a"])
+    later = TrainBatch(step=E(step=20), train_points=[(20, 1.5)], evals=[E(step=20)],
+                       sample=E(step=20), notes=["b"])
+    m = first.merge(later)
+    assert m.start.step == 0 and m.step.step == 20 and m.sample.step == 20 and m.end is None
+    assert m.train_points == [(10, 2.0), (20, 1.5)] and [e.step for e in m.evals] == [10, 20]
+    assert m.notes == ["a", "b"]

@@ -139,12 +139,12 @@ async def test_train_stop_and_chat(tiny_corpus, charchat_home):
         # Behind the dialog nothing is redrawn (it slowed training): progress is held, the
         # spinner stands still, and both catch up when the dialog closes.
         step, frame = stats.values["step"], screen.status._frame
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: screen._held is not None
+                       and len(screen._held.train_points) > 1, what="progress held, merged")
         assert stats.values["step"] == step and screen.status._frame == frame
-        assert screen._held
         await key(pilot, "escape")
         assert app.screen is screen and screen.running
-        await wait_for(pilot, lambda: stats.values["step"] > step and not screen._held,
+        await wait_for(pilot, lambda: stats.values["step"] > step and screen._held is None,
                        what="the held progress shown")
         await key(pilot, "ctrl+x")
         await settle(pilot)

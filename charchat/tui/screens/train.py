@@ -134,7 +134,7 @@ class TrainScreen(Screen):
         self.result_name: str | None = None
         self.spec: TrainSpec | None = None
         self._after_stop = None
-        self._held: list = []  # progress that came while a dialog covered the screen
+        self._held = None  # progress that came while a dialog covered the screen, as one batch
         self._debounce_timers: dict[str, object] = {}
         self.show_setup = True
         self.max_steps = None
@@ -573,7 +573,7 @@ class TrainScreen(Screen):
             # A dialog is over this screen (quit, leave, help, palette). Redrawing behind it
             # costs the app enough to slow the training thread (tokens/s fell from ~30k to
             # 18-22k with the quit dialog open): hold the updates until the screen shows.
-            self._held.append(msg.batch)
+            self._held = msg.batch if self._held is None else self._held.merge(msg.batch)
             return
         self._show_progress(msg.batch)
 
@@ -581,9 +581,9 @@ class TrainScreen(Screen):
         self._show_held()
 
     def _show_held(self) -> None:
-        held, self._held = self._held, []
-        for batch in held:
-            self._show_progress(batch)
+        held, self._held = self._held, None
+        if held is not None:
+            self._show_progress(held)
 
     def _show_progress(self, b) -> None:
         stats = self.query_one(TrainStats)

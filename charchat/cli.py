@@ -451,7 +451,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from . import preferences, store
+    from . import conversations, preferences, store
 
     if args.action == "rm":
         if len(args.args) != 1:
@@ -465,6 +465,7 @@ def cmd_models(args) -> int:
             raise CLIError("usage: charchat models rename OLD NEW")
         store.rename_model(*args.args)
         preferences.rename_model(*args.args)
+        conversations.rename_model(*args.args)  # the app's saved chats go with it
         print(f"renamed {args.args[0]} to {args.args[1]}")
         return 0
     models = store.list_models(include_bundled=True)

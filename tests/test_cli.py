@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from charchat import preferences, store
+from charchat import conversations, preferences, store
 from charchat.chat import ChatSession, sample
 from charchat.cli import main
 from charchat.corpus import load_corpus
@@ -157,9 +157,13 @@ def test_models_when_there_are_none(capsys, monkeypatch, tmp_path):
 
 def test_models_rm_and_rename(capsys, model):
     preferences.remember_model("tiny")
+    chat = conversations.new("tiny", "prose")
+    chat.messages = [{"role": "user", "content": "hi"}]
+    conversations.save(chat)
     code, out, _ = cli(capsys, "models", "rename", "tiny", "other")
     assert code == 0 and "renamed tiny to other" in out
     assert preferences.last_model() == "other"  # a bare `charchat sample` still finds it
+    assert conversations.latest("other").messages == chat.messages  # and the app its chats
     code, out, _ = cli(capsys, "models", "rm", "other")
     assert code == 0 and "deleted other" in out
     assert preferences.last_model() is None

@@ -456,7 +456,11 @@ class Trainer:
             torch.cuda.set_rng_state_all(st["cuda_rng"])
         if "data_sampler" in st:
             self.sampler.load_state(st["data_sampler"])
-        if st.get("corpus", self._corpus_id) != self._corpus_id:
+        if "corpus" in st:
+            other_text = st["corpus"] != self._corpus_id
+        else:  # a state saved before the fingerprint: the length the folder recorded
+            other_text = self._recorded_length() not in (None, len(self.corpus.ids))
+        if other_text:
             self._rebase_best()
         # (A state saved before epoch sampling keeps its weights and schedule; its data order
         # starts afresh from the seed.)
@@ -470,6 +474,14 @@ class Trainer:
         for i in range(0, len(self.val_ids), step):
             h.update(np.ascontiguousarray(self.val_ids[i:i + step]).tobytes())
         return h.hexdigest()[:32]
+
+    def _recorded_length(self) -> int | None:
+        """The corpus length in the folder's corpus.json (rewritten only after this check)."""
+        try:
+            chars = json.loads((self.folder / "corpus.json").read_text()).get("chars")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return chars if isinstance(chars, int) and not isinstance(chars, bool) else None
 
     def _rebase_best(self) -> None:
         """Resumed on other text: the best score so far was measured on another validation

@@ -587,3 +587,18 @@ def test_resume_on_other_text_scores_the_best_model_afresh(tmp_path):
     # The same text again: nothing is rescored.
     _, _, events = run(other, tmp_path / "m", resume=True, max_steps=50, eval_interval=10)
     assert not any("not the one" in n for n in of_kind(events, "start")[0].details["notes"])
+
+
+@pytest.mark.parametrize("same_length", [True, False])
+def test_resume_of_a_state_saved_before_the_corpus_fingerprint(tmp_path, same_length):
+    """Such a state has no fingerprint: the length in the folder's corpus.json decides."""
+    first = corpus_from_text(PATTERN)
+    run(first, tmp_path / "m", max_steps=20, eval_interval=10)
+    state = torch.load(tmp_path / "m" / store.STATE, weights_only=True)
+    del state["corpus"]
+    torch.save(state, tmp_path / "m" / store.STATE)
+    text = PATTERN if same_length else PATTERN[: len(PATTERN) // 2] + "\n"
+    _, _, events = run(corpus_from_text(text, tokenizer=first.tokenizer), tmp_path / "m",
+                       resume=True, max_steps=30, eval_interval=10)
+    rescored = any("not the one" in n for n in of_kind(events, "start")[0].details["notes"])
+    assert rescored == (not same_length)

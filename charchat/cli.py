@@ -631,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as e:  # e.g. a data folder that cannot be written: the path and why
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        print(f"charchat: error: {where}{(e.strerror or str(e)).lower()}", file=sys.stderr)
+        reason = e.strerror.lower() if e.strerror else str(e)  # "Not a directory" -> lower
+        print(f"charchat: error: {where}{reason}", file=sys.stderr)
         return 1
 
 

@@ -101,7 +101,9 @@ def resolve_config(config, n_tokens: int, device: str, kind: str = "prose"):
     if c.block_size is None:
         c.block_size = block
     # The corpus must hold a window in both splits: shrink the default context if it is short.
-    while config.block_size is None and c.block_size > 16 and n_tokens * 0.1 < c.block_size + 1:
+    from .corpus import too_short  # here: the app imports this module at start, numpy later
+
+    while config.block_size is None and c.block_size > 16 and too_short(n_tokens, c.block_size):
         c.block_size //= 2
     if c.batch_size is None:
         c.batch_size = batch

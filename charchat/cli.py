@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -185,7 +186,22 @@ def cmd_train(args) -> int:
     from .tokenizer import CharTokenizer
     from .trainer import TrainConfig, Trainer, TrainingError, unique_name
 
-    console = Console(stderr=False, highlight=False)
+    cancel = threading.Event()
+
+    class _Console(Console):
+        closed = False
+
+        def on_broken_pipe(self) -> None:
+            # The reader went away (charchat train ... | head): stop printing and stop the run
+            # as Ctrl-C would, so the training state is saved too (rich would exit at once).
+            self.quiet = self.closed = True
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass  # stdout is not a file here (a test's capture): quiet is enough
+            cancel.set()
+
+    console = _Console(stderr=False, highlight=False)
     overrides = {dest: getattr(args, dest) for _, dest, _, _ in HYPER if getattr(args, dest) is not None}
     if args.compile is not None:
         overrides["compile"] = args.compile
@@ -246,7 +262,6 @@ def cmd_train(args) -> int:
             console.print(f"  [dim]... and {len(corpus.summary.notes) - 20} more notes[/]")
         console.print(f"  {corpus.summary.describe()}")
 
-    cancel = threading.Event()
     view = _TrainView(console, quiet)
     trainer = Trainer(corpus, config, name=name, out_dir=out_dir, on_event=view.on_event,
                       cancel=cancel, resume=bool(args.resume), corpus_paths=[str(p) for p in paths])
@@ -267,14 +282,19 @@ def cmd_train(args) -> int:
         raise CLIError(str(e)) from None
     finally:
         signal.signal(signal.SIGINT, old)
+    if result.best_val_loss is not None:
+        _remember_model(result.name, result.path)
+    if console.closed:
+        kept = f"; the best model is in {result.path}" if result.best_val_loss is not None else ""
+        print(f"charchat: output closed: training stopped at step {result.steps}{kept}",
+              file=sys.stderr)
+        return 1
     if quiet:
         print(result.message)  # one line, never wrapped
     else:
         console.print(f"[bold]Done:[/] {result.message}")
     if result.best_val_loss is not None and not quiet:
         console.print(f"Chat with it:  charchat chat --plain --model {result.name}   (or: charchat)")
-    if result.best_val_loss is not None:
-        _remember_model(result.name, result.path)
     if result.stop_reason == "non_finite":
         return 1
     return 130 if result.stop_reason == "cancelled" else 0

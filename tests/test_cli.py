@@ -351,3 +351,24 @@ def test_weights_flags_choose_float_or_int8():
     assert _settings_from(p.parse_args(["chat", "--plain", "--int8"])).quantize == "int8"
     with pytest.raises(SystemExit):
         p.parse_args(["sample", "--model", "m", "--float", "--int8"])
+
+
+def test_train_into_a_pipe_that_closes_stops_cleanly(write_file, charchat_home):
+    """charchat train ... | head: the run stops as after Ctrl-C (state saved, resumable)
+    and says so on stderr; rich's own handling exited at once, leaving no state."""
+    import os
+
+    path = write_file("story.txt", pattern_text(6000))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "charchat", "train", str(path), "--max-steps", "100000",
+         "--eval-interval", "5", *TINY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in iter(proc.stdout.readline, b""):  # until the first evaluation is shown
+        if b" val " in line:
+            break
+    proc.stdout.close()  # the reader goes away
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert err.decode().startswith("charchat: output closed: training stopped at step ")
+    folder = charchat_home / "models" / "story"
+    assert (folder / "model.pt").exists() and (folder / "state.pt").exists()

@@ -502,6 +502,10 @@ class Trainer:
         self.best_val, _ = windows_loss(best, self.val_ids, self.eval_starts, self.dev.device,
                                         self.dev.amp_dtype)
         self.bad_evals = 0
+        # The listing's score is this one from now on (the weights have not changed).
+        store.write_meta(self.folder, best_val_loss=self.best_val,
+                         corpus=self.corpus.summary.describe(),
+                         corpus_kind=self.corpus.summary.kind)
         was = f" (val {old:.4f} on its old text)" if old is not None else ""
         self.notes.append(
             f"the corpus is not the one {self.name} last trained on: its best model{was} "

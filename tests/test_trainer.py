@@ -584,9 +584,21 @@ def test_resume_on_other_text_scores_the_best_model_afresh(tmp_path):
     # Every improvement is judged against the mark, and the best on disk is the lowest score.
     assert result.best_val_loss == pytest.approx(min([mark] + [e.val_loss for e in evals]))
     assert any(e.improved for e in evals)
+    assert store.read_meta(tmp_path / "m")["best_val_loss"] == result.best_val_loss
     # The same text again: nothing is rescored.
     _, _, events = run(other, tmp_path / "m", resume=True, max_steps=50, eval_interval=10)
     assert not any("not the one" in n for n in of_kind(events, "start")[0].details["notes"])
+
+
+def test_resume_on_other_text_lists_the_rescored_best(tmp_path):
+    """Even if no new best is saved, the listing shows the score on the text now used."""
+    first = corpus_from_text(PATTERN)
+    run(first, tmp_path / "m", max_steps=20, eval_interval=10)
+    other = corpus_from_text(pattern_text(30000, seed=7), tokenizer=first.tokenizer)
+    _, trainer, _ = run(other, tmp_path / "m", resume=True, max_steps=20)  # no step left
+    best_model, _, _ = store.read_weights(tmp_path / "m" / store.WEIGHTS)
+    mark = windows_loss(best_model, other.val_ids, trainer.eval_starts)[0]
+    assert store.read_meta(tmp_path / "m")["best_val_loss"] == pytest.approx(mark)
 
 
 @pytest.mark.parametrize("same_length", [True, False])

@@ -85,7 +85,9 @@ def list_corpora() -> list[CorpusEntry]:
         ))
     for d in DOWNLOADS.values():
         path = corpora_dir() / d.filename
-        out.append(CorpusEntry(d.name, "download", d.description, path if path.exists() else None))
+        # Listed as there only once verified: a cut-short or altered copy is not the corpus.
+        there = path.is_file() and path.stat().st_size == d.size and _sha256(path) == d.sha256
+        out.append(CorpusEntry(d.name, "download", d.description, path if there else None))
     return out
 
 
@@ -101,6 +103,10 @@ def fetch(
     """
     d = DOWNLOADS.get(name)
     if d is None:
+        bundled = {e.name: e.path for e in list_corpora() if e.kind == "bundled"}
+        if bundled.get(name) is not None:
+            raise CatalogError(f"{name!r} comes with charchat, nothing to download: "
+                               f"{bundled[name]}")
         known = ", ".join(sorted(DOWNLOADS))
         raise CatalogError(f"unknown corpus {name!r} (downloadable: {known})")
     dest = corpora_dir() / d.filename
@@ -109,6 +115,9 @@ def fetch(
     dest.parent.mkdir(parents=True, exist_ok=True)
     src = url or d.url
     fd, tmp = tempfile.mkstemp(prefix=f".{d.filename}.", suffix=".part", dir=dest.parent)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes it private; a corpus is an ordinary file
     h = hashlib.sha256()
     done = 0
     try:
@@ -129,12 +138,17 @@ def fetch(
             f.flush()
             os.fsync(f.fileno())
         got = h.hexdigest()
+        if done < d.size:
+            raise CatalogError(f"{src}: incomplete download ({done:,} of {d.size:,} bytes; the "
+                               "connection may have dropped): try again")
         if got != d.sha256:
             raise CatalogError(
                 f"{src}: SHA-256 mismatch (expected {d.sha256[:16]}..., got {got[:16]}...); "
                 "refusing the file"
             )
         os.replace(tmp, dest)
+        for stale in dest.parent.glob(f".{d.filename}.*.part"):  # from killed downloads
+            stale.unlink(missing_ok=True)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -19,6 +19,7 @@ def server(tmp_path):
     root.mkdir()
     (root / "good.txt").write_bytes(BODY)
     (root / "bad.txt").write_bytes(BODY.replace(b"be", b"bee"))
+    (root / "short.txt").write_bytes(BODY[:100])  # as a dropped connection leaves it
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a, **k):
@@ -83,3 +84,42 @@ def test_cli_list_and_get(server, entry, capsys):
 def test_pinned_tinyshakespeare_entry():
     d = catalog.DOWNLOADS["tinyshakespeare"]
     assert d.url.startswith("https://") and len(d.sha256) == 64 and d.size == 1_115_394
+
+
+def test_a_cut_short_download_says_so(server, entry):
+    with pytest.raises(catalog.CatalogError) as e:
+        catalog.fetch("sample", url=f"{server}/short.txt")
+    assert f"incomplete download (100 of {len(BODY):,} bytes" in str(e.value)
+    assert list(catalog.corpora_dir().iterdir()) == []
+
+
+def test_a_download_is_an_ordinary_file_and_clears_killed_ones(server, entry):
+    import os
+
+    d = catalog.corpora_dir()
+    d.mkdir(parents=True)
+    (d / ".sample.txt.abc123.part").write_bytes(b"left by a killed download")
+    old = os.umask(0o022)
+    try:
+        path = catalog.fetch("sample", url=f"{server}/good.txt")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in d.iterdir()) == ["sample.txt"]
+
+
+def test_list_shows_only_a_verified_copy(server, entry, capsys):
+    d = catalog.corpora_dir()
+    d.mkdir(parents=True)
+    (d / "sample.txt").write_bytes(BODY[:100])
+    assert [e.path for e in catalog.list_corpora() if e.name == "sample"] == [None]
+    catalog.fetch("sample", url=f"{server}/good.txt")  # replaces the cut-short copy
+    assert [e.path for e in catalog.list_corpora() if e.name == "sample"] == [d / "sample.txt"]
+
+
+def test_get_a_bundled_corpus_says_where_it_is(entry, tmp_path, monkeypatch):
+    (tmp_path / "prose.txt").write_text("text\n")
+    monkeypatch.setattr(catalog, "bundled_dir", lambda: tmp_path)
+    with pytest.raises(catalog.CatalogError, match="'prose' comes with charchat, nothing to "
+                                                   "download: .*prose.txt"):
+        catalog.fetch("prose")

@@ -16,6 +16,7 @@ newest message alone is too long is it cut, keeping its end.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -24,7 +25,7 @@ import torch
 
 from .decoding import DecodeWeightsCache
 from .generation import SamplingSettings, stream_text
-from .tokenizer import CharTokenizer
+from .tokenizer import SPECIAL_TOKENS, CharTokenizer
 
 PROSE_TURN_SEP = "\n\n"
 
@@ -233,10 +234,23 @@ def unknown_list(text: str, unknown: set[str], limit: int = 8) -> str:
     return shown + (f" and {len(ordered) - limit} more" if len(ordered) > limit else "")
 
 
+_MARKERS = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
+
+
 def prompt_ids(tok: CharTokenizer, text: str) -> tuple[list[int], set[str]]:
-    """Ids to continue `text` from (never empty), and the characters the model never saw."""
-    res = tok.encode_lenient(text)
-    return res.ids or start_ids(tok), res.unknown
+    """Ids to continue `text` from (never empty), and the characters the model never saw.
+    Turn markers written out (<|user|>, <|assistant|>, <|system|>, <|end|>, as `charchat
+    sample` prints them for dialogue models) are the turn tokens themselves."""
+    ids: list[int] = []
+    unknown: set[str] = set()
+    for piece in _MARKERS.split(text):
+        if piece in tok.special_ids:
+            ids.append(tok.special_ids[piece])
+        elif piece:
+            res = tok.encode_lenient(piece)
+            ids += res.ids
+            unknown |= res.unknown
+    return ids or start_ids(tok), unknown
 
 
 def sample(loaded, prompt: str = "", chars: int = 200, **settings) -> str:

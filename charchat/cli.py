@@ -430,12 +430,13 @@ def cmd_sample(args) -> int:
     settings = _settings_from(args, args.chars)
     loaded, dev = _load(args.model, args.device)
     tok = loaded.tokenizer
-    ids, unknown = prompt_ids(tok, args.prompt)
+    prompt = _clean_text(args.prompt)
+    ids, unknown = prompt_ids(tok, prompt)
     if unknown:
-        print(f"charchat: note: the model never saw {unknown_list(args.prompt, unknown)}; "
+        print(f"charchat: note: the model never saw {unknown_list(prompt, unknown)}; "
               "replaced or left out", file=sys.stderr)
     out = sys.stdout
-    out.write(args.prompt)
+    out.write(prompt)
     out.flush()
     try:
         for piece in stream_text(loaded.model, tok, ids, settings, (), dev.amp_dtype,
@@ -448,6 +449,13 @@ def cmd_sample(args) -> int:
     out.flush()
     _remember_model(loaded.name, loaded.path)
     return 0
+
+
+def _clean_text(text: str) -> str:
+    """Text from the command line or a pipe as the corpus reader would have made it: bytes
+    that are not UTF-8 (surrogate escapes) become U+FFFD, and line ends become \\n."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def cmd_eval(args) -> int:
@@ -574,6 +582,10 @@ def cmd_chat(args) -> int:
     session = ChatSession.from_loaded(
         loaded, settings, on_notice=lambda msg: print(f"note: {msg}", file=sys.stderr)
     )
+    try:  # a stray non-UTF-8 byte in the input must not end the chat with a traceback
+        sys.stdin.reconfigure(errors="surrogateescape")  # _clean_text turns them into U+FFFD
+    except (AttributeError, ValueError):
+        pass  # not a text stream that can be reconfigured (a test's stand-in)
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"charchat: chatting with {loaded.name} on {dev.label}. Empty line or Ctrl-D quits.",
@@ -585,7 +597,7 @@ def cmd_chat(args) -> int:
         line = sys.stdin.readline()
         if not line:
             break
-        text = line.rstrip("\n")
+        text = _clean_text(line).rstrip("\n")
         if not text.strip():
             if interactive:
                 break

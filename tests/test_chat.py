@@ -256,3 +256,13 @@ def test_a_message_longer_than_the_context_is_noted_once(kind, fits):
     s2 = session(kind, block_size=64, on_notice=notices.append)
     s2.reply("a" * fits)
     assert len(notices) == 1  # what fits is not noted
+
+
+def test_prompt_ids_read_written_out_turn_markers():
+    from charchat.chat import prompt_ids
+    from charchat.tokenizer import ASSISTANT, END, USER
+
+    got, unknown = prompt_ids(TOK, f"{USER}hi{END}{ASSISTANT}")
+    assert got == [TOK.user_id, *ids("hi"), TOK.end_id, TOK.assistant_id] and not unknown
+    got, unknown = prompt_ids(TOK, "<|user hi")  # not a whole marker: plain characters
+    assert "<" in unknown or "|" in unknown

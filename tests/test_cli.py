@@ -245,6 +245,30 @@ def test_chat_app_refuses_flags_it_would_ignore(capsys, monkeypatch, flags):
     assert code == 0 and opened == ["tiny"]
 
 
+def test_chat_plain_reads_crlf_and_bytes_that_are_not_utf8(capsys, model, monkeypatch):
+    raw = io.BytesIO(b"The dog\r\nA \xff big\r\n")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(raw, encoding="utf-8", errors="strict"))
+    code, out, err = cli(capsys, "chat", "--plain", "--model", "tiny", "--temperature", "0",
+                         "--max-chars", "30")
+    assert code == 0, err
+    session = ChatSession.from_loaded(store.load_model("tiny"),
+                                      SamplingSettings(temperature=0, max_new_chars=30))
+    # As if typed with plain line ends, the stray byte as U+FFFD (which the model never saw).
+    expected = [session.reply("The dog"), session.reply("A \ufffd big")]
+    assert out == "".join(r + "\n" for r in expected)
+    assert "'\\r'" not in err and "'\ufffd'" in err
+
+
+def test_sample_prompt_with_crlf_and_a_stray_byte(capsys, model):
+    import os
+
+    prompt = os.fsdecode(b"The \xff dog\r\n")  # as argv holds it
+    code, out, err = cli(capsys, "sample", "--model", "tiny", "--prompt", prompt,
+                         "--chars", "5", "--temperature", "0")
+    assert code == 0 and out.startswith("The \ufffd dog\n")
+    assert "'\\r'" not in err
+
+
 def test_chat_plain_notes_unknown_characters(capsys, model, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("The \u00e7at\nthe \u00e7\n"))
     code, out, err = cli(capsys, "chat", "--plain", "--model", "tiny", "--max-chars", "5")

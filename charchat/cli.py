@@ -71,6 +71,7 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"
 HYPER = [
     # flag, dest, type, help
     ("--n-layer", "n_layer", _positive_int, "transformer blocks"),
@@ -99,7 +100,7 @@ HYPER = [
     ("--patience", "patience", _positive_int, "evaluations without improvement before stopping"),
     ("--min-delta", "min_delta", _finite_float, "smallest val-loss drop that counts as improvement"),
     ("--seed", "seed", int, "random seed"),
-    ("--device", "device", str, "auto, cpu, cuda, cuda:N or mps"),
+    ("--device", "device", str, DEVICE_HELP),
 ]
 
 
@@ -136,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="validation loss of a model on the last 10%% of a file")
     e.add_argument("--model", required=True, help="model name or folder")
     e.add_argument("file", help="text file (its last 10%% is evaluated)")
-    e.add_argument("--device", default="auto")
+    e.add_argument("--device", default="auto", help=DEVICE_HELP)
 
     m = sub.add_parser("models", help="list saved models; 'models rm NAME' deletes one")
     m.add_argument("action", nargs="?", choices=["list", "rm", "rename"], default="list")
@@ -166,7 +167,7 @@ def _add_sampling(p: argparse.ArgumentParser) -> None:
                    help="read tokens through the exact float weights (slower on a CPU)")
     q.add_argument("--int8", dest="weights", action="store_const", const="int8",
                    help="read tokens through int8 copies of the weights (the default on a CPU)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
 def _version() -> str:

@@ -117,6 +117,27 @@ async def test_new_conversation_and_restore_on_restart(tiny_model, charchat_home
     assert len(conversations.list_conversations("tiny")) == 2  # the first one is still saved
 
 
+async def test_stop_gives_back_every_unanswered_message(tiny_model, charchat_home,
+                                                       monkeypatch):
+    monkeypatch.setattr(chat_module, "STREAM_INTERVAL", 0.0)
+    preferences.save_sampling("tiny", {"max_new_chars": 100_000, "temperature": 0.0})
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        await send(pilot, "The")  # a long reply: what follows waits for it
+        await wait_for(pilot, lambda: len(screen.query(MessageBubble)[-1].text) >= 3,
+                       what="streamed characters")
+        for text in ("one", "two", "three"):
+            await send(pilot, text)
+        await key(pilot, "escape")
+        await settle(pilot)
+        prompt = screen.query_one("#prompt")
+        assert prompt.value == "one two three" and prompt.cursor_position == len(prompt.value)
+        assert [b[1] for b in bubbles(app) if b[0] == "user"] == ["The"]
+        assert any("did not answer 3 messages" in n.message for n in app._notifications)
+
+
 async def test_typing_before_the_model_is_ready(tiny_model, charchat_home):
     preferences.remember_model("gone")  # deleted since: the app falls back to another model
     app = CharChatApp()

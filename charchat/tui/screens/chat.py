@@ -415,9 +415,16 @@ class ChatScreen(Screen):
         self.queue.clear()
         prompt = self.query_one("#prompt", Input)
         if texts and not prompt.value:
-            prompt.value = texts[-1]
-            self.notify("The model did not answer yet; your message is back in the input.",
-                        severity="warning")
+            # Every unanswered message comes back (one input line: joined, to edit or send).
+            prompt.value = " ".join(texts)
+            prompt.cursor_position = len(prompt.value)
+            self.notify("The model did not answer yet; your message is back in the input."
+                        if len(texts) == 1 else
+                        f"The model did not answer {len(texts)} messages; they are back in the "
+                        "input, joined (↑ recalls them one by one).", severity="warning")
+        elif texts:
+            self.notify(f"{len(texts)} unanswered message(s) left the conversation; ↑ in the "
+                        "input recalls them.", severity="warning")
         self.generating = self.current is not None
 
     # -- actions -------------------------------------------------------------------------------

@@ -138,6 +138,9 @@ def generate_ids(
             model.train()
 
 
+SEED_LIMIT = 2**63  # torch generators take 64-bit seeds; larger ones fail at the first reply
+
+
 @dataclass
 class SamplingSettings:
     """How replies are sampled. Saved per model by the chat front ends."""
@@ -169,6 +172,9 @@ class SamplingSettings:
             raise ValueError(f"quantize must be None or 'int8', got {self.quantize!r}")
         if not isinstance(self.max_new_chars, int) or self.max_new_chars < 1:
             raise ValueError(f"max_new_chars must be a whole number >= 1, got {self.max_new_chars!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                                      or not 0 <= self.seed < SEED_LIMIT):
+            raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {self.seed!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)

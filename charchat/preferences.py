@@ -129,8 +129,10 @@ def check_sampling(values: dict) -> dict:
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 100_000:
                 raise ValueError(f"max reply length must be a whole number from 1 to 100000, got {v!r}")
         elif key == "seed":
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
-                raise ValueError(f"seed must be a whole number or empty, got {v!r}")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)
+                                  or not 0 <= v < 2**63):
+                raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, or empty; "
+                                 f"got {v!r}")
         out[key] = v
     return out
 

@@ -209,11 +209,13 @@ def test_seeded_sampling_is_reproducible():
 
 @pytest.mark.parametrize(
     "bad", [dict(temperature=-0.1), dict(temperature=6), dict(top_k=-1), dict(top_k=1.5),
-            dict(top_p=0), dict(top_p=1.1), dict(max_new_chars=0), dict(max_new_chars=2.0)],
+            dict(top_p=0), dict(top_p=1.1), dict(max_new_chars=0), dict(max_new_chars=2.0),
+            dict(seed=2**63), dict(seed=-1), dict(seed=1.5)],
 )
 def test_sampling_settings_validation(bad):
     with pytest.raises(ValueError):
         SamplingSettings(**bad)
+    SamplingSettings(seed=2**63 - 1)  # the largest seed a generator takes
 
 
 def test_sampling_settings_dict_round_trip():

@@ -119,8 +119,17 @@ async def test_new_conversation_and_restore_on_restart(tiny_model, charchat_home
 
 async def test_stop_gives_back_every_unanswered_message(tiny_model, charchat_home,
                                                        monkeypatch):
+    import time
+
+    from charchat.tui.engine import ChatEngine
+
+    def endless(self, text, cancel, on_saved_error=None):  # a reply that ends only if stopped
+        while not cancel.is_set():
+            time.sleep(0.005)
+            yield "x"
+
+    monkeypatch.setattr(ChatEngine, "stream", endless)
     monkeypatch.setattr(chat_module, "STREAM_INTERVAL", 0.0)
-    preferences.save_sampling("tiny", {"max_new_chars": 100_000, "temperature": 0.0})
     app = CharChatApp()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -387,3 +396,20 @@ async def test_hint_and_input_history(tiny_model, charchat_home):
         await key(pilot, "ctrl+n")
         await settle(pilot)
         assert app.screen.query(".conversation-hint")
+
+
+async def test_a_pasted_text_of_several_lines_arrives_whole(tiny_model, charchat_home):
+    from textual import events
+
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        prompt = app.screen.query_one("#prompt")
+        prompt.post_message(events.Paste("The first line\n\nThe second line\r\nthe third\n"))
+        await settle(pilot)
+        assert prompt.value == "The first line The second line the third"
+        assert any("Pasted 3 lines as one" in n.message for n in app._notifications)
+        prompt.value = ""
+        prompt.post_message(events.Paste("one line\n"))
+        await settle(pilot)
+        assert prompt.value == "one line"

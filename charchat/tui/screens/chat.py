@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Vertical
@@ -50,7 +50,26 @@ def start_model(requested: str | None) -> str | None:
 @dataclass
 class _Pending:
     text: str | None  # None: regenerate
-    bubble: MessageBubble
+    bubble: MessageBubble  # the reply's
+    asked: MessageBubble | None = None  # the message's own
+
+
+class PromptInput(Input):
+    """The message line. A pasted text of several lines arrives whole, its lines joined by
+    spaces (Textual's Input keeps only the first line of a paste)."""
+
+    def _on_paste(self, event: events.Paste) -> None:
+        lines = [line.strip() for line in event.text.splitlines() if line.strip()]
+        if len(lines) > 1:
+            event.prevent_default()  # Input's own handler (first line only) must not run too
+            event.stop()
+            text = " ".join(lines)
+            if self.selection.is_empty:
+                self.insert_text_at_cursor(text)
+            else:
+                self.replace(text, *self.selection)
+            self.app.notify(f"Pasted {len(lines)} lines as one: a message is one line here.",
+                            timeout=3)
 
 
 class ChatScreen(Screen):
@@ -146,7 +165,7 @@ class ChatScreen(Screen):
                     yield Static(id="empty-text")
                     yield Button("Train a model", id="empty-train", variant="primary")
         yield StatusLine(id="chat-status")
-        yield Input(placeholder="Write a message… (Enter sends)", id="prompt")
+        yield PromptInput(placeholder="Write a message… (Enter sends)", id="prompt")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -331,12 +350,12 @@ class ChatScreen(Screen):
 
     def send(self, text: str) -> None:
         self.cleared.discard(self.model_name)  # saved from now on: the latest again
-        self.conversation.add("user", text)
+        asked = self.conversation.add("user", text)
         bubble = self.conversation.add("assistant", author=self.model_name or "", streaming=True)
         if not self.engine.ready:
             bubble.wait("… waiting for the model to load")
         self.conversation.follow()
-        self.queue.append(_Pending(text, bubble))
+        self.queue.append(_Pending(text, bubble, asked))
         self._pump()
 
     def _pump(self) -> None:
@@ -406,12 +425,11 @@ class ChatScreen(Screen):
             return
         texts = []
         for p in self.queue:
-            bubbles = self.conversation.bubbles()
-            i = bubbles.index(p.bubble) if p.bubble in bubbles else -1
-            if i > 0 and p.text is not None:
-                bubbles[i - 1].remove()
+            if p.text is not None:
                 texts.append(p.text)
-            p.bubble.remove()
+            for b in (p.asked, p.bubble):
+                if b is not None:
+                    b.remove()
         self.queue.clear()
         prompt = self.query_one("#prompt", Input)
         if texts and not prompt.value:

@@ -208,6 +208,15 @@ async def test_settings_modal_changes_and_remembers(tiny_model, charchat_home):
         assert type(app.screen).__name__ == "SettingsModal"  # refused, with a message
         assert "temperature" in str(app.screen.query_one("#settings-error").content)
         temp.value = "0.2"
+        for field, value, said in (("top_k", "2.5", "'2.5' is not a whole number"),
+                                   ("temperature", "1e400", "'1e400' is not a finite number"),
+                                   ("seed", "99999999999999999999999", "from 0 to 2**63 - 1")):
+            before = app.screen.query_one(f"#s-{field}").value
+            app.screen.query_one(f"#s-{field}").value = value
+            await pilot.press("enter")
+            assert said in str(app.screen.query_one("#settings-error").content)
+            app.screen.query_one(f"#s-{field}").value = before
+        temp.value = "0.2"
         app.screen.query_one("#s-top_k").value = "5"
         await pilot.press("enter")
         await settle(pilot)

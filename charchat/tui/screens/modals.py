@@ -3,6 +3,7 @@ conversations. Each returns its result through dismiss(); Escape cancels."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -113,13 +114,14 @@ class SettingsModal(Dialog):
                     raise ValueError(f"{label.lower()} is needed")
                 out[key] = None
                 continue
+            whole = key not in ("temperature", "top_p")
             try:
-                if key in ("temperature", "top_p"):
-                    out[key] = float(raw)
-                else:
-                    out[key] = int(raw)
+                out[key] = int(raw) if whole else float(raw)
             except ValueError:
-                raise ValueError(f"{label.lower()}: {raw!r} is not a number") from None
+                kind = "a whole number" if whole else "a number"
+                raise ValueError(f"{label.lower()}: {raw!r} is not {kind}") from None
+            if not whole and not math.isfinite(out[key]):
+                raise ValueError(f"{label.lower()}: {raw!r} is not a finite number")
         return preferences.check_sampling(out)
 
     def action_save(self) -> None:

@@ -422,3 +422,28 @@ async def test_a_pasted_text_of_several_lines_arrives_whole(tiny_model, charchat
         prompt.post_message(events.Paste("one line\n"))
         await settle(pilot)
         assert prompt.value == "one line"
+
+
+async def test_saved_conversations_open_with_ctrl_g(tiny_model, charchat_home, monkeypatch):
+    import time
+
+    for i, text in enumerate(("first chat", "second chat", "third chat")):
+        c = conversations.new("tiny", "prose")
+        c.messages = [{"role": "user", "content": text}, {"role": "assistant", "content": "ok"}]
+        conversations.save(c)
+        time.sleep(0.01)  # newest first, by file time
+    monkeypatch.setattr(chat_module, "HISTORY_LIMIT", 2)
+    app = CharChatApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        modal = app.screen
+        options = modal.query_one("#conversation-options")
+        assert options.option_count == 2  # the newest two
+        hint = " ".join(str(w.content) for w in modal.query(".hint"))
+        assert "The newest 2 are listed; older ones stay in" in hint
+        options.highlighted = 1
+        await pilot.press("enter")
+        await settle(pilot)
+        assert bubbles(app)[0][1] == "second chat"

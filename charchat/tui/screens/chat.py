@@ -47,6 +47,9 @@ def start_model(requested: str | None) -> str | None:
     return None
 
 
+HISTORY_LIMIT = 200  # conversations listed by ctrl+g (reading each file takes time)
+
+
 @dataclass
 class _Pending:
     text: str | None  # None: regenerate
@@ -584,8 +587,8 @@ class ChatScreen(Screen):
                 conv.model = self.model_name
             self.switch_model(conv.model, conv)
 
-        self.app.push_screen(ConversationsModal(conversations.list_conversations(limit=200)),
-                             chosen)
+        items = conversations.list_conversations(limit=HISTORY_LIMIT)
+        self.app.push_screen(ConversationsModal(items, HISTORY_LIMIT), chosen)
 
     # -- models changed elsewhere (models and training screens) -------------------------------
     def on_screen_resume(self) -> None:

@@ -198,9 +198,10 @@ class ModelPickerModal(Dialog):
 class ConversationsModal(Dialog):
     """Saved conversations, newest first; returns the chosen Conversation or None."""
 
-    def __init__(self, items: list) -> None:
+    def __init__(self, items: list, limit: int | None = None) -> None:
         super().__init__()
         self.items = items
+        self.limit = limit  # items were cut at this many, if given
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog picker") as box:
@@ -216,7 +217,13 @@ class ConversationsModal(Dialog):
                 line.append(f"  {c.model}, {len(c.messages)} messages", style="dim")
                 options.append(Option(line, id=str(i)))
             yield OptionList(*options, id="conversation-options")
-            yield Static("Enter opens it (with its model); Escape cancels.", classes="hint")
+            hint = "Enter opens it (with its model); Escape cancels."
+            if self.limit is not None and len(self.items) >= self.limit:
+                from ... import conversations
+
+                hint = (f"The newest {self.limit} are listed; older ones stay in "
+                        f"{conversations.conversations_dir()}. " + hint)
+            yield Static(hint, classes="hint")
 
     def on_mount(self) -> None:
         if self.items:

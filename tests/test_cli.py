@@ -219,16 +219,23 @@ def test_eval_errors(capsys, model, write_file):
     assert code == 1 and "vocabulary lacks" in one_line_error(err) and "'tiny'" in err
 
 
-def test_chat_plain(capsys, model, monkeypatch):
-    monkeypatch.setattr(sys, "stdin", io.StringIO("The dog\n\n   \nA big\n"))
+@pytest.mark.parametrize("data, asked", [
+    (b"The dog\n\n   \nA big\n", ["The dog", "A big"]),  # blank lines are skipped
+    # CRLF line ends, and a byte that is not UTF-8: U+FFFD (a character the model never saw)
+    (b"The dog\r\nA \xff big\r\n", ["The dog", "A \ufffd big"]),
+])
+def test_chat_plain(capsys, model, monkeypatch, data, asked):
+    stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdin", stdin)
     code, out, err = cli(capsys, "chat", "--plain", "--model", "tiny", "--temperature", "0",
                          "--max-chars", "30")
     assert code == 0, err
     session = ChatSession.from_loaded(store.load_model("tiny"),
                                       SamplingSettings(temperature=0, max_new_chars=30))
-    expected = [session.reply("The dog"), session.reply("A big")]
+    expected = [session.reply(text) for text in asked]
     assert out == "".join(r + "\n" for r in expected)
-    assert all(expected)
+    assert all(expected) and "'\\r'" not in err
+    assert ("'\ufffd'" in err) == (b"\xff" in data)  # noted once as never seen
 
 
 @pytest.mark.parametrize("flags", [["--float"], ["--temperature", "0.5", "--top-k", "3"],
@@ -243,20 +250,6 @@ def test_chat_app_refuses_flags_it_would_ignore(capsys, monkeypatch, flags):
     assert flags[0] in one_line_error(err) and "--plain" in err and "ctrl+s" in err
     code, _, _ = cli(capsys, "chat", "--model", "tiny")
     assert code == 0 and opened == ["tiny"]
-
-
-def test_chat_plain_reads_crlf_and_bytes_that_are_not_utf8(capsys, model, monkeypatch):
-    raw = io.BytesIO(b"The dog\r\nA \xff big\r\n")
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(raw, encoding="utf-8", errors="strict"))
-    code, out, err = cli(capsys, "chat", "--plain", "--model", "tiny", "--temperature", "0",
-                         "--max-chars", "30")
-    assert code == 0, err
-    session = ChatSession.from_loaded(store.load_model("tiny"),
-                                      SamplingSettings(temperature=0, max_new_chars=30))
-    # As if typed with plain line ends, the stray byte as U+FFFD (which the model never saw).
-    expected = [session.reply("The dog"), session.reply("A \ufffd big")]
-    assert out == "".join(r + "\n" for r in expected)
-    assert "'\\r'" not in err and "'\ufffd'" in err
 
 
 def test_sample_prompt_with_crlf_and_a_stray_byte(capsys, model):

@@ -216,7 +216,20 @@ def test_eval_errors(capsys, model, write_file):
     assert code == 1 and "needs at least 17" in one_line_error(err)
     bad = write_file("other.txt", "Zebras \u00e9\n" * 50)
     code, _, err = cli(capsys, "eval", "--model", "tiny", bad)
-    assert code == 1 and "vocabulary lacks" in one_line_error(err) and "'tiny'" in err
+    assert code == 1 and "'tiny' never saw: 'Z' (U+005A), '\u00e9' (U+00E9)" in one_line_error(err)
+
+
+def test_eval_scores_the_last_tenth_only(capsys, model, write_file):
+    """A character the model lacks in the first 90% does not matter: it is not scored."""
+    text = pattern_text(6000, seed=3)
+    cut = int(len(text) * 0.9)
+    path = write_file("held_out.txt", "\u00e9" + text[1:cut] + text[cut:])  # same length
+    code, out, err = cli(capsys, "eval", "--model", "tiny", path)
+    assert code == 0, err
+    loaded = store.load_model("tiny")
+    clean = write_file("clean.txt", text)
+    expected = val_loss(loaded.model, load_corpus([clean], tokenizer=loaded.tokenizer).val_ids)
+    assert json.loads(out)["val_loss"] == pytest.approx(expected["val_loss"], abs=1e-6)
 
 
 @pytest.mark.parametrize("data, asked", [

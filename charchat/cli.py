@@ -20,7 +20,13 @@ from .formatting import fmt_time
 
 
 class CLIError(Exception):
-    pass
+    code = 1
+
+
+class UsageError(CLIError):
+    """A command or flag used wrongly (exit status 2, as argparse's own errors)."""
+
+    code = 2
 
 
 def _positive_float(text: str) -> float:
@@ -146,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("corpus", help="'corpus list' shows corpora; 'corpus get NAME' downloads one")
     k.add_argument("action", choices=["list", "get"])
-    k.add_argument("name", nargs="?")
+    k.add_argument("name", nargs="?", help="for get: a name 'corpus list' shows as download")
     k.add_argument("--url", help="download from this mirror instead (the SHA-256 is still checked)")
 
     c = sub.add_parser("chat", help="chat in the terminal")
@@ -236,7 +242,7 @@ def cmd_train(args) -> int:
             raise CLIError(f"cannot resume {name!r}: its corpus paths are not recorded; name them")
     else:
         if not args.paths:
-            raise CLIError("no corpus given: charchat train FILE_OR_FOLDER... (see --help)")
+            raise UsageError("no corpus given: charchat train FILE_OR_FOLDER... (see --help)")
         paths = args.paths
         config = TrainConfig(minutes=args.minutes, max_steps=args.max_steps, **overrides)
         if args.name is not None:  # --name "" is an invalid name, not "pick one for me"
@@ -398,8 +404,8 @@ def _settings_from(args, chars: int | None = None, base: dict | None = None):
         d["quantize"] = None if weights == "float" else "int8"
     try:
         return SamplingSettings(**d)
-    except ValueError as e:
-        raise CLIError(str(e)) from None
+    except ValueError as e:  # the flags' values: the base was checked when it was saved
+        raise UsageError(str(e)) from None
 
 
 def _load(name: str | None, device: str):
@@ -497,14 +503,14 @@ def cmd_models(args) -> int:
 
     if args.action == "rm":
         if len(args.args) != 1:
-            raise CLIError("usage: charchat models rm NAME")
+            raise UsageError("usage: charchat models rm NAME")
         path = store.remove_model(args.args[0])
         preferences.forget_model(args.args[0])  # else the next bare `sample` asks for it
         print(f"deleted {args.args[0]} ({path})")
         return 0
     if args.action == "rename":
         if len(args.args) != 2:
-            raise CLIError("usage: charchat models rename OLD NEW")
+            raise UsageError("usage: charchat models rename OLD NEW")
         store.rename_model(*args.args)
         preferences.rename_model(*args.args)
         conversations.rename_model(*args.args)  # the app's saved chats go with it
@@ -545,13 +551,15 @@ def cmd_corpus(args) -> int:
     from . import catalog
 
     if args.action == "list":
+        if args.name or args.url:
+            raise UsageError("usage: charchat corpus list (no name: it lists them all)")
         for e in catalog.list_corpora():
             where = str(e.path) if e.path else ("not downloaded: charchat corpus get " + e.name
                                                  if e.kind == "download" else "not generated")
             print(f"{e.name:<16} {e.kind:<9} {e.description}\n{'':<27}{where}")
         return 0
     if not args.name:
-        raise CLIError("usage: charchat corpus get NAME (see 'charchat corpus list')")
+        raise UsageError("usage: charchat corpus get NAME (see 'charchat corpus list')")
 
     def progress(done: int, total: int) -> None:
         if sys.stderr.isatty():
@@ -669,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
         return handlers[args.command](args)
     except (CLIError, StoreError) as e:
         print(f"charchat: error: {e}", file=sys.stderr)
-        return 1
+        return getattr(e, "code", 1)
     except KeyboardInterrupt:
         print("charchat: interrupted", file=sys.stderr)
         return 130

@@ -171,7 +171,7 @@ def test_models_rm_and_rename(capsys, model):
     code, _, err = cli(capsys, "models", "rm", "other")
     assert code == 1 and "no model named 'other'" in one_line_error(err)
     code, _, err = cli(capsys, "models", "rm")
-    assert code == 1 and "usage" in one_line_error(err)
+    assert code == 2 and "usage" in one_line_error(err)
 
 
 def test_sample(capsys, model):
@@ -308,11 +308,15 @@ def test_existing_name(capsys, model):
         (["sample", "--model", "tiny", "--temperature", "9"], "temperature"),
         (["chat", "--plain", "--model", "nobody"], "no model named"),
         (["train", "--resume", "nobody"], "no model named"),
+        (["corpus", "get"], "usage: charchat corpus get NAME"),
+        (["corpus", "list", "extra"], "usage: charchat corpus list"),
     ],
 )
 def test_errors_are_one_line(capsys, model, args, message):
     code, out, err = cli(capsys, *args)
-    assert code == 1 and message in one_line_error(err)
+    # Bad usage (a missing argument, a flag's value out of range) exits 2, as argparse does.
+    usage = message in ("no corpus given", "temperature") or message.startswith("usage")
+    assert code == (2 if usage else 1) and message in one_line_error(err)
 
 
 def test_a_negative_weight_decay_is_refused_before_anything_is_written(capsys, model,

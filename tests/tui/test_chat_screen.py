@@ -447,3 +447,14 @@ async def test_saved_conversations_open_with_ctrl_g(tiny_model, charchat_home, m
         await pilot.press("enter")
         await settle(pilot)
         assert bubbles(app)[0][1] == "second chat"
+
+
+async def test_a_status_too_long_for_the_screen_ends_in_an_ellipsis(charchat_home):
+    app = CharChatApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        await settle(pilot)
+        status = app.screen.query_one("#chat-status")
+        status.set("ready · temperature 0.7, top-k 20, top-p 0.95, max 1000 chars, seed 42")
+        await pilot.pause()
+        line = status.render_line(0).text.rstrip()
+        assert line.endswith("…") and len(line) <= 60

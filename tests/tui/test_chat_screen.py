@@ -443,7 +443,22 @@ async def test_saved_conversations_open_with_ctrl_g(tiny_model, charchat_home, m
         assert options.option_count == 2  # the newest two
         hint = " ".join(str(w.content) for w in modal.query(".hint"))
         assert "The newest 2 are listed; older ones stay in" in hint
-        options.highlighted = 1
+        # d deletes the highlighted one, after asking (Cancel is focused: Enter keeps it).
+        options.highlighted = 0
+        await pilot.press("d")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "ConfirmModal"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert len(conversations.list_conversations()) == 3
+        await pilot.press("d")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert [c.title for c in conversations.list_conversations()] == ["second chat",
+                                                                        "first chat"]
+        assert options.option_count == 1
+        options.highlighted = 0
         await pilot.press("enter")
         await settle(pilot)
         assert bubbles(app)[0][1] == "second chat"

@@ -196,7 +196,10 @@ class ModelPickerModal(Dialog):
 
 
 class ConversationsModal(Dialog):
-    """Saved conversations, newest first; returns the chosen Conversation or None."""
+    """Saved conversations, newest first; returns the chosen Conversation or None. d deletes
+    the highlighted one (after asking)."""
+
+    BINDINGS = [Binding("d", "delete", "Delete")]
 
     def __init__(self, items: list, limit: int | None = None) -> None:
         super().__init__()
@@ -217,7 +220,7 @@ class ConversationsModal(Dialog):
                 line.append(f"  {c.model}, {len(c.messages)} messages", style="dim")
                 options.append(Option(line, id=str(i)))
             yield OptionList(*options, id="conversation-options")
-            hint = "Enter opens it (with its model); Escape cancels."
+            hint = "Enter opens it (with its model); d deletes it; Escape cancels."
             if self.limit is not None and len(self.items) >= self.limit:
                 from ... import conversations
 
@@ -232,6 +235,29 @@ class ConversationsModal(Dialog):
     @on(OptionList.OptionSelected)
     def _chosen(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(self.items[int(event.option.id)])
+
+    def action_delete(self) -> None:
+        if not self.items:
+            return
+        options = self.query_one(OptionList)
+        if options.highlighted is None:
+            return
+        option = options.get_option_at_index(options.highlighted)
+        conv = self.items[int(option.id)]
+
+        def answer(yes: bool | None) -> None:
+            if not yes:
+                return
+            from ... import conversations
+
+            conversations.delete(conv.id)
+            options.remove_option(option.id)
+            self.notify(f"Deleted the conversation {conv.title!r}.", timeout=3)
+
+        self.app.push_screen(ConfirmModal(
+            "Delete conversation",
+            f"Delete {conv.title!r} ({len(conv.messages)} messages, {conv.model})? It cannot "
+            "be undone.", yes="Delete", danger=True), answer)
 
 
 class RenameModal(Dialog):

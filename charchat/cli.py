@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="generate text from a model (streams to stdout)")
     s.add_argument("--model", default=None, help="model name or folder (default: last used)")
     s.add_argument("--prompt", default="", help="text to continue")
-    s.add_argument("--chars", type=_positive_int, default=500, help="characters to generate (a turn marker of a dialogue model counts as one)")
+    s.add_argument("--chars", type=_positive_int, default=500,
+                   help="characters to generate (a turn marker of a dialogue model counts as one)")
     _add_sampling(s)
 
     e = sub.add_parser("eval", help="validation loss of a model on the last 10%% of a file")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -147,8 +148,13 @@ def fetch(
                 "refusing the file"
             )
         os.replace(tmp, dest)
-        for stale in dest.parent.glob(f".{d.filename}.*.part"):  # from killed downloads
-            stale.unlink(missing_ok=True)
+        for part in dest.parent.glob(f".{d.filename}.*.part"):
+            # Left by a killed download: untouched for an hour (one still running writes on).
+            try:
+                if time.time() - part.stat().st_mtime > 3600:
+                    part.unlink()
+            except OSError:
+                pass
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -4,6 +4,7 @@ served from a local HTTP server on 127.0.0.1."""
 import hashlib
 import http.server
 import threading
+import time
 
 import pytest
 
@@ -98,14 +99,17 @@ def test_a_download_is_an_ordinary_file_and_clears_killed_ones(server, entry):
 
     d = catalog.corpora_dir()
     d.mkdir(parents=True)
-    (d / ".sample.txt.abc123.part").write_bytes(b"left by a killed download")
+    killed = d / ".sample.txt.abc123.part"
+    killed.write_bytes(b"left by a killed download")
+    os.utime(killed, (time.time() - 7200, time.time() - 7200))
+    (d / ".sample.txt.def456.part").write_bytes(b"another download, still running")
     old = os.umask(0o022)
     try:
         path = catalog.fetch("sample", url=f"{server}/good.txt")
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
-    assert sorted(p.name for p in d.iterdir()) == ["sample.txt"]
+    assert sorted(p.name for p in d.iterdir()) == [".sample.txt.def456.part", "sample.txt"]
 
 
 def test_list_shows_only_a_verified_copy(server, entry, capsys):

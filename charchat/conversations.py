@@ -144,9 +144,10 @@ def latest(model: str | None = None) -> Conversation | None:
 
 
 def delete(conv_id: str) -> None:
+    """Delete a saved conversation (gone already is fine). Raises OSError if it cannot be."""
     try:
         os.unlink(path_for(conv_id))
-    except (OSError, ValueError):
+    except FileNotFoundError:
         pass
 
 

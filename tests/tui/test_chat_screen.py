@@ -210,7 +210,7 @@ async def test_settings_modal_changes_and_remembers(tiny_model, charchat_home):
         temp.value = "0.2"
         for field, value, said in (("top_k", "2.5", "'2.5' is not a whole number"),
                                    ("temperature", "1e400", "'1e400' is not a finite number"),
-                                   ("seed", "99999999999999999999999", "from 0 to 2**63 - 1")):
+                                   ("seed", "99999999999999999999999", "from -2**63 to 2**64 - 1")):
             before = app.screen.query_one(f"#s-{field}").value
             app.screen.query_one(f"#s-{field}").value = value
             await pilot.press("enter")
@@ -418,10 +418,11 @@ async def test_a_pasted_text_of_several_lines_arrives_whole(tiny_model, charchat
         await settle(pilot)
         assert prompt.value == "The first line The second line the third"
         assert any("Pasted 3 lines as one" in n.message for n in app._notifications)
-        prompt.value = ""
-        prompt.post_message(events.Paste("one line\n"))
-        await settle(pilot)
-        assert prompt.value == "one line"
+        for pasted in ("one line\n", "\none line\n", "\r\n  one line"):
+            prompt.value = ""
+            prompt.post_message(events.Paste(pasted))
+            await settle(pilot)
+            assert prompt.value == "one line", repr(pasted)
 
 
 async def test_saved_conversations_open_with_ctrl_g(tiny_model, charchat_home, monkeypatch):
@@ -458,6 +459,9 @@ async def test_saved_conversations_open_with_ctrl_g(tiny_model, charchat_home, m
         assert [c.title for c in conversations.list_conversations()] == ["second chat",
                                                                         "first chat"]
         assert options.option_count == 1
+        # It was the one open in chat: the chat starts afresh, and does not save it again.
+        chat = app.chat_screen
+        assert not chat.query(MessageBubble) and app.engine.session.messages == []
         options.highlighted = 0
         await pilot.press("enter")
         await settle(pilot)

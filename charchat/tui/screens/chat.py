@@ -63,16 +63,20 @@ class PromptInput(Input):
 
     def _on_paste(self, event: events.Paste) -> None:
         lines = [line.strip() for line in event.text.splitlines() if line.strip()]
-        if len(lines) > 1:
-            event.prevent_default()  # Input's own handler (first line only) must not run too
+        if "\n" in event.text.strip(" \t") or "\r" in event.text.strip(" \t"):
+            # Input's own handler (the first line only, even a blank one) must not run too.
+            event.prevent_default()
             event.stop()
+            if not lines:
+                return
             text = " ".join(lines)
             if self.selection.is_empty:
                 self.insert_text_at_cursor(text)
             else:
                 self.replace(text, *self.selection)
-            self.app.notify(f"Pasted {len(lines)} lines as one: a message is one line here.",
-                            timeout=3)
+            if len(lines) > 1:
+                self.app.notify(f"Pasted {len(lines)} lines as one: a message is one line here.",
+                                timeout=3)
 
 
 class ChatScreen(Screen):
@@ -423,7 +427,7 @@ class ChatScreen(Screen):
         self.notify(msg.text, severity=msg.severity, title=msg.title, timeout=8)
 
     def _drop_queue(self) -> None:
-        """Unsent messages leave the view; the newest goes back into the input."""
+        """Unsent messages leave the view; their texts go back into the input (if empty)."""
         if not self.queue:
             return
         texts = []
@@ -587,13 +591,21 @@ class ChatScreen(Screen):
                 conv.model = self.model_name
             self.switch_model(conv.model, conv)
 
-        items = conversations.list_conversations(limit=HISTORY_LIMIT)
-        self.app.push_screen(ConversationsModal(items, HISTORY_LIMIT), chosen)
+        items = conversations.list_conversations(limit=HISTORY_LIMIT + 1)
+        more = len(items) > HISTORY_LIMIT
+        self.app.push_screen(ConversationsModal(items[:HISTORY_LIMIT], more), chosen)
 
     # -- models changed elsewhere (models and training screens) -------------------------------
     def on_screen_resume(self) -> None:
         if self.state == "empty":
             self.open_model(None)  # a model may have been trained meanwhile
+
+    def conversation_deleted(self, conv_id: str) -> None:
+        """A saved conversation was deleted (ctrl+g list): if it is the one open here, the
+        chat starts a new one, or the next message would save it again, whole."""
+        current = self.engine.conversation
+        if current is not None and current.id == conv_id:
+            self.action_new_conversation()
 
     def model_removed(self, name: str) -> None:
         if name == self.model_name:

@@ -201,10 +201,10 @@ class ConversationsModal(Dialog):
 
     BINDINGS = [Binding("d", "delete", "Delete")]
 
-    def __init__(self, items: list, limit: int | None = None) -> None:
+    def __init__(self, items: list, more: bool = False) -> None:
         super().__init__()
         self.items = items
-        self.limit = limit  # items were cut at this many, if given
+        self.more = more  # older conversations exist beyond these
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog picker") as box:
@@ -221,10 +221,10 @@ class ConversationsModal(Dialog):
                 options.append(Option(line, id=str(i)))
             yield OptionList(*options, id="conversation-options")
             hint = "Enter opens it (with its model); d deletes it; Escape cancels."
-            if self.limit is not None and len(self.items) >= self.limit:
+            if self.more:
                 from ... import conversations
 
-                hint = (f"The newest {self.limit} are listed; older ones stay in "
+                hint = (f"The newest {len(self.items)} are listed; older ones stay in "
                         f"{conversations.conversations_dir()}. " + hint)
             yield Static(hint, classes="hint")
 
@@ -250,9 +250,16 @@ class ConversationsModal(Dialog):
                 return
             from ... import conversations
 
-            conversations.delete(conv.id)
+            try:
+                conversations.delete(conv.id)
+            except (OSError, ValueError) as e:
+                self.notify(f"Not deleted: {e}", severity="error")
+                return
             options.remove_option(option.id)
             self.notify(f"Deleted the conversation {conv.title!r}.", timeout=3)
+            chat = getattr(self.app, "chat_screen", None)
+            if chat is not None:
+                chat.conversation_deleted(conv.id)
 
         self.app.push_screen(ConfirmModal(
             "Delete conversation",

@@ -138,7 +138,8 @@ def generate_ids(
             model.train()
 
 
-SEED_LIMIT = 2**63  # torch generators take 64-bit seeds; larger ones fail at the first reply
+# torch generators take seeds from -2**63 to 2**64 - 1; others fail at the first reply.
+SEED_RANGE = range(-2**63, 2**64)
 
 
 @dataclass
@@ -173,8 +174,9 @@ class SamplingSettings:
         if not isinstance(self.max_new_chars, int) or self.max_new_chars < 1:
             raise ValueError(f"max_new_chars must be a whole number >= 1, got {self.max_new_chars!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
-                                      or not 0 <= self.seed < SEED_LIMIT):
-            raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {self.seed!r}")
+                                      or self.seed not in SEED_RANGE):
+            raise ValueError(f"seed must be a whole number from -2**63 to 2**64 - 1, "
+                             f"got {self.seed!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -130,9 +130,9 @@ def check_sampling(values: dict) -> dict:
                 raise ValueError(f"max reply length must be a whole number from 1 to 100000, got {v!r}")
         elif key == "seed":
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)
-                                  or not 0 <= v < 2**63):
-                raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, or empty; "
-                                 f"got {v!r}")
+                                  or not -2**63 <= v < 2**64):  # a torch generator's range
+                raise ValueError(f"seed must be a whole number from -2**63 to 2**64 - 1, or "
+                                 f"empty; got {v!r}")
         out[key] = v
     return out
 

@@ -210,12 +210,13 @@ def test_seeded_sampling_is_reproducible():
 @pytest.mark.parametrize(
     "bad", [dict(temperature=-0.1), dict(temperature=6), dict(top_k=-1), dict(top_k=1.5),
             dict(top_p=0), dict(top_p=1.1), dict(max_new_chars=0), dict(max_new_chars=2.0),
-            dict(seed=2**63), dict(seed=-1), dict(seed=1.5)],
+            dict(seed=2**64), dict(seed=-2**63 - 1), dict(seed=1.5)],
 )
 def test_sampling_settings_validation(bad):
     with pytest.raises(ValueError):
         SamplingSettings(**bad)
-    SamplingSettings(seed=2**63 - 1)  # the largest seed a generator takes
+    for seed in (-2**63, -1, 2**64 - 1):  # a generator's whole range
+        torch.Generator().manual_seed(SamplingSettings(seed=seed).seed)
 
 
 def test_sampling_settings_dict_round_trip():

@@ -77,7 +77,7 @@ def test_sampling_per_model(charchat_home):
     ({"top_p": 1.5}, "top-p"),
     ({"max_new_chars": 0}, "max reply length"),
     ({"seed": "x"}, "seed"),
-    ({"seed": 10**23}, "seed must be a whole number from 0 to 2\\*\\*63 - 1"),
+    ({"seed": 10**23}, "seed must be a whole number from -2\\*\\*63 to 2\\*\\*64 - 1"),
 ])
 def test_bad_sampling_values(values, message):
     with pytest.raises(ValueError, match=message):

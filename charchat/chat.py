@@ -237,13 +237,14 @@ def unknown_list(text: str, unknown: set[str], limit: int = 8) -> str:
 _MARKERS = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
 
 
-def prompt_ids(tok: CharTokenizer, text: str) -> tuple[list[int], set[str]]:
+def prompt_ids(tok: CharTokenizer, text: str, turns: bool = False) -> tuple[list[int], set[str]]:
     """Ids to continue `text` from (never empty), and the characters the model never saw.
-    Turn markers written out (<|user|>, <|assistant|>, <|system|>, <|end|>, as `charchat
-    sample` prints them for dialogue models) are the turn tokens themselves."""
+    With turns (a dialogue model), turn markers written out (<|user|>, <|assistant|>,
+    <|system|>, <|end|>, as `charchat sample` prints them) are the turn tokens themselves; a
+    prose model never trained on those tokens, so for it they are plain characters."""
     ids: list[int] = []
     unknown: set[str] = set()
-    for piece in _MARKERS.split(text):
+    for piece in _MARKERS.split(text) if turns else [text]:
         if piece in tok.special_ids:
             ids.append(tok.special_ids[piece])
         elif piece:
@@ -257,7 +258,7 @@ def sample(loaded, prompt: str = "", chars: int = 200, **settings) -> str:
     """Continue prompt with a loaded model (charchat.load_model) and return the text."""
     s = SamplingSettings(max_new_chars=chars, **settings)
     tok = loaded.tokenizer
-    ids, _ = prompt_ids(tok, prompt)
+    ids, _ = prompt_ids(tok, prompt, turns=loaded.kind != "prose")
     dev = loaded.model.lm_head.weight.device
     from .device import pick_device
 

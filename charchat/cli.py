@@ -220,7 +220,7 @@ def cmd_train(args) -> int:
     if args.resume:
         name, folder = store.resolve(args.resume)
         if args.name is not None and args.name != name:
-            raise CLIError(f"--name cannot be used with --resume: {name!r} goes on under its "
+            raise UsageError(f"--name cannot be used with --resume: {name!r} goes on under its "
                            "own name (charchat models rename changes it)")
         out_dir = folder
         saved = store.read_train_args(folder)
@@ -247,7 +247,10 @@ def cmd_train(args) -> int:
         paths = args.paths
         config = TrainConfig(minutes=args.minutes, max_steps=args.max_steps, **overrides)
         if args.name is not None:  # --name "" is an invalid name, not "pick one for me"
-            name = store.check_name(args.name)
+            try:
+                name = store.check_name(args.name)
+            except store.StoreError as e:
+                raise UsageError(str(e)) from None
             if (store.models_dir() / name / store.WEIGHTS).exists():
                 raise CLIError(
                     f"a model named {name!r} already exists; use --resume {name} to continue it, "
@@ -439,7 +442,7 @@ def cmd_sample(args) -> int:
     loaded, dev = _load(args.model, args.device)
     tok = loaded.tokenizer
     prompt = _clean_text(args.prompt)
-    ids, unknown = prompt_ids(tok, prompt)
+    ids, unknown = prompt_ids(tok, prompt, turns=loaded.kind != "prose")
     if unknown:
         print(f"charchat: note: the model never saw {unknown_list(prompt, unknown)}; "
               "replaced or left out", file=sys.stderr)

@@ -262,7 +262,9 @@ def test_prompt_ids_read_written_out_turn_markers():
     from charchat.chat import prompt_ids
     from charchat.tokenizer import ASSISTANT, END, USER
 
-    got, unknown = prompt_ids(TOK, f"{USER}hi{END}{ASSISTANT}")
+    got, unknown = prompt_ids(TOK, f"{USER}hi{END}{ASSISTANT}", turns=True)
     assert got == [TOK.user_id, *ids("hi"), TOK.end_id, TOK.assistant_id] and not unknown
+    got, unknown = prompt_ids(TOK, f"{END}hi")  # a prose model: plain characters
+    assert TOK.end_id not in got and {"<", "|", ">"} <= unknown
     got, unknown = prompt_ids(TOK, "<|user hi")  # not a whole marker: plain characters
     assert "<" in unknown or "|" in unknown

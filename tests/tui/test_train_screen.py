@@ -272,15 +272,14 @@ async def test_a_corpus_too_short_for_the_context_is_flagged_before_starting(tmp
         await settle(pilot)
         assert screen.state == "idle" and "corpus too short" in screen.status.text
         # A context that fits clears it, without reading the corpus again.
-        await pilot.pause(0.6)  # the check queued when the path was typed has run
+        # (open_training checks at once; typing the path queued a second check.)
+        await wait_for(pilot, lambda: screen.req == 2, what="the queued corpus check")
         await settle(pilot)
-        req = screen.req
         fill(screen, block_size="8")
-        await pilot.pause(0.6)
-        await settle(pilot)
-        summary = str(screen.query_one("#corpus-summary").content)
-        assert summary.startswith("✓") and screen.req == req
-        assert screen.status.level != "error" and "Ready" in screen.status.text
+        await wait_for(pilot, lambda: str(screen.query_one("#corpus-summary").content)
+                       .startswith("✓") and "Ready" in screen.status.text,
+                       what="the warning cleared")
+        assert screen.req == 2 and screen.status.level != "error"
 
 
 async def test_a_run_that_fails_to_start_points_at_the_field(tiny_corpus, charchat_home):

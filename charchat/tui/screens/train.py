@@ -284,6 +284,8 @@ class TrainScreen(Screen):
 
     def _check_corpus(self) -> None:
         self.req += 1
+        # Forget the last result: a length check meanwhile must not show it for these paths.
+        self.summary = None
         self.corpus_error = self.length_error = None
         summary_w = self.query_one("#corpus-summary", Static)
         try:

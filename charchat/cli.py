@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -47,6 +48,13 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return v
+
+
+def _device_name(text: str) -> str:
+    """The form of --device (whether it is there is checked when it is used)."""
+    if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text.strip().lower()):
+        return text.strip().lower()
+    raise argparse.ArgumentTypeError(f"unknown device {text!r}: use {DEVICE_HELP}")
 
 
 def _optimizer_name(text: str) -> str:
@@ -106,7 +114,7 @@ HYPER = [
     ("--patience", "patience", _positive_int, "evaluations without improvement before stopping"),
     ("--min-delta", "min_delta", _finite_float, "smallest val-loss drop that counts as improvement"),
     ("--seed", "seed", int, "random seed"),
-    ("--device", "device", str, DEVICE_HELP),
+    ("--device", "device", _device_name, DEVICE_HELP),
 ]
 
 
@@ -144,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="validation loss of a model on the last 10%% of a file")
     e.add_argument("--model", required=True, help="model name or folder")
     e.add_argument("file", help="text file (its last 10%% is evaluated)")
-    e.add_argument("--device", default="auto", help=DEVICE_HELP)
+    e.add_argument("--device", default="auto", type=_device_name, help=DEVICE_HELP)
 
     m = sub.add_parser("models", help="list saved models; 'models rm NAME' deletes one")
     m.add_argument("action", nargs="?", choices=["list", "rm", "rename"], default="list")
@@ -174,7 +182,7 @@ def _add_sampling(p: argparse.ArgumentParser) -> None:
                    help="read tokens through the exact float weights (slower on a CPU)")
     q.add_argument("--int8", dest="weights", action="store_const", const="int8",
                    help="read tokens through int8 copies of the weights (the default on a CPU)")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--device", default="auto", type=_device_name, help=DEVICE_HELP)
 
 
 def _version() -> str:

@@ -338,6 +338,8 @@ def test_no_model_at_all(capsys, monkeypatch, tmp_path):
                                   ["train", "x", "--minutes", "1", "--max-steps", "2"],
                                   ["train", "x", "--optimizer", "sgd"], ["frobnicate"],
                                   ["train", "x", "--min-lr", "nan"],
+                                  ["sample", "--device", "bogus"],
+                                  ["train", "x", "--device", "gpu"],
                                   ["train", "x", "--weight-decay", "inf"]])
 def test_bad_usage_exits_2(capsys, args):
     with pytest.raises(SystemExit) as info:

@@ -339,7 +339,11 @@ def cmd_train(args) -> int:
                 if m := ITER_RE.match(line):
                     iters.append((int(m[1]), float(m[2]), float(m[3])))
                 elif m := EVAL_RE.match(line):
-                    evals.append({"iter": int(m[1]), "train_loss": float(m[2]), "val_loss": float(m[3])})
+                    # When each eval was printed: wall time since the process started (start-up
+                    # and compile included), and the sum of the iteration times before it.
+                    evals.append({"iter": int(m[1]), "train_loss": float(m[2]), "val_loss": float(m[3]),
+                                  "elapsed_s": round(time.perf_counter() - t0, 2),
+                                  "iter_s": round(sum(ms for _, _, ms in iters) / 1000, 2)})
             rc = proc.wait()
         wall = time.perf_counter() - t0
     if rc != 0:

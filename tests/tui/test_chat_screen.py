@@ -227,7 +227,6 @@ async def test_settings_modal_changes_and_remembers(tiny_model, charchat_home):
         assert "temperature 0.2" in app.screen.query_one("#chat-status").text
 
 
-
 async def test_a_models_own_sampling_is_used_and_is_what_defaults_restores(tiny_model, charchat_home):
     from charchat import store
 

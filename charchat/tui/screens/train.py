@@ -452,9 +452,8 @@ class TrainScreen(Screen):
                 raise FormError(str(e), "name") from None
         overrides = {}
         for flag, dest, parse, _ in ADVANCED:
-            field = self.query_one(f"#adv-{dest}", Input)
-            raw = field.value.strip()
-            if field.disabled or not raw or raw == self.auto.get(dest):
+            raw = self._user_value(dest)
+            if raw is None:
                 continue
             try:
                 overrides[dest] = parse(raw)
@@ -465,6 +464,13 @@ class TrainScreen(Screen):
         return TrainSpec(paths=paths, name=name, minutes=minutes, max_steps=max_steps,
                          preset=str(self.query_one("#preset", Select).value),
                          overrides=overrides, resume=bool(self.resume_name))
+
+    def _user_value(self, dest: str) -> str | None:
+        """What the user typed in an advanced field, or None where it is empty, disabled or
+        still the default filled in."""
+        field = self.query_one(f"#adv-{dest}", Input)
+        raw = field.value.strip()
+        return None if field.disabled or not raw or raw == self.auto.get(dest) else raw
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -573,8 +579,8 @@ class TrainScreen(Screen):
     def _progress(self, msg: Progress) -> None:
         if self.app.screen is not self:
             # A dialog is over this screen (quit, leave, help, palette). Redrawing behind it
-            # costs the app enough to slow the training thread (tokens/s fell from ~30k to
-            # 18-22k with the quit dialog open): hold the updates until the screen shows.
+            # costs the app enough to slow the training thread (tokens/s fell from 30-38k to
+            # 18-23k with the quit dialog open, two runs): hold the updates until it shows.
             self._held = msg.batch if self._held is None else self._held.merge(msg.batch)
             return
         self._show_progress(msg.batch)
@@ -676,8 +682,7 @@ class TrainScreen(Screen):
         """After a failed start: the cursor goes to the field the message names, else to the
         corpus (the usual culprit), so the fix can be typed at once."""
         changed = {f"adv-{dest}" for _, dest, _, _ in ADVANCED
-                   if self.query_one(f"#adv-{dest}", Input).value.strip()
-                   not in ("", self.auto.get(dest, ""))}
+                   if self._user_value(dest) is not None}
         field = field_at_fault(error, changed) or ("paths" if "corpus" in error
                                                    or not self.started else None)
         if field is None:

@@ -194,6 +194,16 @@ def _version() -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def _refuse_if_busy(name: str, folder: Path) -> None:
+    """Refuse a run under a name another run is training: said before the corpus is read
+    (seconds, for a big one), not after. The trainer's lock is what enforces it."""
+    from . import locking
+
+    pid = locking.holder(folder)
+    if pid is not None:
+        raise CLIError(locking.busy_message(name, pid))
+
+
 def cmd_train(args) -> int:
     from rich.console import Console
 
@@ -231,6 +241,7 @@ def cmd_train(args) -> int:
             raise UsageError(f"--name cannot be used with --resume: {name!r} goes on under its "
                            "own name (charchat models rename changes it)")
         out_dir = folder
+        _refuse_if_busy(name, folder)
         saved = store.read_train_args(folder)
         try:
             tokenizer = CharTokenizer.from_json((folder / "tokenizer.json").read_text())
@@ -259,6 +270,7 @@ def cmd_train(args) -> int:
                 name = store.check_name(args.name)
             except store.StoreError as e:
                 raise UsageError(str(e)) from None
+            _refuse_if_busy(name, store.models_dir() / name)
             if (store.models_dir() / name / store.WEIGHTS).exists():
                 raise CLIError(
                     f"a model named {name!r} already exists; use --resume {name} to continue it, "

@@ -10,6 +10,7 @@ Layout under the data folder (platformdirs' user data dir, or $CHARCHAT_HOME):
     models/NAME/meta.json       best val loss, step, parameters, dates (for quick listing)
     models/NAME/metrics.jsonl   one JSON line per logged step and evaluation
     models/NAME/state.pt        the latest training state, for --resume
+    models/NAME/.lock           locked by the run training it (see charchat.locking)
     cache/                      encoded corpora
 
 Every file is written atomically: to a temporary file in the same folder, flushed and fsynced,
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import locking
 from .tokenizer import CharTokenizer, TokenizerError
 
 if TYPE_CHECKING:  # torch is imported on first use, so that listing models stays instant
@@ -335,6 +337,9 @@ def _no_such_model(name: str, verb: str | None = None) -> str:
     """The error for a name with no saved model; verb says what was asked of it."""
     if verb and name == BUNDLED_NAME and (bundled_dir() / WEIGHTS).exists():
         return f"{name!r} is the model that comes with charchat: it cannot be {verb}"
+    pid = locking.holder(models_dir() / name)
+    if pid is not None:  # a new run, before its first evaluation
+        return f"{locking.being_trained(name, pid)} and has not saved a model yet"
     # The bundled model counts: `charchat models` lists it, and so should this message.
     known = ", ".join(m.name for m in list_models(include_bundled=True)) or "none saved yet"
     return f"no model named {name!r} (models: {known})"
@@ -437,13 +442,35 @@ def list_models(include_bundled: bool = False) -> list[ModelInfo]:
     return out
 
 
+def _locked_for(d: Path, name: str, verb: str) -> "locking.FolderLock":
+    """The model folder's lock (see charchat.locking), held while it is deleted or renamed, so
+    that neither happens under a training run that is writing to it."""
+    try:
+        return locking.acquire(d, create=False)
+    except locking.FolderBusy as e:
+        raise StoreError(
+            f"{locking.being_trained(name, e.pid)}; stop that run before it can be {verb}"
+        ) from None
+    except FileNotFoundError:
+        raise StoreError(_no_such_model(name, verb)) from None
+
+
+def _unheld_on_windows(lock: "locking.FolderLock") -> "locking.FolderLock":
+    """Windows cannot rename a folder while a file in it is open: there the lock only checks
+    that no run holds it, and is let go before the rename."""
+    if os.name == "nt":
+        lock.release()
+    return lock
+
+
 def remove_model(name: str) -> Path:
     d = model_dir(name)
     if not (d / WEIGHTS).exists() and not d.is_dir():
         raise StoreError(_no_such_model(name, "deleted"))
-    # Rename first, so that a half-deleted folder never looks like a model.
-    trash = d.with_name(f".deleting-{name}-{int(time.time() * 1000)}")
-    os.replace(d, trash)
+    with _unheld_on_windows(_locked_for(d, name, "deleted")):
+        # Rename first, so that a half-deleted folder never looks like a model.
+        trash = d.with_name(f".deleting-{name}-{int(time.time() * 1000)}")
+        os.replace(d, trash)
     shutil.rmtree(trash, ignore_errors=True)
     return d
 
@@ -454,7 +481,8 @@ def rename_model(old: str, new: str) -> Path:
         raise StoreError(_no_such_model(old, "renamed"))
     if dst.exists():
         raise StoreError(f"a model named {new!r} already exists")
-    os.replace(src, dst)
+    with _unheld_on_windows(_locked_for(src, old, "renamed")):
+        os.replace(src, dst)
     return dst
 
 

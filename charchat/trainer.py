@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import store
+from . import locking, store
 from .adamw import AdamW
 from .allocator import keep_freed_memory
 from .batches import WindowSampler
@@ -580,7 +580,12 @@ class Trainer:
     # -----------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         self._metrics = None
-        fresh = not self.resume and not self.folder.exists()
+        # A folder this run creates is removed again if the run saves no model.
+        fresh = not self.folder.exists()
+        try:
+            lock = locking.acquire(self.folder)
+        except locking.FolderBusy as e:
+            raise TrainingError(locking.busy_message(self.name, e.pid)) from None
         try:
             return self._run()
         except (torch.OutOfMemoryError, MemoryError):
@@ -596,6 +601,7 @@ class Trainer:
                 self._metrics = None
             if fresh:
                 self._discard_if_no_model()
+            lock.release()
 
     def _discard_if_no_model(self) -> None:
         """A new run that ends (or fails) before saving a model leaves no folder behind: a
@@ -603,8 +609,9 @@ class Trainer:
         would be taken."""
         if (self.folder / store.WEIGHTS).exists():
             return
+        # The lock file goes too, while this run still holds it (see charchat.locking).
         for f in ("config.json", "tokenizer.json", "train_args.json", "corpus.json",
-                  "metrics.jsonl", store.STATE):
+                  "metrics.jsonl", store.STATE, locking.LOCK_FILE):
             (self.folder / f).unlink(missing_ok=True)
         try:
             self.folder.rmdir()  # only if nothing else is in it

@@ -408,3 +408,42 @@ def test_train_into_a_pipe_that_closes_stops_cleanly(write_file, charchat_home):
     assert err.decode().startswith("charchat: output closed: training stopped at step ")
     folder = charchat_home / "models" / "story"
     assert (folder / "model.pt").exists() and (folder / "state.pt").exists()
+
+
+def test_a_model_another_run_is_training_is_left_alone(capsys, model, charchat_home,
+                                                        monkeypatch):
+    import os
+
+    from charchat import locking
+    from charchat import cli as cli_module
+
+    def no_corpus_reading(*a, **k):
+        raise AssertionError("the refusal comes before the corpus is read")
+
+    monkeypatch.setattr(cli_module, "load_corpus", no_corpus_reading, raising=False)
+    monkeypatch.setattr("charchat.corpus.load_corpus", no_corpus_reading)
+    busy = f"charchat: error: model 'tiny' is being trained by process {os.getpid()}"
+    folder = charchat_home / "models" / "tiny"
+    def files():
+        return {p.name: p.read_bytes() for p in folder.iterdir() if p.name != locking.LOCK_FILE}
+
+    before = files()
+    with locking.acquire(folder):
+        for args, then in ((["train", model, "--name", "tiny"], "wait for it to end, or train "
+                            "under another name"),
+                           (["train", "--resume", "tiny"], "wait for it to end"),
+                           (["models", "rm", "tiny"], "stop that run before it can be deleted"),
+                           (["models", "rename", "tiny", "t2"], "stop that run before it can be "
+                            "renamed")):
+            code, out, err = cli(capsys, *args, *(TINY if args[0] == "train" else []))
+            assert code == 1 and one_line_error(err).startswith(f"{busy}; {then}"), err
+        # Its first model is on disk: it can be read while the run goes on.
+        code, out, err = cli(capsys, "sample", "--model", "tiny", "--chars", "5")
+        assert code == 0 and out
+        # A new run under a name that has no model yet.
+        with locking.acquire(charchat_home / "models" / "fresh"):
+            code, out, err = cli(capsys, "sample", "--model", "fresh")
+            assert code == 1 and one_line_error(err) == (
+                f"charchat: error: model 'fresh' is being trained by process {os.getpid()} and "
+                "has not saved a model yet\n")
+    assert files() == before

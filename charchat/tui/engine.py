@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .. import conversations, preferences, store
+from .. import conversations, locking, preferences, store
 from ..conversations import Conversation
 from ..recipe import PRESETS
 from ..formatting import fmt_time  # noqa: F401  (re-exported for the screens)
@@ -305,6 +305,9 @@ def resolved_defaults(spec: TrainSpec, n_chars: int, kind: str) -> tuple[dict, l
 
 def check_new_name(name: str) -> str:
     store.check_name(name)
+    busy = locking.holder(store.models_dir() / name)
+    if busy is not None:
+        raise store.StoreError(locking.busy_message(name, busy))
     if (store.models_dir() / name / store.WEIGHTS).exists():
         raise store.StoreError(f"a model named {name!r} already exists: pick another name, "
                                "or resume it from the models screen")
@@ -314,9 +317,12 @@ def check_new_name(name: str) -> str:
 def run_training(spec: TrainSpec, on_event: Callable, cancel: threading.Event):
     """Load the corpus and train; returns the core's TrainResult. Raises the core's errors."""
     from ..corpus import load_corpus
-    from ..trainer import Trainer
+    from ..trainer import Trainer, TrainingError
 
     config, folder, tokenizer = build_config(spec)
+    busy = locking.holder(folder or store.models_dir() / spec.name)
+    if busy is not None:  # said before the corpus is read, not after
+        raise TrainingError(locking.busy_message(spec.name, busy))
     if not spec.resume:
         check_new_name(spec.name)
     on_event(_Note("reading the corpus…"))

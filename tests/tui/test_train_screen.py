@@ -297,3 +297,38 @@ async def test_a_run_that_fails_to_start_points_at_the_field(tiny_corpus, charch
         await pilot.press("backspace", "2")  # typing goes into the field at fault
         assert screen.query_one("#adv-n_head").value == "2"
         assert not (charchat_home / "models" / "story").exists()
+
+
+async def test_a_name_another_run_is_training_is_refused(tiny_corpus, charchat_home,
+                                                         monkeypatch):
+    import os
+
+    from charchat import locking
+    from charchat.tui.screens import train as train_module
+
+    folder = charchat_home / "models" / "story"
+    other = locking.acquire(folder)  # another run, which has saved its first model
+    (folder / store.WEIGHTS).write_bytes(b"the other run's weights")
+    busy = f"model 'story' is being trained by process {os.getpid()}"
+    try:
+        app = CharChatApp()
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_training(pilot, tiny_corpus)
+            screen.query_one("#name").value = "story"
+            await key(pilot, "ctrl+s")
+            await settle(pilot)
+            assert screen.state == "idle" and busy in screen.status.text
+            assert app.focused.id == "name"
+            # The other run took the name between the form's check and the start.
+            monkeypatch.setattr(train_module, "check_new_name", lambda name: name)
+            await key(pilot, "ctrl+s")
+            await wait_for(pilot, lambda: screen.state == "done")
+            await settle(pilot)
+            outcome = str(screen.query_one("#outcome-text").content)
+            assert busy in outcome
+            # Those weights are the other run's: this run kept nothing and offers no chat.
+            assert "kept" not in outcome and not screen.query_one("#chat-with").display
+        assert (folder / store.WEIGHTS).read_bytes() == b"the other run's weights"
+        assert locking.holder(folder) == os.getpid()
+    finally:
+        other.release()

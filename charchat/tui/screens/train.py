@@ -663,7 +663,10 @@ class TrainScreen(Screen):
     def _failed(self, msg: Failed) -> None:
         self._show_held()
         name = self.spec.name if self.spec else None
-        kept = bool(name) and (store.models_dir() / name / store.WEIGHTS).exists()
+        # A new run that failed before its first event saved nothing: weights under its name
+        # then belong to another run (one training that name), not to this one.
+        ours = self.started or bool(self.spec and self.spec.resume)
+        kept = bool(name) and ours and (store.models_dir() / name / store.WEIGHTS).exists()
         self.result_name = name if kept else None
         error = form_wording(msg.error)
         if not self.started and name:

@@ -165,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--url", help="download from this mirror instead (the SHA-256 is still checked)")
 
     c = sub.add_parser("chat", help="chat in the terminal")
-    c.add_argument("--plain", action="store_true", help="line by line on stdin/stdout")
+    c.add_argument("--plain", action="store_true",
+                   help="line by line on stdin/stdout; when stdout is not a terminal, each reply "
+                        "is one line, its newlines written as \\n and backslashes as \\\\")
     c.add_argument("--model", default=None, help="model name or folder")
     c.add_argument("--max-chars", type=_positive_int, default=None, help="longest reply")
     _add_sampling(c)
@@ -600,6 +602,15 @@ def cmd_corpus(args) -> int:
     return 0
 
 
+_LINE_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r"})
+
+
+def _one_line(text: str) -> str:
+    """A reply as part of one output line: backslash, newline and carriage return written as
+    the two characters \\\\, \\n and \\r."""
+    return text.translate(_LINE_ESCAPES)
+
+
 def cmd_chat(args) -> int:
     if not args.plain:
         # The app keeps its sampling settings per model (ctrl+s there): flags would be ignored.
@@ -633,6 +644,9 @@ def cmd_chat(args) -> int:
     except (AttributeError, ValueError):
         pass  # not a text stream that can be reconfigured (a test's stand-in)
     interactive = sys.stdin.isatty()
+    # For a script, one line in gives one line out: a prose model's reply may hold newlines
+    # (it ends at a blank line), which would make a reply's end impossible to tell apart.
+    one_line = not sys.stdout.isatty()
     if interactive:
         print(f"charchat: chatting with {loaded.name} on {dev.label}. Empty line or Ctrl-D quits.",
               file=sys.stderr)
@@ -650,7 +664,7 @@ def cmd_chat(args) -> int:
             continue
         try:
             for piece in session.stream_reply(text):
-                sys.stdout.write(piece)
+                sys.stdout.write(_one_line(piece) if one_line else piece)
                 sys.stdout.flush()
         except KeyboardInterrupt:
             pass

@@ -246,7 +246,8 @@ def test_chat_plain(capsys, model, monkeypatch, data, asked):
     session = ChatSession.from_loaded(store.load_model("tiny"),
                                       SamplingSettings(temperature=0, max_new_chars=30))
     expected = [session.reply(text) for text in asked]
-    assert out == "".join(r + "\n" for r in expected)
+    escaped = [r.replace("\\", "\\\\").replace("\n", "\\n") for r in expected]
+    assert out == "".join(r + "\n" for r in escaped)
     assert all(expected) and "'\\r'" not in err
     assert ("'\ufffd'" in err) == (b"\xff" in data)  # noted once as never seen
 
@@ -273,6 +274,22 @@ def test_sample_prompt_with_crlf_and_a_stray_byte(capsys, model):
                          "--chars", "5", "--temperature", "0")
     assert code == 0 and out.startswith("The \ufffd dog\n")
     assert "'\\r'" not in err
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_chat_plain_gives_a_script_one_line_per_reply(capsys, model, monkeypatch, tty):
+    """A prose model's reply ends at a blank line, so it may hold newlines: piped, each reply
+    is still one line (newlines escaped); at a terminal it is shown as it is."""
+    replies = iter(["verse one\nverse two", "a \\ back\\nslash\r\n", "plain"])
+    monkeypatch.setattr(ChatSession, "stream_reply", lambda self, text: iter([next(replies)]))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("one\ntwo\nthree\n"))
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: tty)
+    code, out, err = cli(capsys, "chat", "--plain", "--model", "tiny")
+    assert code == 0, err
+    if tty:
+        assert out == "verse one\nverse two\na \\ back\\nslash\r\n\nplain\n"
+    else:
+        assert out == "verse one\\nverse two\n" "a \\\\ back\\\\nslash\\r\\n\n" "plain\n"
 
 
 def test_chat_plain_notes_unknown_characters(capsys, model, monkeypatch):

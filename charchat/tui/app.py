@@ -52,20 +52,21 @@ class CharChatApp(App):
         return self.screen_stack[0]  # the default screen stays at the bottom
 
     def train_screen(self):
-        from .screens.train import TrainScreen
+        """The training screen: on the stack, or kept out of sight while its run goes on."""
+        from .screens.train import BACKGROUND, TrainScreen
 
         for s in self.screen_stack:
             if isinstance(s, TrainScreen):
                 return s
+        if self.is_screen_installed(BACKGROUND):
+            return self.get_screen(BACKGROUND)
         return None
 
     def back_to_chat(self, then=None) -> None:
-        """Close the other screens (asking first if that stops a training run), then call
-        `then` if given."""
+        """Close the other screens, then call `then` if given. A training run goes on."""
         train = self.train_screen()
         if train is not None and train.running:
-            train.confirm_leave(lambda: self._pop_to_chat(then))
-            return
+            train.keep_in_background()
         self._pop_to_chat(then)
 
     def _pop_to_chat(self, then=None) -> None:
@@ -79,8 +80,11 @@ class CharChatApp(App):
 
         existing = self.train_screen()
         if existing is not None:
-            while self.screen is not existing:
-                self.pop_screen()
+            if existing in self.screen_stack:
+                while self.screen is not existing:
+                    self.pop_screen()
+            else:  # its run went on out of sight
+                self.push_screen(existing)
             if resume:
                 existing.prepare_resume(resume)
             return

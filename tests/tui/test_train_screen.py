@@ -133,8 +133,8 @@ async def test_train_stop_and_chat(tiny_corpus, charchat_home):
         assert plot.train and stats.values["step"] >= 20 and "val" in stats.values
         assert stats.values["best"] is not None
         assert screen.query_one("#progress").progress > 0 or stats.values["step"] > 0
-        # Leaving asks first; keeping on training keeps the screen.
-        await key(pilot, "escape")
+        # Quitting asks first; keeping on training keeps the screen.
+        await key(pilot, "ctrl+q")
         assert type(app.screen).__name__ == "ConfirmModal"
         # Behind the dialog nothing is redrawn (it slowed training): progress is held, the
         # spinner stands still, and both catch up when the dialog closes.
@@ -160,6 +160,92 @@ async def test_train_stop_and_chat(tiny_corpus, charchat_home):
         await send(pilot, "The")
         await settle(pilot)
         assert app.engine.session.messages[-1].role == "assistant"
+
+
+async def test_training_goes_on_while_you_chat(tiny_corpus, charchat_home, tiny_model):
+    from charchat.tui.screens.models import ModelsScreen
+    from charchat.tui.screens.train import BACKGROUND
+
+    app = CharChatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_training(pilot, tiny_corpus)
+        fill(screen, max_steps="100000", patience="10000", **TINY_FORM)  # runs until stopped
+        screen.query_one("#minutes").value = ""
+        await key(pilot, "ctrl+s")
+        stats = screen.query_one(TrainStats)
+        await wait_for(pilot, lambda: stats.values.get("step", 0) >= 10, what="some steps")
+        # Escape goes back to chat without a question, and the run goes on out of sight.
+        await key(pilot, "escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="the chat")
+        assert len(app.screen_stack) == 1 and app.is_screen_installed(BACKGROUND)
+        assert app.train_screen() is screen and screen.running
+        await wait_for(pilot, lambda: any("ctrl+t comes back" in n.message
+                                          for n in app._notifications), what="the note")
+        chat = app.screen
+        await wait_for(pilot, lambda: chat.state == "ready", what="the chat model")
+        assert "training story in the background (ctrl+t)" in chat.status.text
+        step = stats.values["step"]
+        await wait_for(pilot, lambda: screen._held is not None and screen._held.step
+                       and screen._held.step.step > step, what="steps out of sight")
+        assert stats.values["step"] == step  # nothing is drawn out of sight
+        await send(pilot, "The")  # chatting meanwhile
+        await wait_for(pilot, lambda: app.engine.session.messages[-1].role == "assistant"
+                       and chat.current is None, what="a reply")
+        assert "training story in the background" in chat.status.text
+        # The models screen knows the model is being trained.
+        await key(pilot, "ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, ModelsScreen), what="models")
+        assert app.train_screen() is screen
+        # ctrl+t brings the same run back, caught up.
+        await key(pilot, "ctrl+t")
+        await wait_for(pilot, lambda: app.screen is screen, what="the run again")
+        await wait_for(pilot, lambda: stats.values["step"] > step and screen._held is None,
+                       what="the held steps shown")
+        assert screen.running and screen not in app.screen_stack[:-1]
+        # Away again, then stopped by the quit question: the run ends and the app quits.
+        await key(pilot, "escape")
+        await wait_for(pilot, lambda: app.screen is not screen, what="away again")
+        assert screen.running
+        await key(pilot, "ctrl+q")
+        assert type(app.screen).__name__ == "ConfirmModal"
+        await key(pilot, "y")
+        # (Not settle(): a worker that the exit cancels makes it raise WorkerCancelled.)
+        await wait_for(pilot, lambda: app.return_code is not None, what="the app's exit")
+    assert app.return_code == 0
+    assert (charchat_home / "models" / "story" / "model.pt").exists()
+    assert (charchat_home / "models" / "story" / "state.pt").exists()
+
+
+async def test_a_run_that_ends_out_of_sight_says_so_and_can_be_shown(tiny_corpus,
+                                                                     charchat_home):
+    from charchat.tui.screens.train import BACKGROUND
+
+    app = CharChatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_training(pilot, tiny_corpus)
+        fill(screen, max_steps="60", **TINY_FORM)
+        await key(pilot, "ctrl+s")
+        await key(pilot, "escape")
+        await wait_for(pilot, lambda: screen.state == "done", what="the run's end")
+        await settle(pilot)
+        assert isinstance(app.screen, ChatScreen)
+        await wait_for(pilot, lambda: any("ctrl+t shows the run" in n.message
+                                          and "reached --max-steps" in n.message
+                                          for n in app._notifications), what="the note")
+        assert "in the background" not in app.screen.status.text
+        await pilot.press("ctrl+t")
+        await settle(pilot)
+        assert app.screen is screen
+        assert "reached --max-steps" in str(screen.query_one("#outcome-text").content)
+        assert screen.query_one(TrainStats).values["step"] == 60
+        # Left with nothing running, it goes for good: ctrl+t opens a new form.
+        await key(pilot, "escape")
+        await settle(pilot)
+        assert not app.is_screen_installed(BACKGROUND) and app.train_screen() is None
+        await pilot.press("ctrl+t")
+        await settle(pilot)
+        assert isinstance(app.screen, TrainScreen) and app.screen is not screen
+        assert app.screen.state == "idle"
 
 
 async def test_train_to_max_steps_chat_then_resume(tiny_corpus, charchat_home):

@@ -223,7 +223,17 @@ class ChatScreen(Screen):
         parts.append(f"max {s.get('max_new_chars', 400)} chars")
         if s.get("seed") is not None:
             parts.append(f"seed {s['seed']}")
-        self.status.set("ready · " + ", ".join(parts))
+        text = "ready · " + ", ".join(parts)
+        train = self.app.train_screen()
+        if train is not None and train.running and train not in self.app.screen_stack:
+            # Its run shares the CPU with replies: say so, and how to get back to it.
+            text += f" · training {train.spec.name} in the background (ctrl+t)"
+        self.status.set(text)
+
+    def training_changed(self) -> None:
+        """A run went out of sight or ended there: the status line mentions it while it runs."""
+        if self.state == "ready" and self.current is None:
+            self._ready_status()
 
     # -- loading -------------------------------------------------------------------------------
     def open_model(self, name: str | None, conversation=None, keep_queue: bool = False) -> None:
@@ -599,6 +609,7 @@ class ChatScreen(Screen):
     def on_screen_resume(self) -> None:
         if self.state == "empty":
             self.open_model(None)  # a model may have been trained meanwhile
+        self.training_changed()  # a run may go on out of sight
 
     def conversation_deleted(self, conv_id: str) -> None:
         """A saved conversation was deleted (ctrl+g list): if it is the one open here, the

@@ -34,7 +34,7 @@ from ..engine import (PRESET_CHOICES, SHAPE_KEYS, Cancelled, TrainFeed, TrainSpe
 from ..widgets.loss_plot import LossPlot
 from ..widgets.status import StatusLine
 from ..widgets.train_stats import TrainStats
-from .modals import ConfirmModal, PathPickerModal, shorten_path
+from .modals import PathPickerModal, shorten_path
 
 # The advanced section: every hyperparameter of `charchat train`, in the CLI's order, and the
 # step limit. (flag, TrainConfig field, parser, help)
@@ -63,6 +63,10 @@ def field_at_fault(text: str, changed: set[str] = frozenset()) -> str | None:
 
 
 TOO_SHORT = "Cannot train on this corpus"
+
+
+# The name a training screen is installed under while its run goes on out of sight.
+BACKGROUND = "training"
 
 
 class FormError(Exception):
@@ -656,8 +660,12 @@ class TrainScreen(Screen):
         if ok:
             text.append(f" ({r.steps} steps in {fmt_time(r.elapsed)})", style="dim")
         self._end(text, level)
-        self.notify(r.message, title=f"Training {head.lower()}",
+        self.notify(r.message + self._away_hint(), title=f"Training {head.lower()}",
                     severity="error" if level == "error" else "information")
+
+    def _away_hint(self) -> str:
+        """For a run that ended out of sight: how to get back to it."""
+        return "" if self in self.app.screen_stack else " (ctrl+t shows the run)"
 
     @on(Failed)
     def _failed(self, msg: Failed) -> None:
@@ -678,7 +686,8 @@ class TrainScreen(Screen):
             text.append(f"\nThe best model so far is kept in {store.models_dir() / name}.")
         self._end(text, "warning" if msg.cancelled else "error")
         if not msg.cancelled:
-            self.notify(error, severity="error", title="Training failed", timeout=10)
+            self.notify(error + self._away_hint(), severity="error", title="Training failed",
+                        timeout=10)
             self._focus_fault(msg.error)  # the flags it names lead to the field
 
     def _focus_fault(self, error: str) -> None:
@@ -701,6 +710,8 @@ class TrainScreen(Screen):
 
     def _end(self, text: Text, level: str) -> None:
         self.state = "done"
+        if self not in self.app.screen_stack:
+            self.app.chat_screen.training_changed()  # its status line mentioned the run
         self._set_form_enabled(True)
         if not self.resume_name and self.name_auto:
             # The name is taken now: suggest the next free one for another run.
@@ -749,26 +760,26 @@ class TrainScreen(Screen):
             self.app.chat_with(self.result_name)
 
     def action_back(self) -> None:
-        if not self.running:
-            self._leave()
-            return
-        self.confirm_leave(self._leave)
+        self._leave()
 
     def _leave(self) -> None:
-        """Close this screen (and any opened above it)."""
-        while self in self.app.screen_stack and len(self.app.screen_stack) > 1:
-            self.app.pop_screen()
+        """Close this screen (and any opened above it). A run goes on: the screen is kept,
+        out of sight, until it is opened again (ctrl+t) and left with nothing running."""
+        app = self.app
+        if self.running:
+            self.keep_in_background()
+            self.notify("Training goes on in the background; ctrl+t comes back to it.",
+                        title=f"Training {self.spec.name if self.spec else ''}".strip())
+        while self in app.screen_stack and len(app.screen_stack) > 1:
+            app.pop_screen()
+        if not self.running and app.is_screen_installed(self):
+            # Uninstalled before the pop above completes, so that it removes this screen.
+            app.uninstall_screen(self)
 
-    def confirm_leave(self, then) -> None:
-        def answer(yes: bool | None) -> None:
-            if yes:
-                self.stop_then(then)
-
-        self.app.push_screen(ConfirmModal(
-            "Training is running",
-            "Leave the training screen? Training stops after the current step; the best model "
-            "so far is kept, and you can resume it later from the models screen.",
-            yes="Stop and leave", no="Keep training", danger=True), answer)
+    def keep_in_background(self) -> None:
+        """Keep this screen, and the run in its worker, alive when it leaves the stack."""
+        if not self.app.is_screen_installed(self):
+            self.app.install_screen(self, BACKGROUND)
 
     def action_browse(self) -> None:
         if self.running:

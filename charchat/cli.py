@@ -548,7 +548,7 @@ def cmd_models(args) -> int:
             print(json.dumps({"name": m.name, "path": str(m.path), "params": m.params,
                               "best_val_loss": m.best_val_loss, "corpus": m.corpus,
                               "updated": m.updated, "size_bytes": m.size_bytes,
-                              "bundled": m.bundled}))
+                              "bundled": m.bundled, "training": m.training is not None}))
         return 0
     if not models:
         print(f"no models in {store.models_dir()}, and the bundled default is missing from this "
@@ -562,7 +562,8 @@ def cmd_models(args) -> int:
         table.add_column(col)
     for m in models:
         table.add_row(
-            m.name + (" (bundled)" if m.bundled else ""),
+            m.name + (" (bundled)" if m.bundled else "")
+            + (" (training)" if m.training is not None else ""),
             f"{m.params / 1e6:.2f}M" if m.params else "?",
             f"{m.best_val_loss:.4f}" if m.best_val_loss is not None else "?",
             m.corpus,

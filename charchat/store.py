@@ -406,6 +406,7 @@ class ModelInfo:
     size_bytes: int
     bundled: bool = False
     meta: dict = field(default_factory=dict)
+    training: int | None = None  # pid of the run training it now (0: unknown), else None
 
 
 def _info_for(folder: Path, bundled: bool = False) -> ModelInfo:
@@ -426,6 +427,7 @@ def _info_for(folder: Path, bundled: bool = False) -> ModelInfo:
         size_bytes=size,
         bundled=bundled,
         meta=meta,
+        training=None if bundled else locking.holder(folder),
     )
 
 

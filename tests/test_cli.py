@@ -146,6 +146,7 @@ def test_models_list_and_json(capsys, model):
     meta = store.read_meta(store.model_dir("tiny"))
     assert rows[0]["best_val_loss"] == meta["best_val_loss"]
     assert rows[0]["params"] == meta["params"] > 0 and rows[0]["bundled"] is False
+    assert rows[0]["training"] is False and "(training)" not in cli(capsys, "models")[1]
 
 
 def test_models_when_there_are_none(capsys, monkeypatch, tmp_path):
@@ -454,9 +455,13 @@ def test_a_model_another_run_is_training_is_left_alone(capsys, model, charchat_h
                             "renamed")):
             code, out, err = cli(capsys, *args, *(TINY if args[0] == "train" else []))
             assert code == 1 and one_line_error(err).startswith(f"{busy}; {then}"), err
-        # Its first model is on disk: it can be read while the run goes on.
+        # Its first model is on disk: it can be read while the run goes on, and is listed so.
         code, out, err = cli(capsys, "sample", "--model", "tiny", "--chars", "5")
         assert code == 0 and out
+        code, out, _ = cli(capsys, "models")
+        assert code == 0 and "tiny (training)" in out
+        code, out, _ = cli(capsys, "models", "--json")
+        assert json.loads(out)["training"] is True
         # A new run under a name that has no model yet.
         with locking.acquire(charchat_home / "models" / "fresh"):
             code, out, err = cli(capsys, "sample", "--model", "fresh")

@@ -34,12 +34,23 @@ def rows(screen):
 
 
 async def test_list_and_details(tiny_model, tiny_model_dir, charchat_home):
+    from charchat import locking
+
     shutil.copytree(tiny_model_dir, charchat_home / "models" / "other")
+    app = CharChatApp()
+    # "other" is being trained (by another process, say): the list says so.
+    with locking.acquire(charchat_home / "models" / "other"):
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_models(pilot)
+            names = rows(screen)
+    assert len(names) == 2 and any(n.startswith("tiny") for n in names)
+    training = [n for n in names if "(training)" in n]
+    assert len(training) == 1 and training[0].startswith("other")
     app = CharChatApp()
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_models(pilot)
         names = rows(screen)
-        assert len(names) == 2 and any(n.startswith("tiny") for n in names)
+        assert len(names) == 2 and not any("(training)" in n for n in names)
         table = screen.query_one("#models-table")
         row = table.get_row_at(0)
         assert re.fullmatch(r"[\d.]+k", row[1]) and row[2] != "–" and row[3].endswith("kB")

@@ -97,6 +97,8 @@ class ModelsScreen(Screen):
                 name.append(" ●", style="green")
             if m.bundled:
                 name.append(" (bundled)", style="italic dim")
+            if m.training is not None:
+                name.append(" (training)", style="italic")
             table.add_row(
                 name,
                 fmt_params(m.params),

@@ -8,14 +8,15 @@ renaming a model while it trains pulled the folder from under the run.
 The lock is an advisory lock (``flock`` on POSIX, ``msvcrt.locking`` on Windows) on the file
 ``.lock`` inside the folder. The operating system drops it when the process ends, however it
 ends, so a crash or a kill never leaves a stale lock behind. The file holds the pid of the
-process that took it, for the message the next one gets. Locks are only ever tried, never
-waited for: a second run fails at once with a one-line error.
+process that took it, for the message the next one gets. A lock is never waited for beyond a
+quarter second (what a probe holds it for): a second run fails at once with a one-line error.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 
 LOCK_FILE = ".lock"
@@ -30,6 +31,9 @@ except ImportError:  # everything else
     msvcrt = None
 
 _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+# How long acquire() waits out a lock held for an instant (by holder(), or models rm) before it
+# takes the lock for a run's: runs hold it for minutes.
+_PATIENCE = 0.25
 # Windows locks are mandatory: the locked byte lies past the pid, so that others can read it.
 _WIN_OFFSET = 1 << 20
 
@@ -53,10 +57,10 @@ def busy_message(name: str, pid: int | None) -> str:
     return f"{being_trained(name, pid)}; wait for it to end, or train under another name"
 
 
-def _try_lock(fd: int) -> bool:
+def _try_lock(fd: int, shared: bool = False) -> bool:
     if fcntl is not None:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
             return False
@@ -75,11 +79,15 @@ def _try_lock(fd: int) -> bool:
 
 
 def _unlock(fd: int) -> None:
-    if fcntl is not None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    elif msvcrt is not None:
-        os.lseek(fd, _WIN_OFFSET, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    """Let go of a lock taken by _try_lock (closing the file would too)."""
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        elif msvcrt is not None:
+            os.lseek(fd, _WIN_OFFSET, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    except OSError:
+        pass  # e.g. a file system without locks, where nothing was locked
 
 
 def _read_pid(path: Path) -> int | None:
@@ -106,10 +114,7 @@ class FolderLock:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
-        try:
-            _unlock(fd)
-        except OSError:
-            pass  # closing the file drops the lock anyway
+        _unlock(fd)
         os.close(fd)
 
     def __enter__(self) -> "FolderLock":
@@ -134,6 +139,7 @@ def acquire(folder: str | Path, create: bool = True) -> FolderLock:
     the folder does not exist, and OSError when the folder cannot be written."""
     folder = Path(folder)
     path = folder / LOCK_FILE
+    deadline = time.monotonic() + _PATIENCE
     for _ in range(5):
         if create:
             folder.mkdir(parents=True, exist_ok=True)
@@ -144,8 +150,12 @@ def acquire(folder: str | Path, create: bool = True) -> FolderLock:
         except FileNotFoundError:
             continue  # the folder went away between the two calls: try again
         try:
-            if not _try_lock(fd):
-                raise FolderBusy(folder, _read_pid(path))
+            # A probe (holder()) holds the lock for an instant: a lock still taken after a
+            # short wait is a run's.
+            while not _try_lock(fd):
+                if time.monotonic() > deadline:
+                    raise FolderBusy(folder, _read_pid(path))
+                time.sleep(0.01)
             # The holder we just outlasted may have deleted the file (a run that saved no
             # model removes its folder); a lock on a deleted file protects nothing, so lock
             # the file that is there now.
@@ -176,7 +186,8 @@ def holder(folder: str | Path) -> int | None:
     except OSError:
         return None  # no lock file: nothing has locked this folder
     try:
-        if _try_lock(fd):
+        # Shared, so that probes (listing models, say) never make each other look busy.
+        if _try_lock(fd, shared=True):
             _unlock(fd)
             return None
         return _read_pid(path) or 0

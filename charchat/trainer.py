@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -580,12 +581,14 @@ class Trainer:
     # -----------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         self._metrics = None
-        # A folder this run creates is removed again if the run saves no model.
-        fresh = not self.folder.exists()
+        existed = self.folder.exists()
         try:
             lock = locking.acquire(self.folder)
         except locking.FolderBusy as e:
             raise TrainingError(locking.busy_message(self.name, e.pid)) from None
+        # A new run's folder (or one a resume created) is removed again if it saves no model.
+        # Decided under the lock: another run may have made the folder and removed it since.
+        fresh = not existed or (not self.resume and not (self.folder / store.WEIGHTS).exists())
         try:
             return self._run()
         except (torch.OutOfMemoryError, MemoryError):
@@ -596,24 +599,30 @@ class Trainer:
                 raise TrainingError(OUT_OF_MEMORY) from None
             raise
         finally:
-            if self._metrics is not None:
-                self._metrics.close()
-                self._metrics = None
-            if fresh:
-                self._discard_if_no_model()
-            lock.release()
+            try:
+                if self._metrics is not None:
+                    self._metrics.close()
+                    self._metrics = None
+                if fresh:
+                    self._discard_if_no_model(lock)
+            finally:
+                lock.release()
 
-    def _discard_if_no_model(self) -> None:
+    def _discard_if_no_model(self, lock: locking.FolderLock) -> None:
         """A new run that ends (or fails) before saving a model leaves no folder behind: a
         folder without weights is not a model to list, chat with or resume, yet its name
         would be taken."""
         if (self.folder / store.WEIGHTS).exists():
             return
-        # The lock file goes too, while this run still holds it (see charchat.locking).
         for f in ("config.json", "tokenizer.json", "train_args.json", "corpus.json",
-                  "metrics.jsonl", store.STATE, locking.LOCK_FILE):
+                  "metrics.jsonl", store.STATE):
             (self.folder / f).unlink(missing_ok=True)
+        # The lock file goes too: on POSIX while this run still holds it (see
+        # charchat.locking); Windows cannot delete a file that is open, so it lets go first.
+        if os.name == "nt":
+            lock.release()
         try:
+            (self.folder / locking.LOCK_FILE).unlink(missing_ok=True)
             self.folder.rmdir()  # only if nothing else is in it
         except OSError:
             pass

@@ -112,6 +112,28 @@ def test_file_systems_without_locks_train_as_before(tmp_path, monkeypatch):
     monkeypatch.setattr(locking.fcntl, "flock", flock)
     with locking.acquire(tmp_path / "m") as lock:
         assert lock.held
+        assert locking.holder(tmp_path / "m") is None  # a probe does not fail either
+
+
+def test_probes_do_not_make_a_folder_look_busy(tmp_path):
+    """holder() takes the lock for an instant (listing models, say): other probes must not
+    see that as a run, and a run starting then waits the instant out."""
+    folder = tmp_path / "m"
+    locking.acquire(folder).release()
+    probe = os.open(folder / locking.LOCK_FILE, os.O_RDONLY)
+    locking.fcntl.flock(probe, locking.fcntl.LOCK_SH)  # a probe, caught midway
+    try:
+        assert locking.holder(folder) is None
+        timer = threading.Timer(0.05, lambda: locking.fcntl.flock(probe, locking.fcntl.LOCK_UN))
+        timer.start()
+        with locking.acquire(folder) as lock:  # taken once the probe is done
+            assert lock.held
+        timer.join()
+        locking.fcntl.flock(probe, locking.fcntl.LOCK_SH)  # one that never ends is a run's
+        with pytest.raises(locking.FolderBusy):
+            locking.acquire(folder)
+    finally:
+        os.close(probe)
 
 
 def test_a_second_run_under_the_same_name_is_refused_and_leaves_the_first_alone(tmp_path):
@@ -153,6 +175,19 @@ def test_a_run_that_saves_nothing_removes_its_lock_file_too(tmp_path):
     Trainer(corpus_from_text(pattern_text(20000)), tiny_train_config(max_steps=5),
             out_dir=tmp_path / "m", cancel=cancel).run()
     assert not (tmp_path / "m").exists()
+
+
+def test_a_folder_left_by_a_run_that_ended_meanwhile_is_still_removed(tmp_path):
+    """Another new run had made the folder and saved nothing; it ends (and removes the
+    folder) while this run starts, which makes the folder again: it is this run's now."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")  # the other run's, which has ended
+    cancel = threading.Event()
+    cancel.set()
+    Trainer(corpus_from_text(pattern_text(20000)), tiny_train_config(max_steps=5),
+            out_dir=folder, cancel=cancel).run()
+    assert not folder.exists()
 
 
 @pytest.fixture

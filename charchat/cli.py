@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("chat", help="chat in the terminal")
     c.add_argument("--plain", action="store_true",
                    help="line by line on stdin/stdout; when stdout is not a terminal, each reply "
-                        "is one line, its newlines written as \\n and backslashes as \\\\")
+                        "is one line: line breaks written as escapes (\\n, \\r, ...) and "
+                        "backslashes as \\\\")
     c.add_argument("--model", default=None, help="model name or folder")
     c.add_argument("--max-chars", type=_positive_int, default=None, help="longest reply")
     _add_sampling(c)
@@ -603,12 +604,17 @@ def cmd_corpus(args) -> int:
     return 0
 
 
-_LINE_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r"})
+# Every character str.splitlines() breaks at, and the backslash that starts an escape.
+_LINE_ESCAPES = str.maketrans({
+    "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\v": "\\v", "\f": "\\f",
+    "\x1c": "\\x1c", "\x1d": "\\x1d", "\x1e": "\\x1e", "\x85": "\\x85",
+    "\u2028": "\\u2028", "\u2029": "\\u2029",
+})
 
 
 def _one_line(text: str) -> str:
-    """A reply as part of one output line: backslash, newline and carriage return written as
-    the two characters \\\\, \\n and \\r."""
+    """A reply as part of one output line: line breaks written as Python-style escapes
+    (newline as the two characters \\n) and backslashes doubled."""
     return text.translate(_LINE_ESCAPES)
 
 

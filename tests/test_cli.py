@@ -281,16 +281,18 @@ def test_sample_prompt_with_crlf_and_a_stray_byte(capsys, model):
 def test_chat_plain_gives_a_script_one_line_per_reply(capsys, model, monkeypatch, tty):
     """A prose model's reply ends at a blank line, so it may hold newlines: piped, each reply
     is still one line (newlines escaped); at a terminal it is shown as it is."""
-    replies = iter(["verse one\nverse two", "a \\ back\\nslash\r\n", "plain"])
+    replies = iter(["verse one\nverse two", "a \\ back\\nslash\r\n\x0c\u2028", "plain"])
     monkeypatch.setattr(ChatSession, "stream_reply", lambda self, text: iter([next(replies)]))
     monkeypatch.setattr(sys, "stdin", io.StringIO("one\ntwo\nthree\n"))
     monkeypatch.setattr(sys.stdout, "isatty", lambda: tty)
     code, out, err = cli(capsys, "chat", "--plain", "--model", "tiny")
     assert code == 0, err
     if tty:
-        assert out == "verse one\nverse two\na \\ back\\nslash\r\n\nplain\n"
+        assert out == "verse one\nverse two\na \\ back\\nslash\r\n\x0c\u2028\nplain\n"
     else:
-        assert out == "verse one\\nverse two\n" "a \\\\ back\\\\nslash\\r\\n\n" "plain\n"
+        assert out == ("verse one\\nverse two\n" "a \\\\ back\\\\nslash\\r\\n\\f\\u2028\n"
+                       "plain\n")
+        assert len(out.splitlines()) == 3
 
 
 def test_chat_plain_notes_unknown_characters(capsys, model, monkeypatch):

@@ -70,8 +70,14 @@ class CharChatApp(App):
         self._pop_to_chat(then)
 
     def _pop_to_chat(self, then=None) -> None:
+        train = self.train_screen()
+        seen = train is not None and train in self.screen_stack
         while len(self.screen_stack) > 1:
             self.pop_screen()
+        if seen and not train.running and self.is_screen_installed(train):
+            # A run that ended out of sight, seen since and left: it goes, as after Escape.
+            # (Uninstalled before the pops complete, so that they remove it.)
+            self.uninstall_screen(train)
         if then is not None:
             then()
 

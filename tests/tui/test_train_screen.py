@@ -30,6 +30,15 @@ def fill(screen, **fields):
         screen.query_one(f"#adv-{name}").value = value
 
 
+async def start_endless_run(pilot, corpus) -> TrainScreen:
+    """Open the training screen and start a tiny run that goes on until it is stopped."""
+    screen = await open_training(pilot, corpus)
+    fill(screen, max_steps="100000", patience="10000", **TINY_FORM)
+    screen.query_one("#minutes").value = ""
+    await key(pilot, "ctrl+s")
+    return screen
+
+
 async def test_form_checks_corpus_fills_defaults_and_points_at_errors(tiny_corpus,
                                                                      charchat_home, tiny_model):
     app = CharChatApp()
@@ -121,10 +130,7 @@ async def test_bad_corpus_is_a_message(tmp_path, charchat_home):
 async def test_train_stop_and_chat(tiny_corpus, charchat_home):
     app = CharChatApp()
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_training(pilot, tiny_corpus)
-        fill(screen, max_steps="100000", patience="10000", **TINY_FORM)  # runs until stopped
-        screen.query_one("#minutes").value = ""
-        await key(pilot, "ctrl+s")
+        screen = await start_endless_run(pilot, tiny_corpus)
         assert screen.state == "running"
         plot = screen.query_one(LossPlot)
         stats = screen.query_one(TrainStats)
@@ -168,10 +174,7 @@ async def test_training_goes_on_while_you_chat(tiny_corpus, charchat_home, tiny_
 
     app = CharChatApp()
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_training(pilot, tiny_corpus)
-        fill(screen, max_steps="100000", patience="10000", **TINY_FORM)  # runs until stopped
-        screen.query_one("#minutes").value = ""
-        await key(pilot, "ctrl+s")
+        screen = await start_endless_run(pilot, tiny_corpus)
         stats = screen.query_one(TrainStats)
         await wait_for(pilot, lambda: stats.values.get("step", 0) >= 10, what="some steps")
         # Escape goes back to chat without a question, and the run goes on out of sight.
@@ -223,10 +226,13 @@ async def test_a_run_that_ends_out_of_sight_says_so_and_can_be_shown(tiny_corpus
     app = CharChatApp()
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_training(pilot, tiny_corpus)
-        fill(screen, max_steps="60", **TINY_FORM)
+        fill(screen, max_steps="800", patience="10000", **TINY_FORM)  # a few seconds
         await key(pilot, "ctrl+s")
+        stats = screen.query_one(TrainStats)
+        await wait_for(pilot, lambda: stats.values.get("step", 0) >= 10, what="some steps")
+        assert screen.running  # else Escape would close it for good
         await key(pilot, "escape")
-        await wait_for(pilot, lambda: screen.state == "done", what="the run's end")
+        await wait_for(pilot, lambda: screen.state == "done", timeout=120, what="the run's end")
         await settle(pilot)
         assert isinstance(app.screen, ChatScreen)
         await wait_for(pilot, lambda: any("ctrl+t shows the run" in n.message
@@ -237,15 +243,31 @@ async def test_a_run_that_ends_out_of_sight_says_so_and_can_be_shown(tiny_corpus
         await settle(pilot)
         assert app.screen is screen
         assert "reached --max-steps" in str(screen.query_one("#outcome-text").content)
-        assert screen.query_one(TrainStats).values["step"] == 60
-        # Left with nothing running, it goes for good: ctrl+t opens a new form.
-        await key(pilot, "escape")
-        await settle(pilot)
-        assert not app.is_screen_installed(BACKGROUND) and app.train_screen() is None
-        await pilot.press("ctrl+t")
-        await settle(pilot)
-        assert isinstance(app.screen, TrainScreen) and app.screen is not screen
-        assert app.screen.state == "idle"
+        assert stats.values["step"] == 800
+        # Left with nothing running, it goes for good, by Escape or by chatting with the
+        # model: ctrl+t opens a new form.
+        for leave in ("escape", "ctrl+l"):
+            await key(pilot, leave)
+            await settle(pilot)
+            assert isinstance(app.screen, ChatScreen)
+            assert not app.is_screen_installed(BACKGROUND) and app.train_screen() is None
+            await pilot.press("ctrl+t")
+            await settle(pilot)
+            assert isinstance(app.screen, TrainScreen) and app.screen is not screen
+            assert app.screen.state == "idle"
+            if leave == "escape":  # once more, for ctrl+l: a run out of sight, then seen
+                screen = await open_training(pilot, tiny_corpus)
+                fill(screen, max_steps="800", patience="10000", **TINY_FORM)
+                screen.query_one("#name").value = "story-2"
+                await key(pilot, "ctrl+s")
+                stats = screen.query_one(TrainStats)
+                await wait_for(pilot, lambda: stats.values.get("step", 0) >= 10, what="steps")
+                await key(pilot, "escape")
+                await wait_for(pilot, lambda: screen.state == "done", timeout=120,
+                               what="the run's end")
+                await pilot.press("ctrl+t")
+                await settle(pilot)
+                assert app.screen is screen
 
 
 async def test_train_to_max_steps_chat_then_resume(tiny_corpus, charchat_home):
@@ -405,7 +427,8 @@ async def test_a_name_another_run_is_training_is_refused(tiny_corpus, charchat_h
             await settle(pilot)
             assert screen.state == "idle" and busy in screen.status.text
             assert app.focused.id == "name"
-            # The other run took the name between the form's check and the start.
+            # The other run took the name after the form's check: the run's own check
+            # (before it reads the corpus) refuses it.
             monkeypatch.setattr(train_module, "check_new_name", lambda name: name)
             await key(pilot, "ctrl+s")
             await wait_for(pilot, lambda: screen.state == "done")

@@ -177,3 +177,23 @@ def test_short_corpus():
 
 def test_store_listing_is_untouched_by_the_app(tiny_model):
     assert [m.name for m in store.list_models()] == ["tiny"]
+
+
+async def test_a_model_being_trained_is_not_deleted_renamed_or_resumed(tiny_model,
+                                                                       charchat_home):
+    import os
+
+    from charchat import locking
+
+    folder = charchat_home / "models" / "tiny"
+    app = CharChatApp()
+    with locking.acquire(folder):  # a run trains it (in another terminal, say)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_models(pilot)
+            for k, verb in (("d", "deleted"), ("r", "renamed"), ("t", "resumed")):
+                await pilot.press(k)
+                await settle(pilot)
+                assert app.screen is screen, k  # no dialog, no training screen
+                assert any(f"is being trained by process {os.getpid()}; stop that run before "
+                           f"it can be {verb}" in n.message for n in app._notifications), k
+    assert (folder / "model.pt").exists()

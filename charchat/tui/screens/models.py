@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ... import conversations, preferences, store
+from ... import conversations, locking, preferences, store
 from ..engine import describe_error, fmt_params, fmt_size
 from ..widgets.status import StatusLine
 from .modals import ConfirmModal, RenameModal
@@ -203,9 +203,18 @@ class ModelsScreen(Screen):
         if m is not None:
             self.app.chat_with(m.name)
 
+    def _being_trained(self, m, verb: str) -> bool:
+        """Say so, and True, when a run (here or in another process) is training m."""
+        pid = locking.holder(m.path)
+        if pid is None:
+            return False
+        self.notify(f"{locking.being_trained(m.name, pid)}; stop that run before it can be "
+                    f"{verb}.", severity="error", title="Being trained")
+        return True
+
     def action_delete(self) -> None:
         m = self.current()
-        if m is None or m.bundled:
+        if m is None or m.bundled or self._being_trained(m, "deleted"):
             return
 
         def answer(yes: bool | None) -> None:
@@ -220,12 +229,8 @@ class ModelsScreen(Screen):
             yes="Delete", no="Keep it", danger=True), answer)
 
     def _delete(self, name: str) -> None:
-        train = self.app.train_screen()
-        if train is not None and train.running and train.spec and train.spec.name == name:
-            self.notify("That model is being trained; stop training first.", severity="error")
-            return
         try:
-            store.remove_model(name)
+            store.remove_model(name)  # refused if a run started training it meanwhile
         except (store.StoreError, OSError) as e:
             self.notify(describe_error(e), severity="error", title="Not deleted")
             return
@@ -236,7 +241,7 @@ class ModelsScreen(Screen):
 
     def action_rename(self) -> None:
         m = self.current()
-        if m is None or m.bundled:
+        if m is None or m.bundled or self._being_trained(m, "renamed"):
             return
 
         def answer(new: str | None) -> None:
@@ -257,7 +262,7 @@ class ModelsScreen(Screen):
 
     def action_resume(self) -> None:
         m = self.current()
-        if m is None or m.bundled:
+        if m is None or m.bundled or self._being_trained(m, "resumed"):
             return
         if not (m.path / store.STATE).exists():
             self.notify(f"{m.name} has no training state to resume from.", severity="error")

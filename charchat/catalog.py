@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 import time
 import urllib.error
 import urllib.request
@@ -70,7 +70,7 @@ class CorpusEntry:
     path: Path | None  # where it is on disk, if it is there
 
 
-def list_corpora() -> list[CorpusEntry]:
+def list_corpora(downloads: bool = True) -> list[CorpusEntry]:
     out: list[CorpusEntry] = []
     b = bundled_dir()
     if b is not None:
@@ -84,12 +84,17 @@ def list_corpora() -> list[CorpusEntry]:
             else "generated chat corpus (dialogue)",
             dialogue if dialogue.exists() else None,
         ))
-    for d in DOWNLOADS.values():
+    for d in DOWNLOADS.values() if downloads else ():
         path = corpora_dir() / d.filename
         # Listed as there only once verified: a cut-short or altered copy is not the corpus.
-        there = path.is_file() and path.stat().st_size == d.size and _sha256(path) == d.sha256
-        out.append(CorpusEntry(d.name, "download", d.description, path if there else None))
+        out.append(CorpusEntry(d.name, "download", d.description,
+                               path if _verified(d, path) else None))
     return out
+
+
+def _verified(d: Download, path: Path) -> bool:
+    """Whether path holds download d, byte for byte (the size first: it costs no read)."""
+    return path.is_file() and path.stat().st_size == d.size and _sha256(path) == d.sha256
 
 
 def fetch(
@@ -104,21 +109,22 @@ def fetch(
     """
     d = DOWNLOADS.get(name)
     if d is None:
-        bundled = {e.name: e.path for e in list_corpora() if e.kind == "bundled"}
+        # Only the bundled entries: list_corpora would also hash every downloaded corpus.
+        bundled = {e.name: e.path for e in list_corpora(downloads=False)}
         if bundled.get(name) is not None:
             raise CatalogError(f"{name!r} comes with charchat, nothing to download: "
                                f"{bundled[name]}")
         known = ", ".join(sorted(DOWNLOADS))
         raise CatalogError(f"unknown corpus {name!r} (downloadable: {known})")
     dest = corpora_dir() / d.filename
-    if dest.exists() and _sha256(dest) == d.sha256:
+    if _verified(d, dest):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     src = url or d.url
-    fd, tmp = tempfile.mkstemp(prefix=f".{d.filename}.", suffix=".part", dir=dest.parent)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes it private; a corpus is an ordinary file
+    # Not mkstemp, which makes the file private: a corpus is an ordinary file, so its mode
+    # follows the umask (applied by the kernel: reading the umask would mean setting it).
+    tmp = str(dest.parent / f".{d.filename}.{secrets.token_hex(6)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     h = hashlib.sha256()
     done = 0
     try:

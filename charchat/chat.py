@@ -98,7 +98,7 @@ class ChatSession:
         for the reply."""
         bs = self.model.config.block_size
         tail = 1 if self.kind == "dialogue" else 0  # the assistant marker the reply follows
-        return max(1, bs - max(1, bs // 4), min(bs, tail + 1))
+        return max(bs - max(1, bs // 4), min(bs, tail + 1))
 
     def build_prompt(self) -> list[int]:
         """Ids of the newest turns that fit, ending where the model should start replying."""
@@ -128,11 +128,12 @@ class ChatSession:
         ends, also when it is stopped early (cancel set, or the consumer stops reading)."""
         own = len(self._encode(text))  # tells the user once about unknown characters
         markers = 3 if self.kind == "dialogue" else 0  # its turn's two, and the reply's
-        if own + markers > self._budget() and not self.told_too_long:
+        budget = self._budget()
+        if own + markers > budget and not self.told_too_long:
             self.told_too_long = True
             self._notice(
                 f"This message has {own:,} characters, more than the model reads at once: it "
-                f"replies to the last {self._budget() - markers:,} (its context is "
+                f"replies to the last {budget - markers:,} (its context is "
                 f"{self.model.config.block_size:,} characters).")
         self.messages.append(Message("user", text))
         return self._reply(cancel)

@@ -246,11 +246,17 @@ def test_a_message_longer_than_the_context_is_noted_once(kind, fits):
     s = session(kind, block_size=64, on_notice=notices.append)
     s.reply("hello " * 3)
     assert notices == []
-    s.reply("a" * (fits + 1))  # one more than fits beside the turn markers
+    s.stream_reply("a" * fits + "z")  # one more than fits beside the turn markers
     assert notices == [f"This message has {fits + 1} characters, more than the model reads at "
                        f"once: it replies to the last {fits} (its context is 64 characters)."]
-    # The prompt does hold the end of it, and is as long as the budget allows.
-    assert len(s.build_prompt()) <= 48
+    # The prompt holds the end of it (the last `fits` characters), as long as the budget
+    # allows: 48 of the 64, the rest left for the reply.
+    prompt = s.build_prompt()
+    assert len(prompt) == 48
+    text = TOK.decode(prompt)
+    assert text.endswith("a" * (fits - 1) + "z" + ("<|end|><|assistant|>" if kind == "dialogue"
+                                                     else ""))
+    s.reply("more")
     s.reply("b" * 500)
     assert len(notices) == 1  # told once
     s2 = session(kind, block_size=64, on_notice=notices.append)

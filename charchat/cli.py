@@ -197,20 +197,10 @@ def _version() -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _refuse_if_busy(name: str, folder: Path) -> None:
-    """Refuse a run under a name another run is training: said before the corpus is read
-    (seconds, for a big one), not after. The trainer's lock is what enforces it."""
-    from . import locking
-
-    pid = locking.holder(folder)
-    if pid is not None:
-        raise CLIError(locking.busy_message(name, pid))
-
-
 def cmd_train(args) -> int:
     from rich.console import Console
 
-    from . import store
+    from . import locking, store
     from .corpus import CorpusError, load_corpus
     from .tokenizer import CharTokenizer
     from .trainer import TrainConfig, Trainer, TrainingError, unique_name
@@ -244,7 +234,7 @@ def cmd_train(args) -> int:
             raise UsageError(f"--name cannot be used with --resume: {name!r} goes on under its "
                            "own name (charchat models rename changes it)")
         out_dir = folder
-        _refuse_if_busy(name, folder)
+        locking.check_free(name, folder, CLIError)
         saved = store.read_train_args(folder)
         try:
             tokenizer = CharTokenizer.from_json((folder / "tokenizer.json").read_text())
@@ -273,7 +263,7 @@ def cmd_train(args) -> int:
                 name = store.check_name(args.name)
             except store.StoreError as e:
                 raise UsageError(str(e)) from None
-            _refuse_if_busy(name, store.models_dir() / name)
+            locking.check_free(name, store.models_dir() / name, CLIError)
             if (store.models_dir() / name / store.WEIGHTS).exists():
                 raise CLIError(
                     f"a model named {name!r} already exists; use --resume {name} to continue it, "

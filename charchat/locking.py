@@ -57,6 +57,19 @@ def busy_message(name: str, pid: int | None) -> str:
     return f"{being_trained(name, pid)}; wait for it to end, or train under another name"
 
 
+def refusal(name: str, pid: int | None, verb: str) -> str:
+    """Why a model that a run is training cannot be deleted, renamed or resumed (verb)."""
+    return f"{being_trained(name, pid)}; stop that run before it can be {verb}"
+
+
+def check_free(name: str, folder: str | Path, error: type[Exception]) -> None:
+    """Raise error(busy_message) when a run holds folder: a refusal said before a run reads
+    its corpus (seconds, for a big one). The run's own lock is what enforces it."""
+    pid = holder(folder)
+    if pid is not None:
+        raise error(busy_message(name, pid))
+
+
 def _try_lock(fd: int, shared: bool = False) -> bool:
     if fcntl is not None:
         try:

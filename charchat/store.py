@@ -450,9 +450,7 @@ def _locked_for(d: Path, name: str, verb: str) -> "locking.FolderLock":
     try:
         return locking.acquire(d, create=False)
     except locking.FolderBusy as e:
-        raise StoreError(
-            f"{locking.being_trained(name, e.pid)}; stop that run before it can be {verb}"
-        ) from None
+        raise StoreError(locking.refusal(name, e.pid, verb)) from None
     except FileNotFoundError:
         raise StoreError(_no_such_model(name, verb)) from None
 

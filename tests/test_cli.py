@@ -435,12 +435,10 @@ def test_a_model_another_run_is_training_is_left_alone(capsys, model, charchat_h
     import os
 
     from charchat import locking
-    from charchat import cli as cli_module
 
     def no_corpus_reading(*a, **k):
         raise AssertionError("the refusal comes before the corpus is read")
 
-    monkeypatch.setattr(cli_module, "load_corpus", no_corpus_reading, raising=False)
     monkeypatch.setattr("charchat.corpus.load_corpus", no_corpus_reading)
     busy = f"charchat: error: model 'tiny' is being trained by process {os.getpid()}"
     folder = charchat_home / "models" / "tiny"

@@ -305,9 +305,7 @@ def resolved_defaults(spec: TrainSpec, n_chars: int, kind: str) -> tuple[dict, l
 
 def check_new_name(name: str) -> str:
     store.check_name(name)
-    busy = locking.holder(store.models_dir() / name)
-    if busy is not None:
-        raise store.StoreError(locking.busy_message(name, busy))
+    locking.check_free(name, store.models_dir() / name, store.StoreError)
     if (store.models_dir() / name / store.WEIGHTS).exists():
         raise store.StoreError(f"a model named {name!r} already exists: pick another name, "
                                "or resume it from the models screen")
@@ -320,10 +318,9 @@ def run_training(spec: TrainSpec, on_event: Callable, cancel: threading.Event):
     from ..trainer import Trainer, TrainingError
 
     config, folder, tokenizer = build_config(spec)
-    busy = locking.holder(folder or store.models_dir() / spec.name)
-    if busy is not None:  # said before the corpus is read, not after
-        raise TrainingError(locking.busy_message(spec.name, busy))
-    if not spec.resume:
+    if spec.resume:
+        locking.check_free(spec.name, folder, TrainingError)
+    else:
         check_new_name(spec.name)
     on_event(_Note("reading the corpus…"))
     corpus = load_corpus(spec.paths, tokenizer=tokenizer)

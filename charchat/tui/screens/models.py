@@ -208,8 +208,8 @@ class ModelsScreen(Screen):
         pid = locking.holder(m.path)
         if pid is None:
             return False
-        self.notify(f"{locking.being_trained(m.name, pid)}; stop that run before it can be "
-                    f"{verb}.", severity="error", title="Being trained")
+        self.notify(locking.refusal(m.name, pid, verb) + ".", severity="error",
+                    title="Being trained")
         return True
 
     def action_delete(self) -> None:

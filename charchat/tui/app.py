@@ -64,20 +64,16 @@ class CharChatApp(App):
 
     def back_to_chat(self, then=None) -> None:
         """Close the other screens, then call `then` if given. A training run goes on."""
-        train = self.train_screen()
-        if train is not None and train.running:
-            train.keep_in_background()
-        self._pop_to_chat(then)
 
-    def _pop_to_chat(self, then=None) -> None:
+        def pop_all() -> None:
+            while len(self.screen_stack) > 1:
+                self.pop_screen()
+
         train = self.train_screen()
-        seen = train is not None and train in self.screen_stack
-        while len(self.screen_stack) > 1:
-            self.pop_screen()
-        if seen and not train.running and self.is_screen_installed(train):
-            # A run that ended out of sight, seen since and left: it goes, as after Escape.
-            # (Uninstalled before the pops complete, so that they remove it.)
-            self.uninstall_screen(train)
+        if train is not None and train in self.screen_stack:
+            train.leave(pop_all)  # as its Escape does
+        else:
+            pop_all()
         if then is not None:
             then()
 

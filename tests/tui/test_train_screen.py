@@ -195,10 +195,17 @@ async def test_training_goes_on_while_you_chat(tiny_corpus, charchat_home, tiny_
         await wait_for(pilot, lambda: app.engine.session.messages[-1].role == "assistant"
                        and chat.current is None, what="a reply")
         assert "training story in the background" in chat.status.text
-        # The models screen knows the model is being trained.
+        # The models screen lists the model as being trained.
+        await wait_for(pilot, lambda: (charchat_home / "models" / "story" / "model.pt").exists(),
+                       what="a first saved model")
         await key(pilot, "ctrl+o")
         await wait_for(pilot, lambda: isinstance(app.screen, ModelsScreen), what="models")
-        assert app.train_screen() is screen
+        table = app.screen.query_one("#models-table")
+        await wait_for(pilot, lambda: any(
+            str(table.get_row_at(i)[0]).startswith("story") for i in range(table.row_count)),
+            what="the list")
+        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)
+                if str(table.get_row_at(i)[0]).startswith("story")] == ["story (training)"]
         # ctrl+t brings the same run back, caught up.
         await key(pilot, "ctrl+t")
         await wait_for(pilot, lambda: app.screen is screen, what="the run again")

@@ -13,6 +13,7 @@ import re
 import shlex
 import threading
 from pathlib import Path
+from typing import Callable
 
 from rich.text import Text
 from textual import on, work
@@ -760,26 +761,27 @@ class TrainScreen(Screen):
             self.app.chat_with(self.result_name)
 
     def action_back(self) -> None:
-        self._leave()
-
-    def _leave(self) -> None:
-        """Close this screen (and any opened above it). A run goes on: the screen is kept,
-        out of sight, until it is opened again (ctrl+t) and left with nothing running."""
         app = self.app
-        if self.running:
-            self.keep_in_background()
+
+        def pop_to_below() -> None:  # this screen, and any opened above it
+            while self in app.screen_stack and len(app.screen_stack) > 1:
+                app.pop_screen()
+
+        self.leave(pop_to_below)
+
+    def leave(self, pop: Callable[[], None]) -> None:
+        """Leave this screen by pop() (which takes it off the stack). A run goes on: the
+        screen, and the run in its worker, are kept out of sight until it is opened again
+        (ctrl+t). With nothing running, the screen goes for good."""
+        app = self.app
+        if self.running and not app.is_screen_installed(self):
+            app.install_screen(self, BACKGROUND)
             self.notify("Training goes on in the background; ctrl+t comes back to it.",
                         title=f"Training {self.spec.name if self.spec else ''}".strip())
-        while self in app.screen_stack and len(app.screen_stack) > 1:
-            app.pop_screen()
+        pop()
         if not self.running and app.is_screen_installed(self):
-            # Uninstalled before the pop above completes, so that it removes this screen.
+            # Uninstalled before the pops complete, so that they remove this screen.
             app.uninstall_screen(self)
-
-    def keep_in_background(self) -> None:
-        """Keep this screen, and the run in its worker, alive when it leaves the stack."""
-        if not self.app.is_screen_installed(self):
-            self.app.install_screen(self, BACKGROUND)
 
     def action_browse(self) -> None:
         if self.running:

@@ -62,8 +62,9 @@ class PromptInput(Input):
     spaces (Textual's Input keeps only the first line of a paste)."""
 
     def _on_paste(self, event: events.Paste) -> None:
-        lines = [line.strip() for line in event.text.splitlines() if line.strip()]
-        if "\n" in event.text.strip(" \t") or "\r" in event.text.strip(" \t"):
+        parts = event.text.splitlines()  # every line break, not only \n and \r
+        lines = [line.strip() for line in parts if line.strip()]
+        if len(parts) > 1:
             # Input's own handler (the first line only, even a blank one) must not run too.
             event.prevent_default()
             event.stop()

@@ -360,8 +360,9 @@ class TrainScreen(Screen):
         raw = self.query_one("#adv-block_size", Input).value.strip()
         block = int(raw) if raw.isdigit() and int(raw) > 0 else auto_block
         problem = too_short(self.summary.chars, block) if block else None
-        if problem != self.length_error:
-            self.length_error = form_wording(problem) if problem else None
+        worded = form_wording(problem) if problem else None
+        if worded != self.length_error:  # redrawn only when it changes
+            self.length_error = worded
             self._show_summary()
 
     def _spec_for_defaults(self) -> TrainSpec | None:

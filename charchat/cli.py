@@ -516,21 +516,18 @@ def cmd_eval(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from . import conversations, preferences, store
+    from . import modelops, store
 
     if args.action == "rm":
         if len(args.args) != 1:
             raise UsageError("usage: charchat models rm NAME")
-        path = store.remove_model(args.args[0])
-        preferences.forget_model(args.args[0])  # else the next bare `sample` asks for it
+        path = modelops.delete(args.args[0])
         print(f"deleted {args.args[0]} ({path})")
         return 0
     if args.action == "rename":
         if len(args.args) != 2:
             raise UsageError("usage: charchat models rename OLD NEW")
-        store.rename_model(*args.args)
-        preferences.rename_model(*args.args)
-        conversations.rename_model(*args.args)  # the app's saved chats go with it
+        modelops.rename(*args.args)
         print(f"renamed {args.args[0]} to {args.args[1]}")
         return 0
     models = store.list_models(include_bundled=True)

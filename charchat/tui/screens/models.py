@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ... import conversations, locking, preferences, store
+from ... import locking, modelops, preferences, store
 from ..engine import describe_error, fmt_params, fmt_size
 from ..widgets.status import StatusLine
 from .modals import ConfirmModal, RenameModal
@@ -230,11 +230,10 @@ class ModelsScreen(Screen):
 
     def _delete(self, name: str) -> None:
         try:
-            store.remove_model(name)  # refused if a run started training it meanwhile
+            modelops.delete(name)  # refused if a run started training it meanwhile
         except (store.StoreError, OSError) as e:
             self.notify(describe_error(e), severity="error", title="Not deleted")
             return
-        preferences.forget_model(name)
         self.notify(f"Deleted {name}.")
         self.app.chat_screen.model_removed(name)
         self.refresh_list()
@@ -248,12 +247,10 @@ class ModelsScreen(Screen):
             if not new:
                 return
             try:
-                store.rename_model(m.name, new)
+                modelops.rename(m.name, new)
             except (store.StoreError, OSError) as e:
                 self.notify(describe_error(e), severity="error", title="Not renamed")
                 return
-            preferences.rename_model(m.name, new)
-            conversations.rename_model(m.name, new)
             self.notify(f"Renamed {m.name} to {new}.")
             self.app.chat_screen.model_renamed(m.name, new)
             self.refresh_list(select=new)

@@ -156,10 +156,10 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[str]]
                     # and into charchat's own (models, caches), should a folder hold it.
                     for d in sorted(d for d in dirs if d.startswith(".")):
                         notes.append(f"skipped hidden folder {Path(root) / d}")
-                    for d in sorted(d for d in dirs if (Path(root) / d).resolve() == own):
+                    ours = {d for d in dirs if (Path(root) / d).resolve() == own}
+                    for d in sorted(ours):
                         notes.append(f"skipped charchat's data folder {Path(root) / d}")
-                    dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                                     and (Path(root) / d).resolve() != own)
+                    dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ours)
                     for name in sorted(names):
                         f = Path(root) / name
                         if name.startswith("."):

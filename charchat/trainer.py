@@ -266,9 +266,11 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.dev.device.type, dtype=self.dev.amp_dtype)
 
-    def _evaluate(self) -> float:
+    def _evaluate(self, model: GPT | None = None) -> float:
+        """Validation loss of the model in training (or of `model`, the saved best)."""
         loss, _ = windows_loss(
-            self.model, self.val_ids, self.eval_starts, self.dev.device, self.dev.amp_dtype,
+            self.model if model is None else model, self.val_ids, self.eval_starts, self.dev.device,
+            self.dev.amp_dtype,
         )
         return loss
 
@@ -500,8 +502,7 @@ class Trainer:
         except store.StoreError as e:
             raise TrainingError(str(e)) from None
         best.to(self.dev.device)
-        self.best_val, _ = windows_loss(best, self.val_ids, self.eval_starts, self.dev.device,
-                                        self.dev.amp_dtype)
+        self.best_val = self._evaluate(best)
         self.bad_evals = 0
         # The listing's score is this one from now on (the weights have not changed).
         store.write_meta(self.folder, best_val_loss=self.best_val,

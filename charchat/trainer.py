@@ -268,10 +268,8 @@ class Trainer:
 
     def _evaluate(self, model: GPT | None = None) -> float:
         """Validation loss of the model in training (or of `model`, the saved best)."""
-        loss, _ = windows_loss(
-            self.model if model is None else model, self.val_ids, self.eval_starts, self.dev.device,
-            self.dev.amp_dtype,
-        )
+        loss, _ = windows_loss(self.model if model is None else model, self.val_ids,
+                               self.eval_starts, self.dev.device, self.dev.amp_dtype)
         return loss
 
     # -----------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ import make_dialogue as md  # noqa: E402
 
 from charchat import preferences, store  # noqa: E402
 from charchat.chat import ChatSession  # noqa: E402
-from charchat.generation import SamplingSettings  # noqa: E402
+from charchat.config import SamplingSettings  # noqa: E402
 
 # Questions no part of the corpus covers: the reply must still be a well-formed turn.
 OUTSIDE = [

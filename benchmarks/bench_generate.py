@@ -32,7 +32,8 @@ import nanogpt_ref  # noqa: E402
 
 from charchat import GPT, GPTConfig  # noqa: E402
 from charchat.decoding import DecodeStep, DecodeWeightsCache  # noqa: E402
-from charchat.generation import SamplingSettings, stream_text  # noqa: E402
+from charchat.config import SamplingSettings  # noqa: E402
+from charchat.generation import stream_text  # noqa: E402
 
 SHAPES = {
     "cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64),

@@ -16,13 +16,14 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "GPT": "model", "GPTConfig": "model", "KVCache": "model",
+    "GPT": "model", "GPTConfig": "config", "KVCache": "decoding",
     "CharTokenizer": "tokenizer",
     "load_corpus": "corpus", "corpus_from_text": "corpus", "inspect": "corpus",
-    "Corpus": "corpus", "CorpusError": "corpus", "CorpusSummary": "corpus",
-    "TrainConfig": "trainer", "Trainer": "trainer", "TrainEvent": "trainer",
-    "TrainResult": "trainer", "TrainingError": "trainer", "train": "trainer",
-    "SamplingSettings": "generation", "stream_text": "generation", "sample_next": "generation",
+    "Corpus": "corpus", "CorpusError": "config", "CorpusSummary": "config",
+    "TrainConfig": "config", "Trainer": "trainer", "TrainEvent": "config",
+    "TrainResult": "config", "TrainingError": "config", "ConfigError": "config",
+    "train": "runs:train_files", "RunRequest": "runs", "plan": "runs",
+    "SamplingSettings": "config", "stream_text": "generation", "sample_next": "generation",
     "load_model": "store", "list_models": "store", "StoreError": "store", "LoadedModel": "store",
     "ChatSession": "chat", "sample": "chat",
     "val_loss": "evaluate",
@@ -36,7 +37,8 @@ def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'charchat' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    module, _, attr = module.partition(":")
+    value = getattr(importlib.import_module(f".{module}", __name__), attr or name)
     globals()[name] = value
     return value
 

@@ -24,7 +24,8 @@ from typing import Callable, Iterator
 import torch
 
 from .decoding import DecodeWeightsCache
-from .generation import SamplingSettings, stream_text
+from .config import SamplingSettings
+from .generation import stream_text
 from .tokenizer import SPECIAL_TOKENS, CharTokenizer
 
 PROSE_TURN_SEP = "\n\n"

@@ -23,47 +23,18 @@ import codecs
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from .config import CorpusError, CorpusSummary  # noqa: F401  (re-exported)
 from .tokenizer import ROLE_TOKENS, CharTokenizer
 
 CHUNK_BYTES = 1 << 22  # 4 MiB per read: big enough to be fast, small enough to bound memory
 CACHE_FORMAT = 2
 VAL_FRACTION = 0.1
-
-
-class CorpusError(ValueError):
-    """A problem with the training text. The message is one line naming the file and reason."""
-
-
-@dataclass
-class CorpusSummary:
-    files: list[str] = field(default_factory=list)
-    bytes: int = 0
-    chars: int = 0  # ids after encoding: characters plus turn tokens
-    vocab_size: int = 0  # characters (special tokens not counted)
-    kind: str = "prose"  # prose, dialogue or mixed
-    conversations: int = 0
-    notes: list[str] = field(default_factory=list)  # skipped files and other remarks
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CorpusSummary":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
-
-    def describe(self) -> str:
-        n = len(self.files)
-        text = (f"{n} file{'s' if n != 1 else ''}, {self.chars:,} characters, "
-                f"vocabulary {self.vocab_size}, {self.kind}")
-        if self.conversations:
-            text += f" ({self.conversations:,} conversations)"
-        return text
 
 
 @dataclass
@@ -108,7 +79,7 @@ def too_short(n_ids: int, block_size: int) -> str | None:
         total_needed += 1
     return (f"corpus too short: {n_ids:,} characters give a {n_val:,}-character validation "
             f"split, but one window needs {need} (block_size {block_size} + 1); add text "
-            f"(at least {total_needed:,} characters) or use a smaller --block-size")
+            f"(at least {total_needed:,} characters) or use a smaller block size")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,7 +38,29 @@ from typing import List, Optional
 import torch
 from torch.nn import functional as F
 
-from .model import GPT, KVCache
+from .config import GPTConfig
+
+# What the decode step reads: a charchat.model.GPT (which imports this module, so the type is
+# named here, not imported).
+Model = torch.nn.Module
+
+
+class KVCache:
+    """Keys and values of every layer for the positions seen so far.
+
+    Preallocated to block_size so that appending a position is an in-place copy, not a
+    concatenation that reallocates the whole cache each token. Keys and values share one tensor,
+    kv (layer, 2, batch, head, position, head_dim), so that the one-token decode step writes both
+    with a single copy; k and v are views of it.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, device, dtype) -> None:
+        head_dim = config.n_embd // config.n_head
+        shape = (config.n_layer, 2, batch_size, config.n_head, config.block_size, head_dim)
+        self.kv = torch.zeros(shape, device=device, dtype=dtype)
+        self.k = self.kv[:, 0]  # (layer, batch, head, position, head_dim)
+        self.v = self.kv[:, 1]
+        self.length = 0  # number of positions filled
 
 
 class DecodeWeights:
@@ -49,7 +71,7 @@ class DecodeWeights:
     DecodeWeights mixes old and new values and must be rebuilt (DecodeWeightsCache says when
     it can be reused)."""
 
-    def __init__(self, model: GPT, int8: bool) -> None:
+    def __init__(self, model: Model, int8: bool) -> None:
         cfg = model.config
         C = cfg.n_embd
         scale = 1.0 / math.sqrt(cfg.n_embd // cfg.n_head)
@@ -106,7 +128,7 @@ class DecodeWeightsCache:
     def __init__(self) -> None:
         self._kept: dict[bool, tuple[tuple, DecodeWeights]] = {}
 
-    def get(self, model: GPT, int8: bool) -> DecodeWeights:
+    def get(self, model: Model, int8: bool) -> DecodeWeights:
         key = (id(model),) + tuple(
             (p.data_ptr(), p._version, p.dtype, p.device) for p in model.parameters())
         hit = self._kept.get(int8)
@@ -119,7 +141,7 @@ class DecodeWeightsCache:
 
 
 class DecodeStep:
-    def __init__(self, model: GPT, cache: KVCache, quantize: str | None = None,
+    def __init__(self, model: Model, cache: KVCache, quantize: str | None = None,
                  weights: DecodeWeightsCache | None = None) -> None:
         cfg = model.config
         self.cache = cache

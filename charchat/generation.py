@@ -17,12 +17,12 @@ cached generation against uncached forwards over exactly those contexts.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator
 
 import torch
 
 from .allocator import keep_freed_memory
+from .config import SamplingSettings
 from .decoding import DecodeStep, DecodeWeightsCache
 
 
@@ -136,56 +136,6 @@ def generate_ids(
     finally:
         if was_training:
             model.train()
-
-
-# torch generators take seeds from -2**63 to 2**64 - 1; others fail at the first reply.
-SEED_RANGE = range(-2**63, 2**64)
-
-
-@dataclass
-class SamplingSettings:
-    """How replies are sampled. Saved per model by the chat front ends."""
-
-    temperature: float = 0.8  # 0 = always the likeliest character (greedy)
-    top_k: int | None = None  # keep only the k likeliest characters (None or 0 = all)
-    top_p: float | None = 0.95  # keep the fewest characters whose probabilities reach p
-    max_new_chars: int = 400  # hard limit on a reply's length
-    stop: tuple[str, ...] = ()  # text that ends a reply (not included in it)
-    seed: int | None = None  # fixed seed = repeatable replies
-    # "int8" (the default): on a CPU, new tokens are read through int8 copies of the block
-    # matrices, 1.4-2.3x faster for models with 10 MB or more of them (a 6-layer, 192-wide model
-    # and up), and as fast for smaller ones; a trained model's loss was the same to 4 decimals
-    # (benchmarks/README.md). None: exact float weights. Off the CPU, always float.
-    quantize: str | None = "int8"
-
-    def __post_init__(self) -> None:
-        self.stop = tuple(self.stop)
-        self.validate()
-
-    def validate(self) -> None:
-        if not isinstance(self.temperature, (int, float)) or not 0 <= self.temperature <= 5:
-            raise ValueError(f"temperature must be between 0 and 5, got {self.temperature!r}")
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 0):
-            raise ValueError(f"top_k must be a whole number >= 0, got {self.top_k!r}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if self.quantize not in (None, "int8"):
-            raise ValueError(f"quantize must be None or 'int8', got {self.quantize!r}")
-        if not isinstance(self.max_new_chars, int) or self.max_new_chars < 1:
-            raise ValueError(f"max_new_chars must be a whole number >= 1, got {self.max_new_chars!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
-                                      or self.seed not in SEED_RANGE):
-            raise ValueError(f"seed must be a whole number from -2**63 to 2**64 - 1, "
-                             f"got {self.seed!r}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["stop"] = list(self.stop)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SamplingSettings":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 def stream_text(

@@ -12,60 +12,14 @@ token costs one position of work instead of a pass over the whole context.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-
-@dataclass
-class GPTConfig:
-    vocab_size: int = 65
-    block_size: int = 256  # longest context the model can see (learned positions stop here)
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    dropout: float = 0.0
-    bias: bool = True  # GPT-2 has biases in Linear and LayerNorm; False is slightly faster
-
-    def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head:
-            raise ValueError(
-                f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
-            )
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GPTConfig":
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        return cls(**known)
-
-
-class KVCache:
-    """Keys and values of every layer for the positions seen so far.
-
-    Preallocated to block_size so that appending a position is an in-place copy, not a
-    concatenation that reallocates the whole cache each token. Keys and values share one tensor,
-    kv (layer, 2, batch, head, position, head_dim), so that the one-token decode step writes both
-    with a single copy; k and v are views of it.
-    """
-
-    def __init__(self, config: GPTConfig, batch_size: int, device, dtype) -> None:
-        head_dim = config.n_embd // config.n_head
-        shape = (config.n_layer, 2, batch_size, config.n_head, config.block_size, head_dim)
-        self.kv = torch.zeros(shape, device=device, dtype=dtype)
-        self.k = self.kv[:, 0]  # (layer, batch, head, position, head_dim)
-        self.v = self.kv[:, 1]
-        self.length = 0  # number of positions filled
+from .config import GPTConfig
+from .decoding import KVCache
+from .generation import generate_ids
 
 
 class LayerNorm(nn.Module):
@@ -290,8 +244,6 @@ class GPT(nn.Module):
         temperature 0 picks the likeliest token (greedy). Runs with a KV cache; past block_size
         the context is shortened as described in charchat.generation.
         """
-        from .generation import generate_ids
-
         new = list(
             generate_ids(
                 self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -316,8 +268,6 @@ class GPT(nn.Module):
         it is sampled, so a caller can print it at once and stop whenever it likes."""
         if idx.size(0) != 1:
             raise ValueError("generate_stream takes a batch of one sequence; use generate")
-        from .generation import generate_ids
-
         for tok in generate_ids(
             self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
             generator=generator,

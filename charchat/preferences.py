@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import store
+from .config import SEED_RANGE
 
 STATE_FILE = "state.json"
 
@@ -91,18 +92,13 @@ def set_default_model(name: str | None) -> None:
     _update(change)
 
 
-def model_to_open() -> str | None:
-    """The model to open when none is named: the pinned default, else the last used."""
-    return default_model() or last_model()
-
-
 # ---------------------------------------------------------------------------------------------
 # Sampling settings per model
 
 
 def check_sampling(values: dict) -> dict:
     """A clean copy of the sampling settings in values (only SAMPLING_KEYS), or ValueError with
-    a one-line message. The bounds are those of charchat.generation.SamplingSettings, checked
+    a one-line message. The bounds are those of charchat.config.SamplingSettings, checked
     here without importing torch."""
     out = {}
     for key in SAMPLING_KEYS:
@@ -130,7 +126,7 @@ def check_sampling(values: dict) -> dict:
                 raise ValueError(f"max reply length must be a whole number from 1 to 100000, got {v!r}")
         elif key == "seed":
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)
-                                  or not -2**63 <= v < 2**64):  # a torch generator's range
+                                  or v not in SEED_RANGE):  # a torch generator's range
                 raise ValueError(f"seed must be a whole number from -2**63 to 2**64 - 1, or "
                                  f"empty; got {v!r}")
         out[key] = v

@@ -7,8 +7,9 @@ can buy, without the user knowing any hyperparameter. The rules below were fitte
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
+
+from .config import ConfigError, TrainConfig, label_of
 
 # Size presets: (n_layer, n_head, n_embd). The TUI offers these by name.
 PRESETS = {
@@ -17,9 +18,6 @@ PRESETS = {
     "medium": (4, 4, 192),
     "large": (6, 6, 384),
 }
-
-# What --optimizer takes (see charchat.trainer.TrainConfig.optimizer).
-OPTIMIZERS = ("muon", "adamw")
 
 # Without --minutes or --max-steps, training runs until early stopping, under this cap.
 DEFAULT_CAP_MINUTES = {"cpu": 30.0, "mps": 30.0, "cuda": 30.0}
@@ -64,33 +62,16 @@ def _shape_for(budget_s: float, n_tokens: int, device: str) -> tuple[int, int, i
     return shape
 
 
-def resolve_config(config, n_tokens: int, device: str, kind: str = "prose"):
-    """A copy of config with every None filled in, and notes for the user on what was chosen."""
+def resolve_config(config: TrainConfig, n_tokens: int, device: str, kind: str = "prose"):
+    """A copy of config with every None filled in, and notes for the user on what was chosen.
+    ConfigError names the setting at fault."""
     notes: list[str] = []
     c = replace(config)
+    c.check()  # every value set is in its range (NaN included: it would poison the run)
     dev = "cuda" if device == "cuda" else "cpu"
-    for name in ("minutes", "lr", "muon_lr", "min_lr", "muon_momentum", "weight_decay",
-                 "muon_weight_decay", "beta1", "beta2", "grad_clip", "dropout", "min_delta"):
-        value = getattr(c, name)
-        # NaN passes every "< 0" check and then poisons the run (or early stopping) silently.
-        if value is not None and not math.isfinite(value):
-            raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
-    if not 0 <= c.seed < 2**63:
-        raise ValueError(f"--seed must be a whole number from 0 to 2**63 - 1, got {c.seed}")
-    if c.min_delta < 0:
-        raise ValueError(f"--min-delta must not be negative, got {c.min_delta}")
-    if c.minutes is not None and c.minutes <= 0:
-        raise ValueError(f"--minutes must be positive, got {c.minutes}")
-    if c.max_steps is not None and c.max_steps <= 0:
-        raise ValueError(f"--max-steps must be positive, got {c.max_steps}")
     budget_s = c.minutes * 60.0 if c.minutes else DEFAULT_CAP_MINUTES.get(device, 30.0) * 60.0
     if c.max_steps and not c.minutes:
         budget_s = min(budget_s, 60.0 + c.max_steps * 0.1)
-    for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum",
-                 "eval_interval", "eval_tokens", "warmup_steps", "patience", "log_interval"):
-        value = getattr(c, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     n_layer, n_head, n_embd, block, batch = _shape_for(budget_s, n_tokens, dev)
     if c.n_layer is None:
         c.n_layer = n_layer
@@ -112,30 +93,20 @@ def resolve_config(config, n_tokens: int, device: str, kind: str = "prose"):
         # (3e-3 at 192, as nanoGPT's tuned recipe; 5e-3 there was worse).
         lr = 4e-3 * (128 / c.n_embd) ** 0.7
         c.lr = round(lr, 6) or float(f"{lr:.3g}")  # very wide models: not rounded to 0
-    if c.optimizer not in OPTIMIZERS:
-        raise ValueError(f"--optimizer must be {' or '.join(OPTIMIZERS)}, got {c.optimizer!r}")
     if c.muon_lr is None:
         # Measured on tinyshakespeare, 4L x 128, ~105 s on 2 cores (bench_quality.py): 0.02
         # reached 1.62; 0.015 and 0.03 were worse (1.65, 1.64), 0.04 much worse. AdamW's rate
         # for the embeddings hardly mattered between 4e-3 and 8e-3 (1.61-1.62).
         c.muon_lr = 0.02
-    if c.muon_lr <= 0:
-        raise ValueError(f"--muon-lr must be positive, got {c.muon_lr}")
     if c.muon_momentum is None:
         # Measured like the decay below (seeds 1, 2, 3): 0.95 (the usual value) 1.5894 /
         # 1.6115 / 1.6006, 0.9 1.5853 / 1.5991 / 1.5948; 0.85 1.5829 / - / 1.5949, 0.8
         # 1.5936, 0.97 1.6029.
         c.muon_momentum = 0.9
-    if not 0 <= c.muon_momentum < 1:
-        raise ValueError(f"--muon-momentum must be in [0, 1), got {c.muon_momentum}")
     if c.muon_weight_decay is None:
         # Measured at 4L x 128 on tinyshakespeare, 1,450 steps, full validation loss, seeds 1
         # and 3: 0.1 (AdamW's) 1.6156 / 1.6079, 0.2 1.5894 / 1.6006, 0.3 1.5933 / 1.6083.
         c.muon_weight_decay = 0.2
-    for name in ("weight_decay", "muon_weight_decay"):
-        if getattr(c, name) < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must not be negative, "
-                             f"got {getattr(c, name)}")
     if c.min_lr is None:
         c.min_lr = c.lr / 40
     if c.beta2 is None:
@@ -158,16 +129,16 @@ def resolve_config(config, n_tokens: int, device: str, kind: str = "prose"):
             f"at most {cap_min:g} minutes"
         )
     if c.n_embd % c.n_head:
-        raise ValueError(f"--n-embd ({c.n_embd}) must be divisible by --n-head ({c.n_head})")
-    if not 0 <= c.dropout < 1:
-        raise ValueError(f"--dropout must be in [0, 1), got {c.dropout}")
-    if c.lr <= 0 or c.min_lr < 0 or c.min_lr > c.lr:
-        raise ValueError(f"need 0 <= --min-lr <= --lr and --lr > 0 (got {c.min_lr}, {c.lr})")
-    if c.grad_clip <= 0:
-        raise ValueError(f"--grad-clip must be positive, got {c.grad_clip}")
-    for name in ("beta1", "beta2"):
-        if not 0 <= getattr(c, name) < 1:
-            raise ValueError(f"--{name} must be in [0, 1), got {getattr(c, name)}")
+        # The one the user set is at fault (the other was chosen to fit it, or set too).
+        if config.n_head is not None and config.n_embd is None:
+            raise ConfigError("n_head", f"must divide {label_of('n_embd')} ({c.n_embd}), "
+                                        f"got {c.n_head}")
+        raise ConfigError("n_embd", f"must be divisible by {label_of('n_head')} ({c.n_head}), "
+                                    f"got {c.n_embd}")
+    if c.min_lr > c.lr:
+        raise ConfigError("min_lr", f"must not be above {label_of('lr')} ({c.lr:g}), "
+                                    f"got {c.min_lr:g}")
+    c.check()  # the values chosen here too
     return c, notes
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from charchat.chat import ChatSession, Message, sample
-from charchat.generation import SamplingSettings
+from charchat.config import SamplingSettings
 from charchat.store import LoadedModel
 from charchat.tokenizer import CharTokenizer
 

@@ -5,7 +5,8 @@ import torch
 
 from charchat import decoding
 from charchat.decoding import DecodeStep, DecodeWeightsCache, int8_available
-from charchat.generation import SamplingSettings, generate_ids
+from charchat.config import SamplingSettings
+from charchat.generation import generate_ids
 
 from conftest import tiny_gpt
 

@@ -9,7 +9,7 @@ import torch
 
 from charchat import preferences, store
 from charchat.chat import ChatSession
-from charchat.generation import SamplingSettings
+from charchat.config import SamplingSettings
 
 pytestmark = pytest.mark.real_bundle
 

@@ -3,8 +3,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from charchat.config import SamplingSettings
 from charchat.generation import (
-    SamplingSettings,
     _longest_stop_prefix,
     context_after,
     generate_ids,

@@ -10,14 +10,13 @@ import argparse
 import json
 import math
 import os
-import re
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
-from .formatting import fmt_time
+from .config import (DEVICE_HELP, SETTING, SETTINGS, ConfigError, TrainingError, flag_of)
+from .formatting import fmt_date, fmt_params, fmt_size, fmt_time
 
 
 class CLIError(Exception):
@@ -30,92 +29,19 @@ class UsageError(CLIError):
     code = 2
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0 or not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return v
+def _arg(parse):
+    """An argparse type from a parser that raises ValueError with the reason."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    convert.__name__ = getattr(parse, "__name__", "value")  # argparse names it in errors
+    return convert
 
 
-def _finite_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return v
-
-
-def _device_name(text: str) -> str:
-    """The form of --device (whether it is there is checked when it is used)."""
-    if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text.strip().lower()):
-        return text.strip().lower()
-    raise argparse.ArgumentTypeError(f"unknown device {text!r}: use {DEVICE_HELP}")
-
-
-def _optimizer_name(text: str) -> str:
-    from .recipe import OPTIMIZERS
-
-    name = text.strip().lower()
-    if name not in OPTIMIZERS:
-        raise argparse.ArgumentTypeError(f"must be {' or '.join(OPTIMIZERS)}, got {text!r}")
-    return name
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return v
-
-
-def _bool(text: str) -> bool:
-    t = text.lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"
-HYPER = [
-    # flag, dest, type, help
-    ("--n-layer", "n_layer", _positive_int, "transformer blocks"),
-    ("--n-head", "n_head", _positive_int, "attention heads"),
-    ("--n-embd", "n_embd", _positive_int, "embedding width"),
-    ("--block-size", "block_size", _positive_int, "context length in characters"),
-    ("--batch-size", "batch_size", _positive_int, "sequences per step"),
-    ("--grad-accum", "grad_accum", _positive_int, "micro-batches per step"),
-    ("--optimizer", "optimizer", _optimizer_name,
-     "muon: Muon for the block matrices, AdamW for the rest; adamw: AdamW for all"),
-    ("--lr", "lr", _positive_float, "peak learning rate (AdamW's)"),
-    ("--muon-lr", "muon_lr", _positive_float, "peak learning rate of Muon (block matrices)"),
-    ("--min-lr", "min_lr", _finite_float,
-     "AdamW's rate at the end of the cosine (Muon's in proportion)"),
-    ("--warmup-steps", "warmup_steps", _positive_int, "linear warmup steps"),
-    ("--weight-decay", "weight_decay", _finite_float,
-     "AdamW's decoupled weight decay (embeddings; every matrix with --optimizer adamw)"),
-    ("--muon-momentum", "muon_momentum", _finite_float, "Muon's momentum (Nesterov)"),
-    ("--muon-weight-decay", "muon_weight_decay", _finite_float,
-     "decoupled weight decay of the block matrices under Muon"),
-    ("--beta2", "beta2", _finite_float, "AdamW beta2"),
-    ("--grad-clip", "grad_clip", _positive_float, "clip the global gradient norm to this"),
-    ("--dropout", "dropout", _finite_float, "dropout probability"),
-    ("--eval-interval", "eval_interval", _positive_int, "steps between evaluations"),
-    ("--eval-tokens", "eval_tokens", _positive_int, "validation characters per evaluation"),
-    ("--patience", "patience", _positive_int, "evaluations without improvement before stopping"),
-    ("--min-delta", "min_delta", _finite_float, "smallest val-loss drop that counts as improvement"),
-    ("--seed", "seed", int, "random seed"),
-    ("--device", "device", _device_name, DEVICE_HELP),
-]
+_positive_int = _arg(SETTING["patience"].parse)  # a whole number >= 1
+_device_name = _arg(SETTING["device"].parse)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,15 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("paths", nargs="*", metavar="PATH", help="text files, .jsonl chat files, folders")
     t.add_argument("--name", help="model name (default: from the first file's name)")
     lim = t.add_mutually_exclusive_group()
-    lim.add_argument("--minutes", type=_positive_float, help="time budget; the schedule fits it")
-    lim.add_argument("--max-steps", type=_positive_int, help="number of optimiser steps")
-    t.add_argument("--resume", metavar="NAME", help="continue training a saved model")
-    for flag, dest, typ, hlp in HYPER:
-        t.add_argument(flag, dest=dest, type=typ, help=hlp)
-    t.add_argument("--compile", type=_bool, nargs="?", const=True, default=None,
-                   help="use torch.compile (true/false)")
-    t.add_argument("--bias", type=_bool, default=None,
-                   help="biases in Linear and LayerNorm layers (true/false)")
+    for name in ("minutes", "max_steps"):
+        s = SETTING[name]
+        lim.add_argument(s.flag, dest=name, type=_arg(s.parse), help=s.help)
+    t.add_argument("--resume", metavar="NAME", help="continue training a saved model (with "
+                   "--minutes or --max-steps: that much more; else its schedule goes on)")
+    for s in SETTINGS:
+        if s.cli:
+            # --compile alone means --compile true
+            extra = {"nargs": "?", "const": True} if s.name == "compile" else {}
+            t.add_argument(s.flag, dest=s.name, type=_arg(s.parse), help=s.help, **extra)
     t.add_argument("--quiet", action="store_true", help="print only the final line")
 
     s = sub.add_parser("sample", help="generate text from a model (streams to stdout)")
@@ -200,10 +127,8 @@ def _version() -> str:
 def cmd_train(args) -> int:
     from rich.console import Console
 
-    from . import locking, store
-    from .corpus import CorpusError, load_corpus
-    from .tokenizer import CharTokenizer
-    from .trainer import TrainConfig, Trainer, TrainingError, unique_name
+    from . import runs
+    from .corpus import CorpusError
 
     cancel = threading.Event()
 
@@ -221,62 +146,19 @@ def cmd_train(args) -> int:
             cancel.set()
 
     console = _Console(stderr=False, highlight=False)
-    overrides = {dest: getattr(args, dest) for _, dest, _, _ in HYPER if getattr(args, dest) is not None}
-    if args.compile is not None:
-        overrides["compile"] = args.compile
-    if args.bias is not None:
-        overrides["bias"] = args.bias
-    tokenizer = None
-    out_dir = None
-    if args.resume:
-        name, folder = store.resolve(args.resume)
-        if args.name is not None and args.name != name:
-            raise UsageError(f"--name cannot be used with --resume: {name!r} goes on under its "
-                           "own name (charchat models rename changes it)")
-        out_dir = folder
-        locking.check_free(name, folder, CLIError)
-        saved = store.read_train_args(folder)
-        try:
-            tokenizer = CharTokenizer.from_json((folder / "tokenizer.json").read_text())
-        except (OSError, ValueError) as e:
-            raise CLIError(f"{folder / 'tokenizer.json'}: cannot resume, vocabulary unreadable "
-                           f"({e})") from None
-        base = dict(saved.get("config", {}))
-        # New limits, if given, set a new total; otherwise the saved schedule goes on.
-        if args.minutes or args.max_steps:
-            base["minutes"], base["max_steps"] = args.minutes, args.max_steps
-        base.update(overrides)  # a changed shape is refused by the trainer, with the reason
-        try:
-            config = TrainConfig.from_dict(base)
-        except ValueError as e:
-            raise CLIError(f"{folder / 'train_args.json'}: cannot resume ({e})") from None
-        paths = args.paths or saved.get("corpus_paths", [])
-        if not paths:
-            raise CLIError(f"cannot resume {name!r}: its corpus paths are not recorded; name them")
-    else:
-        if not args.paths:
-            raise UsageError("no corpus given: charchat train FILE_OR_FOLDER... (see --help)")
-        paths = args.paths
-        config = TrainConfig(minutes=args.minutes, max_steps=args.max_steps, **overrides)
-        if args.name is not None:  # --name "" is an invalid name, not "pick one for me"
-            try:
-                name = store.check_name(args.name)
-            except store.StoreError as e:
-                raise UsageError(str(e)) from None
-            locking.check_free(name, store.models_dir() / name, CLIError)
-            if (store.models_dir() / name / store.WEIGHTS).exists():
-                raise CLIError(
-                    f"a model named {name!r} already exists; use --resume {name} to continue it, "
-                    "another --name, or 'charchat models rm' first"
-                )
-        else:
-            name = unique_name(Path(paths[0]).expanduser().resolve().stem or "model")
-
+    if not args.paths and not args.resume:
+        raise UsageError("no corpus given: charchat train FILE_OR_FOLDER... (see --help)")
+    plan = runs.plan(runs.RunRequest(
+        paths=args.paths, name=args.name, minutes=args.minutes, max_steps=args.max_steps,
+        overrides={s.name: getattr(args, s.name) for s in SETTINGS
+                   if s.cli and getattr(args, s.name) is not None},
+        resume=args.resume))
+    paths = plan.paths
     quiet = args.quiet
     if not quiet:
         console.print(f"[bold]Reading corpus[/] {' '.join(str(p) for p in paths)}")
     try:
-        corpus = load_corpus(paths, tokenizer=tokenizer)
+        corpus = runs.load_corpus(plan)
     except CorpusError as e:
         raise CLIError(str(e)) from None
     if not quiet:
@@ -287,8 +169,6 @@ def cmd_train(args) -> int:
         console.print(f"  {corpus.summary.describe()}")
 
     view = _TrainView(console, quiet)
-    trainer = Trainer(corpus, config, name=name, out_dir=out_dir, on_event=view.on_event,
-                      cancel=cancel, resume=bool(args.resume), corpus_paths=[str(p) for p in paths])
     presses = {"n": 0}
 
     def on_sigint(signum, frame):
@@ -301,7 +181,11 @@ def cmd_train(args) -> int:
     old = signal.signal(signal.SIGINT, on_sigint)
     try:
         with view:
-            result = trainer.run()
+            result = runs.train(plan, view.on_event, cancel, corpus=corpus)
+    except runs.Cancelled:
+        raise KeyboardInterrupt from None
+    except ConfigError:
+        raise  # main() words it with the flag
     except (TrainingError, CorpusError, ValueError) as e:
         raise CLIError(str(e)) from None
     finally:
@@ -377,15 +261,15 @@ class _TrainView:
         s = self.stats
         s["step"] = ev.step
         if ev.kind == "start":
-            d = ev.details
-            c = d["config"]
+            d = ev.start
+            c = d.config
             self.say(
-                f"Training [bold]{Path(d['folder']).name}[/]: {ev.message}; "
+                f"Training [bold]{d.name}[/]: {ev.message}; "
                 f"{c['n_layer']} layers, {c['n_head']} heads, {c['n_embd']} wide, "
                 f"context {c['block_size']}, batch {c['batch_size']}, lr {c['lr']:g}"
-                + (" (resumed)" if d.get("resumed") else "")
+                + (" (resumed)" if d.resumed else "")
             )
-            for note in d["notes"]:
+            for note in d.notes:
                 self.say(f"  [dim]{note}[/]")
         elif ev.kind == "step":
             s["loss"], s["tps"], s["eta"] = ev.train_loss, ev.tokens_per_s, ev.eta
@@ -403,7 +287,7 @@ class _TrainView:
 
 
 def _settings_from(args, chars: int | None = None, base: dict | None = None):
-    from .generation import SamplingSettings
+    from .config import SamplingSettings
 
     d = dict(base or {})
     if args.temperature is not None:
@@ -426,25 +310,20 @@ def _settings_from(args, chars: int | None = None, base: dict | None = None):
 
 
 def _load(name: str | None, device: str):
-    from . import store
+    from . import runs, store
     from .device import pick_device
 
-    name = name or _last_model() or store.BUNDLED_NAME
+    name = runs.model_to_open(name)
+    if name is None:
+        raise CLIError(
+            "no model found: the bundled default model is missing from this install "
+            f"({store.bundled_dir()}); reinstall charchat, or train one with "
+            "'charchat train FILE --minutes 5' and use --model NAME")
     try:
         dev = pick_device(device)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    try:
-        loaded = store.load_model(name, dev.device)
-    except store.StoreError as e:
-        if name == store.BUNDLED_NAME and "no model named" in str(e):
-            raise CLIError(
-                "no model found: the bundled default model is missing from this install "
-                f"({store.bundled_dir()}); reinstall charchat, or train one with "
-                "'charchat train FILE --minutes 5' and use --model NAME"
-            ) from None
-        raise CLIError(str(e)) from None
-    return loaded, dev
+    return store.load_model(name, dev.device), dev
 
 
 def cmd_sample(args) -> int:
@@ -483,34 +362,14 @@ def _clean_text(text: str) -> str:
 
 
 def cmd_eval(args) -> int:
-    from .corpus import CorpusError, load_corpus
-    from .evaluate import val_loss
-
-    import numpy as np
+    from . import runs
+    from .corpus import CorpusError
 
     loaded, dev = _load(args.model, args.device)
     try:
-        # Read with the file's own vocabulary: a character the model lacks matters only in
-        # the last 10%, the part scored. (The count of ids, so the split, is the same.)
-        corpus = load_corpus([args.file])
+        r = runs.evaluate_file(loaded, args.file, dev.device, dev.amp_dtype)
     except CorpusError as e:
         raise CLIError(str(e)) from None
-    tok, own = loaded.tokenizer, corpus.tokenizer
-    to_model = np.array([tok.special_ids.get(c, tok.stoi.get(c, -1)) for c in own.itos],
-                        dtype=np.int32)  # 4 bytes an id: a 200 MB file's last tenth is 80 MB
-    val = to_model[corpus.val_ids]
-    if (val < 0).any():
-        lacking = [own.itos[i] for i in np.unique(np.asarray(corpus.val_ids)[val < 0])]
-        shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in lacking[:5])
-        raise CLIError(f"{args.file}: its last 10% has {len(lacking)} character(s) model "
-                       f"{loaded.name!r} never saw: {shown}")
-    bs = loaded.model.config.block_size
-    if len(val) < bs + 1:
-        raise CLIError(
-            f"{args.file}: its last 10% has {len(val)} characters; "
-            f"model {loaded.name!r} needs at least {bs + 1}"
-        )
-    r = val_loss(loaded.model, val, dev.device, dev.amp_dtype)
     print(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}))
     return 0
 
@@ -552,11 +411,11 @@ def cmd_models(args) -> int:
         table.add_row(
             m.name + (" (bundled)" if m.bundled else "")
             + (" (training)" if m.training is not None else ""),
-            f"{m.params / 1e6:.2f}M" if m.params else "?",
+            fmt_params(m.params),
             f"{m.best_val_loss:.4f}" if m.best_val_loss is not None else "?",
             m.corpus,
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(m.updated)) if m.updated else "?",
-            f"{m.size_bytes / 1e6:.1f} MB",
+            fmt_date(m.updated),
+            fmt_size(m.size_bytes),
         )
     Console().print(table)
     return 0
@@ -679,17 +538,6 @@ def run_app(model: str | None = None) -> int:
     return run(model)
 
 
-# ---------------------------------------------------------------------------------------------
-# The model to open when none is named: pinned as default, else last used (charchat.preferences).
-
-
-def _last_model() -> str | None:
-    """The model to use when none is named: the one pinned as default, else the last used."""
-    from .preferences import model_to_open
-
-    return model_to_open()
-
-
 def _remember_model(name: str, folder: Path) -> None:
     from .preferences import remember_model
 
@@ -707,6 +555,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             return run_app()
         return handlers[args.command](args)
+    except ConfigError as e:
+        print(f"charchat: error: {_config_message(e, args)}", file=sys.stderr)
+        return e.code
     except (CLIError, StoreError) as e:
         print(f"charchat: error: {e}", file=sys.stderr)
         return getattr(e, "code", 1)
@@ -720,6 +571,18 @@ def main(argv: list[str] | None = None) -> int:
         reason = e.strerror.lower() if e.strerror else str(e)  # "Not a directory" -> lower
         print(f"charchat: error: {where}{reason}", file=sys.stderr)
         return 1
+
+
+def _config_message(e: ConfigError, args) -> str:
+    """A ConfigError as the command line words it: a flag's own errors start with the flag."""
+    from .runs import NameTaken
+
+    if isinstance(e, NameTaken):
+        return (f"{e.reason}; use --resume {e.name} to continue it, another --name, or "
+                "'charchat models rm' first")
+    if e.field in SETTING or (e.field == "name" and e.code == 2):
+        return f"{flag_of(e.field)}: {e.reason}"
+    return e.reason  # a name that is taken, a path: the reason names it
 
 
 def entry() -> None:

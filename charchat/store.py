@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import locking
+from .config import CorpusSummary
 from .tokenizer import CharTokenizer, TokenizerError
 
 if TYPE_CHECKING:  # torch is imported on first use, so that listing models stays instant
@@ -355,7 +356,7 @@ def load_model(name_or_path: str, device: "str | torch.device" = "cpu") -> Loade
     return LoadedModel(model, tokenizer, name, folder, info, read_meta(folder))
 
 
-def read_train_args(folder: Path) -> dict:
+def read_training_record(folder: Path) -> dict:
     """What a saved model was trained with, {"config": {...}, "corpus_paths": [...], ...},
     checked for the shape --resume needs; StoreError names the file otherwise."""
     record = Path(folder) / "train_args.json"
@@ -371,13 +372,28 @@ def read_train_args(folder: Path) -> dict:
     return d
 
 
+def read_tokenizer(folder: Path) -> CharTokenizer:
+    """A model folder's vocabulary (tokenizer.json), for resuming; StoreError names the file."""
+    path = Path(folder) / "tokenizer.json"
+    try:
+        return CharTokenizer.from_json(path.read_text())
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{path}: cannot resume, vocabulary unreadable ({e})") from None
+
+
 def read_meta(folder: Path) -> dict:
     """A model's meta.json (a description, never needed to load it); {} if missing or damaged."""
+    return read_description(folder, "meta.json")
+
+
+def read_description(folder: Path, file: str) -> dict:
+    """A JSON file of a model's folder read only to describe it (meta.json, train_args.json
+    for a listing): {} if missing or not a JSON object; its values may have any type."""
     try:
-        meta = json.loads((Path(folder) / "meta.json").read_text())
+        d = json.loads((Path(folder) / file).read_text())
     except (OSError, ValueError):
         return {}
-    return meta if isinstance(meta, dict) else {}
+    return d if isinstance(d, dict) else {}
 
 
 def _typed(meta: dict, key: str, kinds: tuple, default=None):
@@ -396,20 +412,23 @@ def _typed(meta: dict, key: str, kinds: tuple, default=None):
 
 
 @dataclass
-class ModelInfo:
+class SavedModel:
+    """A saved model as listings show it (read from its folder without loading it)."""
+
     name: str
     path: Path
     params: int | None
     best_val_loss: float | None
-    corpus: str
+    corpus: str  # in words (meta.json's "corpus")
     updated: float
     size_bytes: int
     bundled: bool = False
     meta: dict = field(default_factory=dict)
     training: int | None = None  # pid of the run training it now (0: unknown), else None
+    corpus_summary: CorpusSummary | None = None  # the corpus as data, when recorded
 
 
-def _info_for(folder: Path, bundled: bool = False) -> ModelInfo:
+def _info_for(folder: Path, bundled: bool = False) -> SavedModel:
     meta = read_meta(folder)
     weights = folder / WEIGHTS
     try:
@@ -417,7 +436,7 @@ def _info_for(folder: Path, bundled: bool = False) -> ModelInfo:
         updated = weights.stat().st_mtime
     except OSError:
         size, updated = 0, 0.0
-    return ModelInfo(
+    return SavedModel(
         name=BUNDLED_NAME if bundled else folder.name,
         path=folder,
         params=_typed(meta, "params", (int,)),
@@ -428,10 +447,23 @@ def _info_for(folder: Path, bundled: bool = False) -> ModelInfo:
         bundled=bundled,
         meta=meta,
         training=None if bundled else locking.holder(folder),
+        corpus_summary=read_corpus_summary(folder, meta),
     )
 
 
-def list_models(include_bundled: bool = False) -> list[ModelInfo]:
+def read_corpus_summary(folder: Path, meta: dict | None = None) -> CorpusSummary | None:
+    """What a model was trained on, as data: meta.json's copy (kept with the best model's
+    score), else corpus.json (written when its run started); None if neither is readable."""
+    d = (meta if meta is not None else read_meta(folder)).get("corpus_summary")
+    if not isinstance(d, dict):
+        try:
+            d = json.loads((Path(folder) / "corpus.json").read_text())
+        except (OSError, ValueError):
+            return None
+    return CorpusSummary.from_dict(d) if isinstance(d, dict) else None
+
+
+def list_models(include_bundled: bool = False) -> list[SavedModel]:
     out = []
     root = models_dir()
     if root.is_dir():

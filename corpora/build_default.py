@@ -130,13 +130,14 @@ def train(resume: bool, device: str) -> str:
 
 
 def config_from(values: dict, device: str):
-    from charchat.trainer import TrainConfig
+    from charchat.config import TrainConfig
 
     return TrainConfig.from_dict({**values, "device": device})
 
 
 def run_phase(corpus, config, resume: bool, corpus_file: Path) -> str:
-    from charchat.trainer import Trainer, TrainingError
+    from charchat.config import TrainingError
+    from charchat.trainer import Trainer
 
     last = [0.0]
 
@@ -242,7 +243,7 @@ def export(dest: Path, run: Path, allow_partial: bool = False) -> dict:
     from charchat import store
     from charchat.corpus import load_corpus
     from charchat.evaluate import val_loss
-    from charchat.trainer import TrainConfig
+    from charchat.config import TrainConfig
 
     outcome = run_outcome(run)
     if outcome["stop_reason"] not in COMPLETE and not allow_partial:
@@ -273,8 +274,8 @@ def export(dest: Path, run: Path, allow_partial: bool = False) -> dict:
         store.atomic_write_json(tmp / "corpus.json", summary)
         with open(tmp / "metrics.jsonl", "w", encoding="utf-8") as out:
             for ev in store.read_metrics(run):
-                if isinstance(ev.get("details"), dict) and "folder" in ev["details"]:
-                    ev["details"]["folder"] = portable(ev["details"]["folder"], run)
+                if isinstance(ev.get("start"), dict) and "folder" in ev["start"]:
+                    ev["start"]["folder"] = portable(ev["start"]["folder"], run)
                 if isinstance(ev.get("message"), str):  # e.g. "saved in /home/...": strip it
                     for where in {str(run), str(run.resolve())}:
                         ev["message"] = ev["message"].replace(where, portable(where, run))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import shutil
+
 import pytest
 import torch
 from hypothesis import settings
@@ -157,3 +159,40 @@ def scripted_gpt(tokenizer: CharTokenizer, script: str | list[str | int] | None 
                 block.mlp.c_proj.weight[nxt.get(a, a), a] = 20.0
         tr.ln_f.weight.fill_(100.0 / float(tr.wte.weight.abs().max()))
     return model.eval()
+
+
+# Tiny models and corpora shared by the core's and the app's tests.
+
+TINY_SHAPE = dict(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=8, dropout=0.0,
+                  lr=3e-3, eval_interval=10, eval_tokens=512, log_interval=5, warmup_steps=5,
+                  device="cpu", seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A model folder trained for 30 steps on generated prose (about a second), once."""
+    from charchat.corpus import corpus_from_text
+    from charchat.trainer import TrainConfig, Trainer
+
+    folder = tmp_path_factory.mktemp("tiny-model") / "tiny"
+    corpus = corpus_from_text(pattern_text(6000))
+    Trainer(corpus, TrainConfig(max_steps=30, **TINY_SHAPE), name="tiny", out_dir=folder).run()
+    return folder
+
+
+@pytest.fixture
+def tiny_model(tiny_model_dir, charchat_home) -> str:
+    """The tiny model saved as "tiny" in this test's data folder; replies kept short."""
+    from charchat import preferences
+
+    shutil.copytree(tiny_model_dir, charchat_home / "models" / "tiny")
+    preferences.save_sampling("tiny", {"max_new_chars": 30, "seed": 1})
+    return "tiny"
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path) -> Path:
+    path = tmp_path / "corpus" / "story.txt"
+    path.parent.mkdir(parents=True)
+    path.write_text(pattern_text(6000))
+    return path

@@ -48,6 +48,7 @@ def test_training_and_generation_apply_it(monkeypatch, tmp_path):
     import charchat.evaluate as evaluate
     import charchat.generation as generation
     import charchat.trainer as trainer
+    from charchat.runs import train_files
     from conftest import pattern_text
 
     by = []
@@ -56,7 +57,7 @@ def test_training_and_generation_apply_it(monkeypatch, tmp_path):
                             lambda name=mod.__name__: by.append(name) or True)
     text = tmp_path / "t.txt"
     text.write_text(pattern_text(2000))
-    trainer.train(text, out_dir=tmp_path / "m", max_steps=1, n_layer=1, n_head=1, n_embd=8,
+    train_files(text, out_dir=tmp_path / "m", max_steps=1, n_layer=1, n_head=1, n_embd=8,
                   block_size=8, batch_size=2, eval_interval=1)
     assert by[0] == "charchat.trainer"  # before its first step, not only at evaluation
     by.clear()

@@ -8,19 +8,18 @@ from charchat import cli, preferences
 def test_nothing_remembered_yet(charchat_home):
     assert preferences.last_model() is None
     assert preferences.default_model() is None
-    assert preferences.model_to_open() is None
+    assert preferences.last_model() is None
     assert preferences.sampling_for("m") == preferences.SAMPLING_DEFAULTS
     assert preferences.theme() is None
 
 
 def test_last_and_default_model(charchat_home):
     preferences.remember_model("a")
-    assert preferences.last_model() == "a" and preferences.model_to_open() == "a"
+    assert preferences.last_model() == "a" and preferences.default_model() is None
     preferences.set_default_model("b")
-    assert preferences.model_to_open() == "b"
-    assert cli._last_model() == "b"  # the CLI opens the pinned model too
+    assert preferences.default_model() == "b" and preferences.last_model() == "a"
     preferences.set_default_model(None)
-    assert preferences.model_to_open() == "a"
+    assert preferences.default_model() is None
     preferences.remember_model("c")
     assert json.loads((charchat_home / "state.json").read_text())["last_model"] == "c"
 
@@ -85,7 +84,7 @@ def test_bad_sampling_values(values, message):
 
 
 def test_sampling_bounds_match_the_core():
-    from charchat.generation import SamplingSettings
+    from charchat.config import SamplingSettings
 
     for values in ({"temperature": 0.0}, {"temperature": 5}, {"top_k": 3}, {"top_p": 1.0},
                    {"max_new_chars": 1}, {"seed": 7}):
@@ -108,7 +107,7 @@ def test_rename_and_forget(charchat_home):
     assert preferences.last_model() == "b" and preferences.default_model() == "b"
     assert preferences.sampling_for("b")["temperature"] == 0.1
     preferences.forget_model("b")
-    assert preferences.model_to_open() is None
+    assert preferences.last_model() is None and preferences.default_model() is None
     assert preferences.sampling_for("b") == preferences.SAMPLING_DEFAULTS
 
 

@@ -14,7 +14,9 @@ from charchat.adamw import AdamW
 from charchat.corpus import corpus_from_text, load_corpus
 from charchat.evaluate import windows_loss
 from charchat.model import GPT
-from charchat.trainer import TrainConfig, TrainEvent, Trainer, TrainingError, train
+from charchat.config import TrainConfig, TrainEvent, TrainingError
+from charchat.runs import train_files as train
+from charchat.trainer import Trainer
 
 from conftest import pattern_text, random_text, tiny_train_config
 
@@ -155,18 +157,6 @@ def test_learning_rate_schedule_in_step_events(trained):
     assert tail[0] == pytest.approx(c.lr) and tail[-1] == pytest.approx(c.min_lr, rel=0.01)
 
 
-def test_lr_at(trained):
-    t = trained.trainer
-    c = t.config
-    assert t._lr_at(0, 0.0) == pytest.approx(c.lr / c.warmup_steps)
-    assert t._lr_at(c.warmup_steps - 1, 0.0) == pytest.approx(c.lr)
-    assert t._lr_at(c.warmup_steps, 0.0) == pytest.approx(c.lr)
-    assert t._lr_at(c.warmup_steps, 0.5) == pytest.approx((c.lr + c.min_lr) / 2)
-    assert t._lr_at(c.warmup_steps, 1.0) == pytest.approx(c.min_lr)
-    assert t._lr_at(c.warmup_steps, 7.0) == pytest.approx(c.min_lr)
-    assert t._lr_at(c.warmup_steps, -1.0) == pytest.approx(c.lr)
-
-
 # ---------------------------------------------------------------------------------------------
 # Stopping
 
@@ -245,7 +235,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, cancel_at, extra):
     assert first.stop_reason == "cancelled" and first.steps == cancel_at
     second, split_trainer, split_events = run(corpus, tmp_path / "split", resume=True, **config)
     assert second.stop_reason == "max_steps" and second.steps == 40
-    assert split_events[0].details["resumed"]
+    assert split_events[0].start.resumed
 
     assert weights_equal(split_trainer.model, full_trainer.model)
     assert [(e.step, e.val_loss) for e in of_kind(split_events, "eval")] == \
@@ -408,7 +398,7 @@ def test_compile_that_fails_at_the_first_call_falls_back_to_eager(tmp_path, monk
     assert result.stop_reason == "max_steps" and result.steps == 20
     assert calls and calls[0][0] == trainer.config.batch_size  # probed with a full batch
     start = of_kind(events, "start")[0]
-    notes = [n for n in start.details["notes"] if "torch.compile failed" in n]
+    notes = [n for n in start.start.notes if "torch.compile failed" in n]
     assert notes == ["torch.compile failed (RuntimeError: InvalidCxxCompiler: No working C++ "
                      "compiler found); training without it"]
     plain, _, _ = run(corpus, tmp_path / "e", max_steps=20, compile=False)
@@ -576,7 +566,7 @@ def test_resume_on_other_text_scores_the_best_model_afresh(tmp_path):
     best_model, _, _ = store.read_weights(tmp_path / "m" / store.WEIGHTS)
     result, trainer, events = run(other, tmp_path / "m", resume=True, max_steps=40,
                                   eval_interval=10)
-    notes = of_kind(events, "start")[0].details["notes"]
+    notes = of_kind(events, "start")[0].start.notes
     assert any("not the one m last trained on" in n for n in notes), notes
     mark = windows_loss(best_model, other.val_ids, trainer.eval_starts)[0]
     assert f"scores {mark:.4f}" in " ".join(notes)
@@ -587,7 +577,7 @@ def test_resume_on_other_text_scores_the_best_model_afresh(tmp_path):
     assert store.read_meta(tmp_path / "m")["best_val_loss"] == result.best_val_loss
     # The same text again: nothing is rescored.
     _, _, events = run(other, tmp_path / "m", resume=True, max_steps=50, eval_interval=10)
-    assert not any("not the one" in n for n in of_kind(events, "start")[0].details["notes"])
+    assert not any("not the one" in n for n in of_kind(events, "start")[0].start.notes)
 
 
 def test_resume_on_other_text_lists_the_rescored_best(tmp_path):
@@ -612,5 +602,5 @@ def test_resume_of_a_state_saved_before_the_corpus_fingerprint(tmp_path, same_le
     text = PATTERN if same_length else PATTERN[: len(PATTERN) // 2] + "\n"
     _, _, events = run(corpus_from_text(text, tokenizer=first.tokenizer), tmp_path / "m",
                        resume=True, max_steps=30, eval_interval=10)
-    rescored = any("not the one" in n for n in of_kind(events, "start")[0].details["notes"])
+    rescored = any("not the one" in n for n in of_kind(events, "start")[0].start.notes)
     assert rescored == (not same_length)

@@ -1,0 +1,136 @@
+"""The folder a training run writes: one object owns its file names, its lock, its metrics log
+and its clean-up (the layout is described in charchat.store).
+
+Only the run holding the folder's lock writes here. Every file but metrics.jsonl is written
+atomically (charchat.store); the log is appended one flushed line per event.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from . import locking, store
+from .config import CorpusSummary, TrainEvent, TrainingError
+
+CONFIG = "config.json"
+TOKENIZER = "tokenizer.json"
+TRAIN_ARGS = "train_args.json"
+CORPUS = "corpus.json"
+METRICS = "metrics.jsonl"
+# What a run writes besides the weights: all of it goes if the run saves no model.
+RUN_FILES = (CONFIG, TOKENIZER, TRAIN_ARGS, CORPUS, METRICS, store.STATE)
+
+
+class RunFolder:
+    """models/NAME while a run trains it."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.path = Path(folder)
+        self.name = name
+        self._lock: locking.FolderLock | None = None
+        self._fresh = False
+        self._metrics = None
+
+    @property
+    def weights(self) -> Path:
+        return self.path / store.WEIGHTS
+
+    @property
+    def state(self) -> Path:
+        return self.path / store.STATE
+
+    def has_model(self) -> bool:
+        return self.weights.exists()
+
+    # -- holding it ----------------------------------------------------------------------------
+    def acquire(self, resume: bool) -> None:
+        """Lock the folder for this run (TrainingError if another run holds it). A new run's
+        folder (or one a resume created) is removed again by release() if it saves no model;
+        decided under the lock, since another run may have made the folder and removed it."""
+        existed = self.path.exists()
+        try:
+            self._lock = locking.acquire(self.path)
+        except locking.FolderBusy as e:
+            raise TrainingError(locking.busy_message(self.name, e.pid)) from None
+        self._fresh = not existed or (not resume and not self.has_model())
+
+    def release(self) -> None:
+        try:
+            self.close_metrics()
+            if self._fresh:
+                self._discard_if_no_model()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    def _discard_if_no_model(self) -> None:
+        """A new run that ends (or fails) before saving a model leaves no folder behind: a
+        folder without weights is not a model to list, chat with or resume, yet its name
+        would be taken."""
+        if self.has_model():
+            return
+        for f in RUN_FILES:
+            (self.path / f).unlink(missing_ok=True)
+        # The lock file goes too: on POSIX while this run still holds it (see
+        # charchat.locking); Windows cannot delete a file that is open, so it lets go first.
+        if os.name == "nt" and self._lock is not None:
+            self._lock.release()
+        try:
+            (self.path / locking.LOCK_FILE).unlink(missing_ok=True)
+            self.path.rmdir()  # only if nothing else is in it
+        except OSError:
+            pass
+
+    # -- what it was trained with --------------------------------------------------------------
+    def write_setup(self, model_config: dict, tokenizer, config: dict, corpus_paths: list[str],
+                    device: str, notes: list[str], corpus: CorpusSummary) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        store.atomic_write_json(self.path / CONFIG, model_config)
+        store.atomic_write_text(self.path / TOKENIZER, tokenizer.to_json() + "\n")
+        store.atomic_write_json(self.path / TRAIN_ARGS, {
+            "config": config, "corpus_paths": [str(p) for p in corpus_paths],
+            "device": device, "notes": notes})
+        store.atomic_write_json(self.path / CORPUS, corpus.to_dict())
+
+    def recorded_length(self) -> int | None:
+        """The corpus length in corpus.json (rewritten only by write_setup)."""
+        try:
+            chars = json.loads((self.path / CORPUS).read_text()).get("chars")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return chars if isinstance(chars, int) and not isinstance(chars, bool) else None
+
+    # -- the log -------------------------------------------------------------------------------
+    def open_metrics(self, append: bool) -> None:
+        """A resumed run continues the log; a new one starts it afresh."""
+        self._metrics = open(self.path / METRICS, "a" if append else "w", encoding="utf-8")
+
+    def log(self, event: TrainEvent) -> None:
+        if self._metrics is not None:
+            self._metrics.write(event.to_json() + "\n")
+            self._metrics.flush()
+
+    def close_metrics(self) -> None:
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+
+    # -- the best model ------------------------------------------------------------------------
+    def save_best(self, model, tokenizer, *, step: int, val: float, corpus: CorpusSummary,
+                  device: str) -> None:
+        store.save_model(self.path, model, tokenizer,
+                         {"step": step, "val_loss": val, "corpus_kind": corpus.kind})
+        now = time.time()
+        self.describe(params=model.num_params(), best_val_loss=val, best_step=step,
+                      corpus=corpus, created=store.read_meta(self.path).get("created", now),
+                      updated=now, device=device)
+
+    def describe(self, corpus: CorpusSummary | None = None, **fields) -> None:
+        """Update meta.json (what listings show); the corpus is kept as data and as words."""
+        if corpus is not None:
+            fields.update(corpus=corpus.describe(), corpus_kind=corpus.kind,
+                          corpus_summary=corpus.to_dict())
+        store.write_meta(self.path, name=self.name, **fields)

@@ -1,0 +1,288 @@
+"""What the command line and the app both do: plan a training run (new or resumed), check and
+suggest names, choose the model to open, score a text file with a model.
+
+Each front end turns what the user typed into a RunRequest, calls plan(), then train(); the
+rules (what --minutes means when resuming, which name is free, where the corpus is) live here
+once. Importing this module imports no torch: the app calls it from its first screen.
+
+Resuming: --minutes M (or the form's minutes) means M more minutes, and --max-steps N means N
+more steps, counted from where the run stopped; without either the saved schedule goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import locking, preferences, store
+from .config import SETTING, SHAPE_KEYS, ConfigError, TrainConfig, TrainEvent, TrainResult
+from .recipe import PRESETS
+
+PRESET_CHOICES = ("auto", *PRESETS)
+
+
+class Cancelled(Exception):
+    """Stopped before training began."""
+
+
+class NameTaken(ConfigError):
+    """A model of that name exists (the front ends say how to resume it or pick another)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("name", f"a model named {name!r} already exists")
+        self.name = name
+
+
+@dataclass
+class RunRequest:
+    """What a front end asks for."""
+
+    paths: list[str] = field(default_factory=list)  # as typed; resuming: [] = its own corpus
+    name: str | None = None  # None: from the first file's name
+    minutes: float | None = None  # resuming: minutes more
+    max_steps: int | None = None  # resuming: steps more
+    overrides: dict = field(default_factory=dict)  # TrainConfig fields set by hand
+    preset: str = "auto"  # a size from charchat.recipe.PRESETS, under the overrides
+    resume: str | None = None  # the name (or folder) of the model to go on training
+    sample_every: int = 0  # evaluations between text samples (the app shows them)
+
+
+@dataclass
+class RunPlan:
+    """A run ready to start: plan() has checked everything it can without reading the text."""
+
+    name: str
+    paths: list[str]  # to read, as typed (messages name them so)
+    config: TrainConfig
+    folder: Path | None = None  # resuming: the model's folder (else models/NAME)
+    tokenizer: object | None = None  # resuming: the model's vocabulary
+    resume: bool = False
+
+    @property
+    def recorded_paths(self) -> list[str]:
+        """The paths as train_args.json keeps them: absolute, so that a resume from another
+        folder finds them."""
+        return [os.path.abspath(os.path.expanduser(p)) for p in self.paths]
+
+
+# ---------------------------------------------------------------------------------------------
+# Names
+
+
+def suggest_name(paths: list[str]) -> str:
+    """A free model name from the first corpus path."""
+    stem = Path(paths[0]).expanduser().resolve().stem if paths else ""
+    return store.unique_name(stem or "model")
+
+
+def check_new_name(name: str) -> str:
+    """name, if a new run may take it; ConfigError on "name" otherwise."""
+    try:
+        store.check_name(name)
+    except store.StoreError as e:
+        raise ConfigError("name", str(e), code=2) from None
+    folder = store.models_dir() / name
+    locking.check_free(name, folder, lambda msg: ConfigError("name", msg))
+    if (folder / store.WEIGHTS).exists():
+        raise NameTaken(name)
+    return name
+
+
+def model_to_open(requested: str | None = None) -> str | None:
+    """The model to open: the one asked for, the pinned default, the last used, the bundled
+    default, the newest saved one, or None when there is none at all."""
+    if requested:
+        return requested
+    models = store.list_models(include_bundled=True)
+    names = {m.name for m in models}
+    for name in (preferences.default_model(), preferences.last_model()):
+        if name and (name in names or "/" in name):
+            return name
+    if store.BUNDLED_NAME in names:
+        return store.BUNDLED_NAME
+    if models:
+        return max(models, key=lambda m: m.updated).name
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning a run
+
+
+def plan(req: RunRequest) -> RunPlan:
+    """Check a request and make it a plan. Raises ConfigError (naming the setting), StoreError."""
+    for key, value in req.overrides.items():
+        if key not in SETTING:
+            raise ConfigError(key, "not a training setting")
+    return _plan_resume(req) if req.resume else _plan_new(req)
+
+
+def _plan_new(req: RunRequest) -> RunPlan:
+    if not req.paths:
+        raise ConfigError("paths", "no corpus given: name one or more text files or folders",
+                          code=2)
+    # --name "" is an invalid name, not "pick one for me"
+    name = check_new_name(req.name) if req.name is not None else suggest_name(req.paths)
+    return RunPlan(name, list(req.paths), _new_config(req))
+
+
+def _new_config(req: RunRequest) -> TrainConfig:
+    overrides = dict(req.overrides)
+    if req.preset != "auto":
+        if req.preset not in PRESETS:
+            raise ConfigError("preset", f"unknown size {req.preset!r}: use "
+                                        f"{', '.join(PRESET_CHOICES)}", code=2)
+        for k, v in zip(("n_layer", "n_head", "n_embd"), PRESETS[req.preset]):
+            overrides.setdefault(k, v)
+    config = TrainConfig(minutes=req.minutes, max_steps=req.max_steps,
+                         sample_every=req.sample_every, **overrides)
+    config.check()
+    return config
+
+
+def _plan_resume(req: RunRequest) -> RunPlan:
+    name, folder = store.resolve(req.resume)
+    if req.name is not None and req.name != name:
+        raise ConfigError("name", f"cannot be used with --resume: {name!r} goes on under its "
+                                  "own name (charchat models rename changes it)", code=2)
+    locking.check_free(name, folder, store.StoreError)
+    record = store.read_training_record(folder)
+    tokenizer = store.read_tokenizer(folder)
+    base = dict(record.get("config", {}))
+    for key in SHAPE_KEYS:
+        if key in req.overrides and key in base and req.overrides[key] != base[key]:
+            raise ConfigError(key, f"cannot change when resuming {name!r}: it was {base[key]}, "
+                                   f"now {req.overrides[key]}")
+    if req.preset != "auto":
+        raise ConfigError("preset", f"cannot change when resuming {name!r}")
+    if req.minutes or req.max_steps:
+        # More minutes or steps, counted from where the run stopped: a new total for the
+        # schedule, which goes on from its current point.
+        from .checkpoint import progress_so_far
+
+        done_s, done_steps = progress_so_far(folder / store.STATE)
+        base["minutes"] = done_s / 60.0 + req.minutes if req.minutes else None
+        base["max_steps"] = done_steps + req.max_steps if req.max_steps else None
+    base.update(req.overrides)
+    base["sample_every"] = req.sample_every
+    try:
+        config = TrainConfig.from_dict(base)
+    except ValueError as e:
+        raise store.StoreError(f"{folder / 'train_args.json'}: cannot resume ({e})") from None
+    config.check()
+    paths = list(req.paths) or record.get("corpus_paths", [])
+    if not paths:
+        raise ConfigError("paths", f"cannot resume {name!r}: its corpus paths are not "
+                                   "recorded; name them")
+    return RunPlan(name, paths, config, folder, tokenizer, resume=True)
+
+
+def resolved_defaults(req: RunRequest, n_chars: int, kind: str) -> tuple[dict, list[str], str]:
+    """What the core would pick for a new run of this request on a corpus of n_chars (every
+    setting filled in), its notes, and the device's label. Imports torch."""
+    from .device import pick_device
+    from .recipe import resolve_config
+
+    config = _new_config(req)
+    dev = pick_device(config.device)
+    c, notes = resolve_config(config, n_tokens=n_chars, device=dev.device.type, kind=kind)
+    return c.to_dict(), notes, dev.label
+
+
+def saved_settings(name: str) -> tuple[dict, list[str], str]:
+    """A saved model's settings as resolved_defaults gives them (resuming keeps them)."""
+    record = store.read_training_record(store.resolve(name)[1])
+    device = record.get("device")
+    return dict(record.get("config", {})), [], device if isinstance(device, str) else ""
+
+
+def saved_paths(name: str) -> list[str]:
+    """The corpus paths a saved model was trained on."""
+    return list(store.read_training_record(store.resolve(name)[1]).get("corpus_paths", []))
+
+
+# ---------------------------------------------------------------------------------------------
+# Running it
+
+
+def load_corpus(p: RunPlan):
+    """Read the plan's corpus (with the model's vocabulary when resuming). CorpusError."""
+    from .corpus import load_corpus as load
+
+    return load(p.paths, tokenizer=p.tokenizer)
+
+
+def train(p: RunPlan, on_event: Callable[[TrainEvent], None] | None = None,
+          cancel: threading.Event | None = None, corpus=None) -> TrainResult:
+    """Run a plan: read the corpus unless given, then train. Raises the core's errors, and
+    Cancelled when cancel was set before training began."""
+    from .trainer import Trainer
+
+    cancel = cancel or threading.Event()
+    if corpus is None:
+        if on_event is not None:
+            on_event(TrainEvent("note", message="reading the corpus…"))
+        corpus = load_corpus(p)
+    if cancel.is_set():
+        raise Cancelled()
+    return Trainer(corpus, p.config, name=p.name, out_dir=p.folder, on_event=on_event,
+                   cancel=cancel, resume=p.resume, corpus_paths=p.recorded_paths).run()
+
+
+def train_files(corpus, name: str | None = None,
+                on_event: Callable[[TrainEvent], None] | None = None,
+                cancel: threading.Event | None = None, out_dir: str | Path | None = None,
+                **overrides) -> TrainResult:
+    """Train a model on a Corpus or on paths of text files, in one call (for notebooks:
+    charchat.train). overrides are TrainConfig fields, e.g. minutes=2, n_layer=4."""
+    from .corpus import Corpus, load_corpus as load
+    from .trainer import Trainer
+
+    paths = None
+    if not isinstance(corpus, Corpus):
+        paths = [str(p) for p in ([corpus] if isinstance(corpus, (str, Path)) else corpus)]
+        corpus = load(paths)
+    if name is None and out_dir is None:
+        name = suggest_name([corpus.summary.files[0]])
+    return Trainer(corpus, TrainConfig(**overrides), name=name, out_dir=out_dir,
+                   on_event=on_event, cancel=cancel,
+                   corpus_paths=paths and [os.path.abspath(p) for p in paths]).run()
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring a text file
+
+
+def evaluate_file(loaded, path: str, device, amp_dtype=None) -> dict:
+    """Validation loss of a loaded model on the last 10% of a text file: {"val_loss", "bpc",
+    "ppl", "chars"}. Raises CorpusError, or ConfigError("file") when the text does not fit
+    the model."""
+    import numpy as np
+
+    from .corpus import load_corpus as load
+    from .evaluate import val_loss
+
+    # Read with the file's own vocabulary: a character the model lacks matters only in the
+    # last 10%, the part scored. (The count of ids, so the split, is the same.)
+    corpus = load([path])
+    tok, own = loaded.tokenizer, corpus.tokenizer
+    to_model = np.array([tok.special_ids.get(c, tok.stoi.get(c, -1)) for c in own.itos],
+                        dtype=np.int32)  # 4 bytes an id: a 200 MB file's last tenth is 80 MB
+    val = to_model[corpus.val_ids]
+    if (val < 0).any():
+        lacking = [own.itos[i] for i in np.unique(np.asarray(corpus.val_ids)[val < 0])]
+        shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in lacking[:5])
+        raise ConfigError("file", f"{path}: its last 10% has {len(lacking)} character(s) "
+                                  f"model {loaded.name!r} never saw: {shown}")
+    bs = loaded.model.config.block_size
+    if len(val) < bs + 1:
+        raise ConfigError("file", f"{path}: its last 10% has {len(val)} characters; "
+                                  f"model {loaded.name!r} needs at least {bs + 1}")
+    return val_loss(loaded.model, val, device, amp_dtype)
+
+
+__all__ = ["RunRequest", "RunPlan", "plan", "train", "train_files", "suggest_name",
+           "check_new_name", "model_to_open", "evaluate_file"]

@@ -61,7 +61,7 @@ async def shoot() -> None:
         await settle(pilot)
         screen = app.screen
         screen.query_one("#paths").value = "corpora/prose.txt"
-        screen._check_corpus()
+        screen.form.check_corpus()
         await settle(pilot)
         screen.query_one("#name").value = "prose-2"
         screen.query_one("#minutes").value = "0.5"

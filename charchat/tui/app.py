@@ -7,15 +7,22 @@ Training and models screens are imported when first opened.
 
 from __future__ import annotations
 
+import copy
 from typing import Iterable
 
+from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 
 from .. import preferences
-from .engine import ChatEngine
+from .engine import ChatEngine, TrainingJob
+from .messages import (ConversationDeleted, JobChanged, JobEnded, JobProgress, ModelRemoved,
+                       ModelRenamed, OpenModel)
 from .screens.chat import ChatScreen
+
+QUIT_TITLE = "Training is running"
 
 
 class CharChatApp(App):
@@ -34,6 +41,9 @@ class CharChatApp(App):
         super().__init__()
         self.start_model = model
         self.engine = ChatEngine()
+        self.job: TrainingJob | None = None  # the training run, in sight or not
+        self._exit_after_job = False
+        self._job_worker = None
         theme = preferences.theme()
         if theme and theme in self.available_themes:
             self.theme = theme
@@ -51,46 +61,36 @@ class CharChatApp(App):
     def chat_screen(self) -> ChatScreen:
         return self.screen_stack[0]  # the default screen stays at the bottom
 
-    def train_screen(self):
-        """The training screen: on the stack, or kept out of sight while its run goes on."""
-        from .screens.train import BACKGROUND, TrainScreen
-
-        for s in self.screen_stack:
-            if isinstance(s, TrainScreen):
-                return s
-        if self.is_screen_installed(BACKGROUND):
-            return self.get_screen(BACKGROUND)
-        return None
+    def _train_screens(self) -> list:
+        return [s for s in self.screen_stack if type(s).__name__ == "TrainScreen"]
 
     def back_to_chat(self, then=None) -> None:
-        """Close the other screens, then call `then` if given. A training run goes on."""
-
-        def pop_all() -> None:
-            while len(self.screen_stack) > 1:
-                self.pop_screen()
-
-        train = self.train_screen()
-        if train is not None and train in self.screen_stack:
-            train.leave(pop_all)  # as its Escape does
-        else:
-            pop_all()
+        """Close the other screens, then call `then` if given. A training job goes on."""
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
         if then is not None:
-            then()
+            self.call_later(then)
 
     def action_open_training(self, resume: str | None = None) -> None:
+        """The training screen: the one open, else one on the job (running, or ended and not
+        yet seen), else a new form (to resume `resume`)."""
         from .screens.train import TrainScreen
 
-        existing = self.train_screen()
-        if existing is not None:
-            if existing in self.screen_stack:
-                while self.screen is not existing:
-                    self.pop_screen()
-            else:  # its run went on out of sight
-                self.push_screen(existing)
+        open_ = self._train_screens()
+        job = self.job
+        if job is not None and job.running and resume:
+            self.notify(f"Training {job.name} is running; stop it first.", severity="warning")
+            resume = None
+        if open_:
+            while self.screen is not open_[-1]:
+                self.pop_screen()
             if resume:
-                existing.prepare_resume(resume)
+                open_[-1].prepare_resume(resume)
             return
-        self.push_screen(TrainScreen(resume=resume))
+        if job is not None and (job.running or not job.seen_end) and not resume:
+            self.push_screen(TrainScreen(job=job))
+        else:
+            self.push_screen(TrainScreen(resume=resume))
 
     def action_open_models(self) -> None:
         from .screens.models import ModelsScreen
@@ -102,10 +102,6 @@ class CharChatApp(App):
                 return
         self.push_screen(ModelsScreen())
 
-    def chat_with(self, name: str) -> None:
-        """Go back to the chat screen and open a model."""
-        self.back_to_chat(lambda: self.chat_screen.switch_model(name))
-
     def action_toggle_keys(self) -> None:
         """F1: show or hide the panel listing the keys of the current screen."""
         if self.screen.query("HelpPanel"):
@@ -113,18 +109,88 @@ class CharChatApp(App):
         else:
             self.action_show_help_panel()
 
+    # -- messages from the screens -------------------------------------------------------------
+    @on(OpenModel)
+    def _open_model(self, msg: OpenModel) -> None:
+        self.back_to_chat(lambda: self.chat_screen.post_message(OpenModel(msg.name)))
+
+    @on(ModelRemoved)
+    @on(ModelRenamed)
+    @on(ConversationDeleted)
+    @on(JobChanged)
+    def _to_chat(self, msg: Message) -> None:
+        if self.screen_stack:  # (not while the app closes)
+            self.chat_screen.post_message(copy.copy(msg))  # a message is handled once
+
+    # -- the training job ----------------------------------------------------------------------
+    def start_training(self, request) -> TrainingJob:
+        """Start a training job (one at a time) in a worker thread; screens view it."""
+        if self.job is not None and self.job.running:
+            raise RuntimeError("a training job is running")
+        job = self.job = TrainingJob(request)
+
+        def work() -> None:
+            job.run(lambda batch: self.post_message(JobProgress(job, batch)))
+            self.post_message(JobEnded(job))
+
+        self._job_worker = self.run_worker(work, thread=True, group="train", exit_on_error=False)
+        return job
+
+    def job_out_of_sight(self) -> bool:
+        """Whether the job is running with no training screen open."""
+        return self.job is not None and self.job.running and not self._train_screens()
+
+    def forget_job(self, job: TrainingJob) -> None:
+        """An ended job whose end has been seen: ctrl+t opens a new form from now on."""
+        if self.job is job and not job.running:
+            self.job = None
+
+    @on(JobProgress)
+    def _job_progress(self, msg: JobProgress) -> None:
+        for screen in self._train_screens():
+            if screen.job is msg.job:
+                screen.post_message(JobProgress(msg.job, msg.batch))
+
+    @on(JobEnded)
+    async def _job_ended(self, msg: JobEnded) -> None:
+        viewers = [s for s in self._train_screens() if s.job is msg.job]
+        for screen in viewers:
+            screen.post_message(JobEnded(msg.job))
+        if not viewers:  # it ended out of sight: say how, and how to see it
+            job = msg.job
+            if job.result is not None:
+                r = job.result
+                head = {"cancelled": "stopped", "non_finite": "diverged"}.get(
+                    r.stop_reason, "finished")
+                self.notify(r.message + " (ctrl+t shows the run)", title=f"Training {head}",
+                            severity="error" if r.stop_reason == "non_finite" else "information")
+            elif not job.cancelled:
+                self.notify(f"{job.error} (ctrl+t shows the run)", title="Training failed",
+                            severity="error", timeout=10)
+        self._to_chat(JobChanged())
+        if self._exit_after_job:
+            await self._job_worker.wait()  # its thread returns at once: exiting would cancel it
+            self.exit()
+
     # -- quitting ------------------------------------------------------------------------------
     async def action_quit(self) -> None:
-        train = self.train_screen()
-        if train is not None and train.running:
+        job = self.job
+        if job is not None and job.running:
             from .screens.modals import ConfirmModal
+
+            if any(isinstance(s, ConfirmModal) and s.title_text == QUIT_TITLE
+                   for s in self.screen_stack):
+                return  # one question at a time
 
             def answer(yes: bool | None) -> None:
                 if yes:
-                    train.stop_then(self.exit)
+                    self._exit_after_job = True
+                    job.stop()
+                    if not job.running:
+                        self.exit()
 
             self.push_screen(ConfirmModal(
-                "Training is running",
+                QUIT_TITLE,
                 "Quit now? Training stops after the current step; the best model so far is "
                 "kept, and you can resume it later from the models screen.",
                 yes="Stop and quit", no="Keep training", danger=True), answer)
@@ -138,9 +204,8 @@ class CharChatApp(App):
             self.chat_screen.cancel.set()
         except Exception:
             pass
-        train = self.train_screen()
-        if train is not None:
-            train.cancel.set()
+        if self.job is not None:
+            self.job.stop()
 
     # -- command palette -----------------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

@@ -1,5 +1,5 @@
-"""The work behind the app's screens, without Textual: a model and its conversation, training
-jobs, and pacing the trainer's events for a screen.
+"""The work behind the app's screens, without Textual: a model and its conversation, the
+training job, and pacing the trainer's events for a screen.
 
 The app calls what needs torch from thread workers, so torch is imported inside the functions
 below, never at module level: importing this module stays instant (the first screen paints
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .. import conversations, locking, preferences, store
+from .. import conversations, preferences, runs, store
+from ..config import ConfigError, CorpusError, TrainEvent, TrainingError, label_of
 from ..conversations import Conversation
-from ..recipe import PRESETS
-from ..formatting import fmt_time  # noqa: F401  (re-exported for the screens)
+from ..runs import RunRequest
 
 log = logging.getLogger("charchat.tui")
 
@@ -28,10 +28,13 @@ log = logging.getLogger("charchat.tui")
 def describe_error(e: BaseException) -> str:
     """One line for any exception: the core's messages are already one line; anything else is
     named by its type, and its traceback goes to the app's log file, never to the screen."""
+    if isinstance(e, runs.NameTaken):
+        return f"{e.reason}: pick another name, or resume it from the models screen"
+    if isinstance(e, ConfigError) and e.field not in ("file", "paths"):
+        return f"{label_of(e.field)}: {e.reason}"  # as the form labels the field
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    # CorpusError and TokenizerError are ValueErrors; TrainingError is named, not imported
-    # (importing charchat.trainer would import torch).
-    if isinstance(e, (store.StoreError, ValueError)) or type(e).__name__ == "TrainingError":
+    # CorpusError, ConfigError and TokenizerError are ValueErrors.
+    if isinstance(e, (store.StoreError, ValueError, TrainingError)):
         return text or e.__class__.__name__
     if type(e).__name__ == "OutOfMemoryError" or isinstance(e, MemoryError):
         return "out of memory: try a smaller model (preset, batch size or context length)"
@@ -62,7 +65,9 @@ def log_exception(e: BaseException) -> Path:
 
 
 @dataclass
-class ModelInfo:
+class LoadedInfo:
+    """What the chat screen shows of the model it has loaded."""
+
     name: str
     device: str  # cpu, cuda (autocast bf16), ...
     kind: str  # prose or dialogue
@@ -95,11 +100,11 @@ class ChatEngine:
         return self.session is not None
 
     def load(self, name: str, device: str = "auto",
-             on_notice: Callable[[str], None] | None = None) -> ModelInfo:
+             on_notice: Callable[[str], None] | None = None) -> LoadedInfo:
         """Load a model (imports torch the first time). Raises StoreError, ValueError."""
         from ..chat import ChatSession
+        from ..config import SamplingSettings
         from ..device import pick_device
-        from ..generation import SamplingSettings
 
         dev = pick_device(device)
         loaded = store.load_model(name, dev.device)
@@ -111,7 +116,7 @@ class ChatEngine:
             self.loaded, self.session, self.device_label = loaded, session, dev.label
             self.conversation = conversations.new(loaded.name, session.kind)
         preferences.remember_model(loaded.name, loaded.path)
-        return ModelInfo(loaded.name, dev.label, session.kind, loaded.model.num_params(),
+        return LoadedInfo(loaded.name, dev.label, session.kind, loaded.model.num_params(),
                          loaded.model.config.block_size, sampling,
                          preferences.base_sampling(loaded.name, recommended))
 
@@ -172,7 +177,7 @@ class ChatEngine:
 
     def set_sampling(self, values: dict) -> dict:
         """Check, apply and remember sampling settings for the loaded model. ValueError."""
-        from ..generation import SamplingSettings
+        from ..config import SamplingSettings
 
         with self.lock:
             if self.loaded is None:
@@ -191,162 +196,106 @@ class ChatEngine:
 
 
 # ---------------------------------------------------------------------------------------------
-# Models
-
-
-def fmt_params(n: int | None) -> str:
-    """0.41M, 3.8k, 950: a parameter count at a glance."""
-    if not n:
-        return "?"
-    if n >= 1e5:
-        return f"{n / 1e6:.2f}M"
-    if n >= 1e3:
-        return f"{n / 1e3:.1f}k"
-    return str(n)
-
-
-def model_label(m) -> str:
-    """One line about a saved model (store.ModelInfo): params, best val loss."""
-    params = f"{fmt_params(m.params)} params"
-    val = f"val {m.best_val_loss:.3f}" if m.best_val_loss is not None else "not evaluated"
-    return f"{params}, {val}"
-
-
-def suggest_name(paths: list[str]) -> str:
-    """A free model name from the first corpus path (as `charchat train` picks one)."""
-    stem = Path(paths[0]).expanduser().stem if paths else "model"
-    return store.unique_name(stem)
-
-
-def read_train_args(name: str) -> dict:
-    """What a saved model was trained with: {"config": {...}, "corpus_paths": [...], ...}."""
-    return store.read_train_args(store.resolve(name)[1])
-
-
-# ---------------------------------------------------------------------------------------------
 # Training
 
-PRESET_CHOICES = ("auto", *PRESETS)
-SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "block_size")
 
+class TrainingJob:
+    """The one training run the app owns: planned and run in a worker thread, shown by any
+    training screen that is open on it (and by none while it goes on out of sight).
 
-@dataclass
-class TrainSpec:
-    """What the training screen asks for."""
+    `history` holds everything the run has reported, merged into one batch, so that a screen
+    opened later draws the whole run; `post` (from the app) passes each new batch on.
+    """
 
-    paths: list[str]
-    name: str
-    minutes: float | None = None  # time budget (resuming: minutes more)
-    max_steps: int | None = None  # (resuming: steps more)
-    preset: str = "auto"
-    overrides: dict = field(default_factory=dict)  # TrainConfig fields set by hand
-    resume: bool = False
-    sample_every: int = 2  # evaluations between text samples
+    def __init__(self, request: RunRequest) -> None:
+        self.request = request
+        self.cancel = threading.Event()
+        self.state = "running"  # running, stopping, done
+        self.started = False  # the trainer reported its start (so it holds the name's folder)
+        self.result = None  # the core's TrainResult, when it ended normally
+        self.error: str | None = None  # one line, when it failed or was stopped before it began
+        self.error_field: str | None = None  # the setting (or "paths", "name") it is about
+        self.cancelled = False  # stopped before training began
+        self.seen_end = False  # a screen has shown how it ended
+        self.history = TrainBatch()
+        self._lock = threading.Lock()
 
+    @property
+    def name(self) -> str:
+        return self.request.resume or self.request.name or ""
 
-def build_config(spec: TrainSpec):
-    """The TrainConfig for a spec (and, resuming, the folder and tokenizer). Imports torch."""
-    from ..tokenizer import CharTokenizer
-    from ..trainer import TrainConfig
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "stopping")
 
-    overrides = dict(spec.overrides)
-    if spec.resume:
-        name, folder = store.resolve(spec.name)
-        saved = read_train_args(name)
+    def stop(self) -> None:
+        """Stop after the current step; the best model is kept."""
+        if self.state == "running":
+            self.cancel.set()
+            self.state = "stopping"
+
+    @property
+    def kept(self) -> str | None:
+        """The name of the model this run leaves, if it saved one."""
+        if self.result is not None:
+            return self.result.name if self.result.best_val_loss is not None else None
+        # A new run that failed before its start saved nothing: weights under its name then
+        # belong to another run (one training that name), not to this one.
+        ours = self.started or bool(self.request.resume)
+        if ours and self.name and (store.models_dir() / self.name / store.WEIGHTS).exists():
+            return self.name
+        return None
+
+    def run(self, post: Callable[["TrainBatch"], None]) -> None:
+        """Plan and train (in a worker thread); every batch of progress goes to post, and the
+        job is done when this returns. Never raises."""
+        feed = TrainFeed(lambda batch: self._record(batch, post))
         try:
-            tokenizer = CharTokenizer.from_json((folder / "tokenizer.json").read_text())
-        except (OSError, ValueError) as e:
-            raise store.StoreError(f"{folder}: cannot resume, vocabulary unreadable ({e})") from None
-        base = dict(saved.get("config", {}))
-        done_s, done_steps = _progress_so_far(folder)
-        if spec.minutes or spec.max_steps:
-            base["minutes"] = done_s / 60.0 + spec.minutes if spec.minutes else None
-            base["max_steps"] = done_steps + spec.max_steps if spec.max_steps else None
-        base.update({k: v for k, v in overrides.items() if k not in SHAPE_KEYS})
-        base["sample_every"] = spec.sample_every
-        try:
-            return TrainConfig.from_dict(base), folder, tokenizer
-        except ValueError as e:
-            raise store.StoreError(f"{folder / 'train_args.json'}: cannot resume ({e})") from None
-    if spec.preset != "auto":
-        if spec.preset not in PRESETS:
-            raise ValueError(f"unknown size preset {spec.preset!r}")
-        n_layer, n_head, n_embd = PRESETS[spec.preset]
-        for k, v in (("n_layer", n_layer), ("n_head", n_head), ("n_embd", n_embd)):
-            overrides.setdefault(k, v)
-    config = TrainConfig(minutes=spec.minutes, max_steps=spec.max_steps,
-                         sample_every=spec.sample_every, **overrides)
-    return config, None, None
+            plan = runs.plan(self.request)
+            if plan.resume:
+                feed(_history(plan.folder))
+            result = runs.train(plan, feed, self.cancel)
+            feed.flush()
+            self.result = result
+        except runs.Cancelled:
+            self.cancelled, self.error = True, "stopped before training began"
+        except BaseException as e:  # noqa: BLE001 - the app must never die with a traceback
+            feed.flush()
+            self.error = describe_error(e)
+            self.error_field = e.field if isinstance(e, ConfigError) else (
+                "paths" if isinstance(e, CorpusError) else None)
+        finally:
+            self.state = "done"
+
+    def _record(self, batch: "TrainBatch", post: Callable[["TrainBatch"], None]) -> None:
+        with self._lock:
+            if batch.start is not None:
+                self.started = True
+            self.history.merge(batch.copy())
+        post(batch)
 
 
-def _progress_so_far(folder: Path) -> tuple[float, int]:
-    """(seconds, steps) a saved model has trained, from its training state."""
-    path = folder / store.STATE
-    if not path.exists():
-        return 0.0, 0
-    st = store.safe_torch_load(path, "training state")
+def _history(folder) -> "TrainBatch":
+    """The loss curves so far of a model being resumed (from its metrics.jsonl)."""
+    batch = TrainBatch()
     try:
-        return float(st.get("elapsed", 0.0)), int(st.get("step", 0))
-    except (AttributeError, TypeError, ValueError):
-        return 0.0, 0
-
-
-def resolved_defaults(spec: TrainSpec, n_chars: int, kind: str) -> tuple[dict, list[str], str]:
-    """The hyperparameters the core would pick for this spec and corpus (resolve_config), the
-    notes it gives, and the device label. Imports torch."""
-    from ..device import pick_device
-    from ..recipe import resolve_config
-
-    config, _, _ = build_config(spec)
-    dev = pick_device(config.device)
-    c, notes = resolve_config(config, n_tokens=n_chars, device=dev.device.type, kind=kind)
-    return c.to_dict(), notes, dev.label
-
-
-def check_new_name(name: str) -> str:
-    store.check_name(name)
-    locking.check_free(name, store.models_dir() / name, store.StoreError)
-    if (store.models_dir() / name / store.WEIGHTS).exists():
-        raise store.StoreError(f"a model named {name!r} already exists: pick another name, "
-                               "or resume it from the models screen")
-    return name
-
-
-def run_training(spec: TrainSpec, on_event: Callable, cancel: threading.Event):
-    """Load the corpus and train; returns the core's TrainResult. Raises the core's errors."""
-    from ..corpus import load_corpus
-    from ..trainer import Trainer, TrainingError
-
-    config, folder, tokenizer = build_config(spec)
-    if spec.resume:
-        locking.check_free(spec.name, folder, TrainingError)
-    else:
-        check_new_name(spec.name)
-    on_event(_Note("reading the corpus…"))
-    corpus = load_corpus(spec.paths, tokenizer=tokenizer)
-    if cancel.is_set():
-        raise Cancelled()
-    trainer = Trainer(corpus, config, name=spec.name, out_dir=folder, on_event=on_event,
-                      cancel=cancel, resume=spec.resume, corpus_paths=[str(p) for p in spec.paths])
-    return trainer.run()
-
-
-class Cancelled(Exception):
-    """Stopped before training began."""
-
-
-@dataclass
-class _Note:
-    """A status line from the job itself (not from the trainer)."""
-
-    message: str
-    kind: str = "note"
+        for d in store.read_metrics(folder):
+            if d.get("kind") == "step" and "train_loss" in d:
+                batch.train_points.append((d.get("step", 0), d["train_loss"]))
+            elif d.get("kind") == "eval" and "val_loss" in d:
+                batch.evals.append(TrainEvent("eval", step=d.get("step", 0),
+                                              val_loss=d["val_loss"]))
+    except (OSError, store.StoreError):
+        pass
+    batch.past = True
+    return batch
 
 
 @dataclass
 class TrainBatch:
     """Trainer events gathered for one screen update."""
 
+    past: bool = False  # the curves of earlier sessions of a resumed run (not this one's)
     start: object | None = None  # the start event
     step: object | None = None  # the newest step event
     train_points: list[tuple[int, float]] = field(default_factory=list)
@@ -359,8 +308,13 @@ class TrainBatch:
         return not (self.start or self.step or self.train_points or self.evals or self.sample
                     or self.end or self.notes)
 
+    def copy(self) -> "TrainBatch":
+        return TrainBatch(self.past, self.start, self.step, list(self.train_points),
+                          list(self.evals), self.sample, self.end, list(self.notes))
+
     def merge(self, later: "TrainBatch") -> "TrainBatch":
         """This batch followed by a later one, as one batch (lists joined, newest kept)."""
+        self.past = self.past and later.past
         self.start = self.start or later.start
         self.step = later.step or self.step
         self.train_points.extend(later.train_points)
@@ -392,7 +346,11 @@ class TrainFeed:
         with self._lock:
             b = self.batch
             urgent = True
-            if isinstance(ev, _Note):
+            if isinstance(ev, TrainBatch):  # whole (a resumed run's history)
+                self._flush()
+                self.post(ev)
+                return
+            if ev.kind == "note":
                 b.notes.append(ev.message)
             elif ev.kind == "start":
                 b.start = ev
@@ -420,11 +378,3 @@ class TrainFeed:
         batch, self.batch = self.batch, TrainBatch()
         self.last = self.clock()
         self.post(batch)
-
-
-def fmt_size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"

@@ -1,49 +1,9 @@
-"""Fixtures for the app's tests: tiny models trained once per session and copied into each
-test's data folder, and helpers that wait on the app's workers (never on sleeps)."""
+"""Helpers for the app's tests that wait on the app's workers (never on sleeps). The tiny
+models and corpora they use are tests/conftest.py's."""
 
 from __future__ import annotations
 
-import shutil
 import time
-from pathlib import Path
-
-import pytest
-
-from conftest import pattern_text
-
-TINY_SHAPE = dict(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=8, dropout=0.0,
-                  lr=3e-3, eval_interval=10, eval_tokens=512, log_interval=5, warmup_steps=5,
-                  device="cpu", seed=1)
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A model folder trained for 30 steps on generated prose (about a second), once."""
-    from charchat.corpus import corpus_from_text
-    from charchat.trainer import TrainConfig, Trainer
-
-    folder = tmp_path_factory.mktemp("tiny-model") / "tiny"
-    corpus = corpus_from_text(pattern_text(6000))
-    Trainer(corpus, TrainConfig(max_steps=30, **TINY_SHAPE), name="tiny", out_dir=folder).run()
-    return folder
-
-
-@pytest.fixture
-def tiny_model(tiny_model_dir, charchat_home) -> str:
-    """The tiny model saved as "tiny" in this test's data folder; replies kept short."""
-    from charchat import preferences
-
-    shutil.copytree(tiny_model_dir, charchat_home / "models" / "tiny")
-    preferences.save_sampling("tiny", {"max_new_chars": 30, "seed": 1})
-    return "tiny"
-
-
-@pytest.fixture
-def tiny_corpus(tmp_path) -> Path:
-    path = tmp_path / "corpus" / "story.txt"
-    path.parent.mkdir(parents=True)
-    path.write_text(pattern_text(6000))
-    return path
 
 
 async def settle(pilot, rounds: int = 50) -> None:

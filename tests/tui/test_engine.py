@@ -5,9 +5,10 @@ import threading
 import pytest
 
 from charchat import conversations, preferences, store
-from charchat.trainer import TrainEvent
+from charchat.config import TrainEvent
+from charchat.runs import RunRequest
 from charchat.tui import engine
-from charchat.tui.engine import ChatEngine, TrainFeed, TrainSpec
+from charchat.tui.engine import ChatEngine, TrainFeed
 
 
 def test_chat_engine_streams_and_saves(tiny_model, charchat_home):
@@ -85,43 +86,41 @@ def test_describe_error(charchat_home):
     assert "KeyError" in engine.log_file().read_text()
 
 
-def test_suggest_name(charchat_home):
-    assert engine.suggest_name(["/x/My Story.txt"]) == "My-Story"
-    (charchat_home / "models" / "My-Story").mkdir(parents=True)
-    assert engine.suggest_name(["/x/My Story.txt"]) == "My-Story-2"
-    assert engine.suggest_name(["/x/.hidden"]) == "hidden"
+def test_a_training_job_runs_reports_and_resumes(tiny_corpus, charchat_home):
+    """The app's job: plans and trains in its thread, keeps what it reported (a screen opened
+    later draws it), says how it ended, and never raises."""
+    shape = dict(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=8,
+                 eval_interval=10, eval_tokens=512, device="cpu")
+    posted = []
+    job = engine.TrainingJob(RunRequest([str(tiny_corpus)], "story", max_steps=20,
+                                        overrides=shape))
+    assert job.running and job.name == "story"
+    job.run(posted.append)
+    assert job.state == "done" and job.started and job.error is None
+    assert job.result.stop_reason == "max_steps" and job.kept == "story"
+    assert posted[0].notes == ["reading the corpus…"]
+    assert job.history.start.start.name == "story" and job.history.end.step == 20
+    assert [e.step for e in job.history.evals] == [10, 20]
+    # The same name again: refused before anything is read, in the form's words.
+    again = engine.TrainingJob(RunRequest([str(tiny_corpus)], "story", max_steps=20))
+    again.run(posted.append)
+    assert again.result is None and "already exists: pick another name" in again.error
+    assert again.error_field == "name" and again.kept is None
+    # Resumed: 10 steps more, and the curves so far come first.
+    more = engine.TrainingJob(RunRequest(max_steps=10, resume="story"))
+    more.run(posted.append)
+    assert more.result.steps == 30 and more.name == "story"
+    assert [e.step for e in more.history.evals][:2] == [10, 20]  # its history
+    assert more.history.evals[0].ppl is None and more.history.evals[-1].step == 30
 
 
-def test_build_config_presets_and_overrides():
-    config, folder, tok = engine.build_config(TrainSpec(["a"], "n", minutes=1.5, preset="small",
-                                                        overrides={"n_layer": 5, "lr": 1e-3}))
-    assert (config.n_layer, config.n_head, config.n_embd) == (5, 4, 128)  # by hand beats preset
-    assert config.lr == 1e-3 and config.minutes == 1.5 and folder is None and tok is None
-    with pytest.raises(ValueError, match="preset"):
-        engine.build_config(TrainSpec(["a"], "n", preset="huge"))
-
-
-def test_resolved_defaults_fill_every_field():
-    values, notes, device = engine.resolved_defaults(TrainSpec([], "x", minutes=2), 40_000, "prose")
-    assert device == "cpu" or device.startswith("cuda") or device == "mps"
-    for key in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "lr", "min_lr",
-                "warmup_steps", "beta2", "dropout", "eval_tokens"):
-        assert values[key] is not None, key
-
-
-def test_run_training_and_resume(tiny_corpus, charchat_home):
-    events = []
-    spec = TrainSpec([str(tiny_corpus)], "story", max_steps=20, overrides=dict(
-        n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=8, eval_interval=10,
-        eval_tokens=512, device="cpu"))
-    result = engine.run_training(spec, events.append, threading.Event())
-    assert result.stop_reason == "max_steps" and result.best_val_loss is not None
-    assert (charchat_home / "models" / "story" / "model.pt").exists()
-    with pytest.raises(store.StoreError, match="already exists"):
-        engine.run_training(spec, events.append, threading.Event())
-    more = TrainSpec([str(tiny_corpus)], "story", max_steps=10, resume=True)
-    result = engine.run_training(more, events.append, threading.Event())
-    assert result.steps == 30
+def test_a_job_stopped_before_it_began(tiny_corpus, charchat_home):
+    job = engine.TrainingJob(RunRequest([str(tiny_corpus)], "story", max_steps=20))
+    job.stop()
+    assert job.state == "stopping"
+    job.run(lambda batch: None)
+    assert job.cancelled and job.error == "stopped before training began" and job.kept is None
+    assert not (charchat_home / "models" / "story").exists()
 
 
 def test_train_feed_coalesces_steps():

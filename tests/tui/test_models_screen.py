@@ -1,13 +1,14 @@
 """The models screen: list, details, delete (confirmed), rename, set default, chat."""
 
 import io
+import json
 import re
 import shutil
 
 from charchat import conversations, preferences, store
 from charchat.tui.app import CharChatApp
 from charchat.tui.screens.chat import ChatScreen
-from charchat.tui.screens.models import ModelsScreen, _short_corpus
+from charchat.tui.screens.models import ModelsScreen
 
 from .conftest import key, settle
 
@@ -168,11 +169,27 @@ async def test_empty_list(charchat_home):
         assert app.screen is screen
 
 
-def test_short_corpus():
-    assert _short_corpus("3 files, 41,514 characters, vocabulary 74, prose") == "41.5k chars, prose"
-    assert _short_corpus("1 file, 6,000 characters, vocabulary 7, dialogue (3 conversations)") \
-        == "6.0k chars, dialogue"
-    assert _short_corpus("odd") == "odd"
+def test_the_corpus_column_reads_the_summary_as_data(tiny_model, charchat_home):
+    """The corpus is kept as data (meta.json, else corpus.json), not parsed from a sentence."""
+    from charchat.config import CorpusSummary
+    from charchat.formatting import corpus_label
+
+    assert corpus_label(CorpusSummary(chars=41_514, kind="prose")) == "41.5k chars, prose"
+    assert corpus_label(CorpusSummary(chars=6_000, kind="dialogue")) == "6.0k chars, dialogue"
+    assert corpus_label(CorpusSummary(chars=2_500_000, kind="mixed")) == "2.5M chars, mixed"
+    assert corpus_label(None) == "?"
+    (m,) = store.list_models()
+    assert m.corpus_summary.chars == 6000 and m.corpus_summary.kind == "prose"
+    assert store.read_meta(m.path)["corpus_summary"]["chars"] == 6000
+    # A model saved before the summary went into meta.json: its corpus.json has it.
+    meta = store.read_meta(m.path)
+    del meta["corpus_summary"]
+    (m.path / "meta.json").write_text(json.dumps(meta))
+    (m,) = store.list_models()
+    assert m.corpus_summary.chars == 6000
+    (m.path / "corpus.json").write_text('{"chars": "many", "kind": 3}')  # hand-edited
+    (m,) = store.list_models()
+    assert m.corpus_summary.chars == 0 and corpus_label(m.corpus_summary) == "?"
 
 
 def test_store_listing_is_untouched_by_the_app(tiny_model):

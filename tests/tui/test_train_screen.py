@@ -20,7 +20,7 @@ async def open_training(pilot, corpus) -> TrainScreen:
     screen = app.screen
     assert isinstance(screen, TrainScreen)
     screen.query_one("#paths").value = str(corpus)
-    screen._check_corpus()
+    screen.form.check_corpus()
     await settle(pilot)
     return screen
 
@@ -55,7 +55,7 @@ async def test_form_checks_corpus_fills_defaults_and_points_at_errors(tiny_corpu
         assert screen.query_one("#adv-eval_interval").value == ""  # timed automatically
         screen.query_one("#preset").value = "small"
         await pilot.pause()
-        screen._resolve_defaults()
+        screen.form.resolve_defaults()
         await settle(pilot)
         assert screen.query_one("#adv-n_embd").value == "128"  # the preset shows through
         # Errors name the field and put the cursor there.
@@ -106,7 +106,7 @@ async def test_bad_corpus_is_a_message(tmp_path, charchat_home):
         screen = await open_training(pilot, tmp_path / "missing.txt")
         assert "no such file or folder" in str(screen.query_one("#corpus-summary").content)
         screen.query_one("#paths").value = str(binary)
-        screen._check_corpus()
+        screen.form.check_corpus()
         await settle(pilot)
         assert "binary file" in str(screen.query_one("#corpus-summary").content)
         fill(screen, **TINY_FORM)
@@ -117,7 +117,7 @@ async def test_bad_corpus_is_a_message(tmp_path, charchat_home):
         good = tmp_path / "good.txt"
         good.write_text("some text to learn from, long enough for a window or two\n" * 40)
         screen.query_one("#paths").value = str(good)
-        screen._check_corpus()
+        screen.form.check_corpus()
         await settle(pilot)
         good.write_bytes(b"abc\x00def" * 200)
         await key(pilot, "ctrl+s")
@@ -169,28 +169,30 @@ async def test_train_stop_and_chat(tiny_corpus, charchat_home):
 
 
 async def test_training_goes_on_while_you_chat(tiny_corpus, charchat_home, tiny_model):
+    """The app owns the run: Escape leaves its screen and the run goes on; ctrl+t opens a
+    screen on the same run, drawn from everything it reported meanwhile."""
     from charchat.tui.screens.models import ModelsScreen
-    from charchat.tui.screens.train import BACKGROUND
 
     app = CharChatApp()
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await start_endless_run(pilot, tiny_corpus)
+        job = screen.job
+        assert app.job is job
         stats = screen.query_one(TrainStats)
         await wait_for(pilot, lambda: stats.values.get("step", 0) >= 10, what="some steps")
         # Escape goes back to chat without a question, and the run goes on out of sight.
         await key(pilot, "escape")
         await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="the chat")
-        assert len(app.screen_stack) == 1 and app.is_screen_installed(BACKGROUND)
-        assert app.train_screen() is screen and screen.running
+        assert len(app.screen_stack) == 1 and app.job is job and job.running
+        assert app.job_out_of_sight()
         await wait_for(pilot, lambda: any("ctrl+t comes back" in n.message
                                           for n in app._notifications), what="the note")
         chat = app.screen
         await wait_for(pilot, lambda: chat.state == "ready", what="the chat model")
         assert "training story in the background (ctrl+t)" in chat.status.text
         step = stats.values["step"]
-        await wait_for(pilot, lambda: screen._held is not None and screen._held.step
-                       and screen._held.step.step > step, what="steps out of sight")
-        assert stats.values["step"] == step  # nothing is drawn out of sight
+        await wait_for(pilot, lambda: job.history.step and job.history.step.step > step,
+                       what="steps out of sight")
         await send(pilot, "The")  # chatting meanwhile
         await wait_for(pilot, lambda: app.engine.session.messages[-1].role == "assistant"
                        and chat.current is None, what="a reply")
@@ -206,40 +208,45 @@ async def test_training_goes_on_while_you_chat(tiny_corpus, charchat_home, tiny_
             what="the list")
         assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)
                 if str(table.get_row_at(i)[0]).startswith("story")] == ["story (training)"]
-        # ctrl+t brings the same run back, caught up.
+        # ctrl+t brings the same run back, caught up: its whole curve, its latest step.
         await key(pilot, "ctrl+t")
-        await wait_for(pilot, lambda: app.screen is screen, what="the run again")
-        await wait_for(pilot, lambda: stats.values["step"] > step and screen._held is None,
-                       what="the held steps shown")
-        assert screen.running and screen not in app.screen_stack[:-1]
+        await wait_for(pilot, lambda: isinstance(app.screen, TrainScreen) and app.screen.running,
+                       what="the run again")
+        again = app.screen
+        assert again is not screen and again.job is job and again.running
+        assert again.form.locked and again.query_one("#stop").display
+        stats = again.query_one(TrainStats)
+        await wait_for(pilot, lambda: stats.values.get("step", 0) > step, what="its steps")
+        assert len(again.query_one(LossPlot).train) >= len(job.history.train_points) - 50
         # Away again, then stopped by the quit question: the run ends and the app quits.
         await key(pilot, "escape")
-        await wait_for(pilot, lambda: app.screen is not screen, what="away again")
-        assert screen.running
+        await wait_for(pilot, lambda: app.screen is not again, what="away again")
+        assert job.running
         await key(pilot, "ctrl+q")
         assert type(app.screen).__name__ == "ConfirmModal"
+        await key(pilot, "ctrl+q")  # asked once, however often
+        assert sum(type(s).__name__ == "ConfirmModal" for s in app.screen_stack) == 1
         await key(pilot, "y")
         # (Not settle(): a worker that the exit cancels makes it raise WorkerCancelled.)
         await wait_for(pilot, lambda: app.return_code is not None, what="the app's exit")
-    assert app.return_code == 0
+    assert app.return_code == 0 and not job.running
     assert (charchat_home / "models" / "story" / "model.pt").exists()
     assert (charchat_home / "models" / "story" / "state.pt").exists()
 
 
 async def test_a_run_that_ends_out_of_sight_says_so_and_can_be_shown(tiny_corpus,
                                                                      charchat_home):
-    from charchat.tui.screens.train import BACKGROUND
-
     app = CharChatApp()
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_training(pilot, tiny_corpus)
         fill(screen, max_steps="800", patience="10000", **TINY_FORM)  # a few seconds
         await key(pilot, "ctrl+s")
+        job = screen.job
         stats = screen.query_one(TrainStats)
         await wait_for(pilot, lambda: stats.values.get("step", 0) >= 10, what="some steps")
-        assert screen.running  # else Escape would close it for good
+        assert job.running  # else Escape would forget it
         await key(pilot, "escape")
-        await wait_for(pilot, lambda: screen.state == "done", timeout=120, what="the run's end")
+        await wait_for(pilot, lambda: job.state == "done", timeout=120, what="the run's end")
         await settle(pilot)
         assert isinstance(app.screen, ChatScreen)
         await wait_for(pilot, lambda: any("ctrl+t shows the run" in n.message
@@ -248,33 +255,34 @@ async def test_a_run_that_ends_out_of_sight_says_so_and_can_be_shown(tiny_corpus
         assert "in the background" not in app.screen.status.text
         await pilot.press("ctrl+t")
         await settle(pilot)
-        assert app.screen is screen
-        assert "reached --max-steps" in str(screen.query_one("#outcome-text").content)
-        assert stats.values["step"] == 800
-        # Left with nothing running, it goes for good, by Escape or by chatting with the
-        # model: ctrl+t opens a new form.
+        assert isinstance(app.screen, TrainScreen) and app.screen.job is job
+        assert "reached --max-steps" in str(app.screen.query_one("#outcome-text").content)
+        assert app.screen.query_one(TrainStats).values["step"] == 800
+        assert app.screen.query_one("#chat-with").display
+        # Left, by Escape or by chatting with the model, the ended run is forgotten: ctrl+t
+        # opens a new form.
         for leave in ("escape", "ctrl+l"):
             await key(pilot, leave)
             await settle(pilot)
-            assert isinstance(app.screen, ChatScreen)
-            assert not app.is_screen_installed(BACKGROUND) and app.train_screen() is None
+            assert isinstance(app.screen, ChatScreen) and app.job is None
             await pilot.press("ctrl+t")
             await settle(pilot)
-            assert isinstance(app.screen, TrainScreen) and app.screen is not screen
+            assert isinstance(app.screen, TrainScreen) and app.screen.job is None
             assert app.screen.state == "idle"
             if leave == "escape":  # once more, for ctrl+l: a run out of sight, then seen
                 screen = await open_training(pilot, tiny_corpus)
                 fill(screen, max_steps="800", patience="10000", **TINY_FORM)
                 screen.query_one("#name").value = "story-2"
                 await key(pilot, "ctrl+s")
+                job = screen.job
                 stats = screen.query_one(TrainStats)
                 await wait_for(pilot, lambda: stats.values.get("step", 0) >= 10, what="steps")
                 await key(pilot, "escape")
-                await wait_for(pilot, lambda: screen.state == "done", timeout=120,
+                await wait_for(pilot, lambda: job.state == "done", timeout=120,
                                what="the run's end")
                 await pilot.press("ctrl+t")
                 await settle(pilot)
-                assert app.screen is screen
+                assert app.screen.job is job
 
 
 async def test_train_to_max_steps_chat_then_resume(tiny_corpus, charchat_home):
@@ -331,18 +339,17 @@ async def test_quit_while_training_asks_and_keeps_the_model(tiny_corpus, charcha
 async def test_core_errors_are_messages(tiny_corpus, charchat_home, monkeypatch):
     from pathlib import Path
 
-    from charchat.trainer import TrainConfig, TrainingError, TrainResult
-    from charchat.tui.screens import train as train_module
+    from charchat.config import TrainConfig, TrainingError, TrainResult
 
-    def out_of_memory(spec, on_event, cancel):
+    def out_of_memory(plan, on_event, cancel):
         raise TrainingError("out of memory: use a smaller --batch-size, --block-size or --n-embd")
 
-    def diverged(spec, on_event, cancel):
-        return TrainResult(spec.name, Path("/x"), "non_finite",
+    def diverged(plan, on_event, cancel):
+        return TrainResult(plan.name, Path("/x"), "non_finite",
                            "training diverged at step 7 (loss is not a finite number); no model "
                            "was saved; try a lower --lr", 7, None, None, 1.0, TrainConfig())
 
-    def crash(spec, on_event, cancel):
+    def crash(plan, on_event, cancel):
         raise RuntimeError("something odd\nwith a second line")
 
     app = CharChatApp()
@@ -350,7 +357,7 @@ async def test_core_errors_are_messages(tiny_corpus, charchat_home, monkeypatch)
         screen = await open_training(pilot, tiny_corpus)
         for fake, expected in ((out_of_memory, "out of memory"), (diverged, "diverged at step 7"),
                                (crash, "unexpected error (RuntimeError: something odd)")):
-            monkeypatch.setattr(train_module, "run_training", fake)
+            monkeypatch.setattr("charchat.runs.train", fake)
             await key(pilot, "ctrl+s")
             await settle(pilot)
             outcome = str(screen.query_one("#outcome-text").content)
@@ -381,20 +388,20 @@ async def test_a_corpus_too_short_for_the_context_is_flagged_before_starting(tmp
         screen = await open_training(pilot, short)
         summary = str(screen.query_one("#corpus-summary").content)
         assert "✗" in summary and "corpus too short" in summary
-        # In the form's words: the field is "block-size", not the flag "--block-size".
-        assert "smaller block-size" in summary and "--block-size" not in summary
+        # Worded for both front ends: no flag.
+        assert "smaller block size" in summary and "--block-size" not in summary
         await key(pilot, "ctrl+s")
         await settle(pilot)
         assert screen.state == "idle" and "corpus too short" in screen.status.text
         # A context that fits clears it, without reading the corpus again.
         # (open_training checks at once; typing the path queued a second check.)
-        await wait_for(pilot, lambda: screen.req == 2, what="the queued corpus check")
+        await wait_for(pilot, lambda: screen.form.req == 2, what="the queued corpus check")
         await settle(pilot)
         fill(screen, block_size="8")
         await wait_for(pilot, lambda: str(screen.query_one("#corpus-summary").content)
                        .startswith("✓") and "Ready" in screen.status.text,
                        what="the warning cleared")
-        assert screen.req == 2 and screen.status.level != "error"
+        assert screen.form.req == 2 and screen.status.level != "error"
 
 
 async def test_a_run_that_fails_to_start_points_at_the_field(tiny_corpus, charchat_home):
@@ -406,7 +413,8 @@ async def test_a_run_that_fails_to_start_points_at_the_field(tiny_corpus, charch
         await wait_for(pilot, lambda: screen.state == "done")
         await settle(pilot)
         outcome = str(screen.query_one("#outcome-text").content)
-        assert "must be divisible by n-head (5)" in outcome and "--" not in outcome
+        assert "n-head: must divide n-embd" in outcome and "got 5" in outcome
+        assert "--" not in outcome
         assert "did not start" in str(screen.query_one("#run-title").content)
         assert app.focused.id == "adv-n_head" and not screen.query_one("#advanced").collapsed
         await pilot.press("backspace", "2")  # typing goes into the field at fault
@@ -419,7 +427,7 @@ async def test_a_name_another_run_is_training_is_refused(tiny_corpus, charchat_h
     import os
 
     from charchat import locking
-    from charchat.tui.screens import train as train_module
+    from charchat.tui.widgets import train_form
 
     folder = charchat_home / "models" / "story"
     other = locking.acquire(folder)  # another run, which has saved its first model
@@ -436,7 +444,7 @@ async def test_a_name_another_run_is_training_is_refused(tiny_corpus, charchat_h
             assert app.focused.id == "name"
             # The other run took the name after the form's check: the run's own check
             # (before it reads the corpus) refuses it.
-            monkeypatch.setattr(train_module, "check_new_name", lambda name: name)
+            monkeypatch.setattr(train_form, "check_new_name", lambda name: name)
             await key(pilot, "ctrl+s")
             await wait_for(pilot, lambda: screen.state == "done")
             await settle(pilot)

@@ -22,29 +22,13 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Static
 
-from ... import conversations, preferences, store
-from ..engine import ChatEngine, ModelInfo, describe_error
+from ... import conversations, preferences, runs, store
+from ..engine import ChatEngine, LoadedInfo, describe_error
+from ..messages import ConversationDeleted, JobChanged, ModelRemoved, ModelRenamed, OpenModel
 from ..widgets.messages import ConversationView, MessageBubble
 from ..widgets.status import StatusLine
 
 STREAM_INTERVAL = 0.02  # seconds between screen updates while a reply streams
-
-
-def start_model(requested: str | None) -> str | None:
-    """The model to open: the one asked for, the pinned default, the last used, the bundled
-    default, the newest saved one, or None when there is none at all."""
-    if requested:
-        return requested
-    models = store.list_models(include_bundled=True)
-    names = {m.name for m in models}
-    for name in (preferences.default_model(), preferences.last_model()):
-        if name and (name in names or "/" in name):
-            return name
-    if store.BUNDLED_NAME in names:
-        return store.BUNDLED_NAME
-    if models:
-        return max(models, key=lambda m: m.updated).name
-    return None
 
 
 HISTORY_LIMIT = 200  # conversations listed by ctrl+g (reading each file takes time)
@@ -108,7 +92,7 @@ class ChatScreen(Screen):
             self.load_id, self.name = load_id, name
 
     class Loaded(Message):
-        def __init__(self, load_id: int, info: ModelInfo, conversation) -> None:
+        def __init__(self, load_id: int, info: LoadedInfo, conversation) -> None:
             super().__init__()
             self.load_id, self.info, self.conversation = load_id, info, conversation
 
@@ -225,12 +209,12 @@ class ChatScreen(Screen):
         if s.get("seed") is not None:
             parts.append(f"seed {s['seed']}")
         text = "ready · " + ", ".join(parts)
-        train = self.app.train_screen()
-        if train is not None and train.running and train not in self.app.screen_stack:
+        if self.app.job_out_of_sight():
             # Its run shares the CPU with replies: say so, and how to get back to it.
-            text += f" · training {train.spec.name} in the background (ctrl+t)"
+            text += f" · training {self.app.job.name} in the background (ctrl+t)"
         self.status.set(text)
 
+    @on(JobChanged)
     def training_changed(self) -> None:
         """A run went out of sight or ended there: the status line mentions it while it runs."""
         if self.state == "ready" and self.current is None:
@@ -259,7 +243,7 @@ class ChatScreen(Screen):
             if load_id != self.load_id:
                 return
             try:
-                name = start_model(name)
+                name = runs.model_to_open(name)
                 if name is None:
                     self.post_message(self.LoadFailed(load_id, None, ""))
                     return
@@ -612,22 +596,29 @@ class ChatScreen(Screen):
             self.open_model(None)  # a model may have been trained meanwhile
         self.training_changed()  # a run may go on out of sight
 
-    def conversation_deleted(self, conv_id: str) -> None:
+    @on(ConversationDeleted)
+    def _conversation_deleted(self, msg: ConversationDeleted) -> None:
         """A saved conversation was deleted (ctrl+g list): if it is the one open here, the
         chat starts a new one, or the next message would save it again, whole."""
         current = self.engine.conversation
-        if current is not None and current.id == conv_id:
+        if current is not None and current.id == msg.conv_id:
             self.action_new_conversation()
 
-    def model_removed(self, name: str) -> None:
-        if name == self.model_name:
+    @on(ModelRemoved)
+    def _model_removed(self, msg: ModelRemoved) -> None:
+        if msg.name == self.model_name:
             self.cancel.set()
             self.conversation.remove_children()
             self.open_model(None)
 
-    def model_renamed(self, old: str, new: str) -> None:
-        if old == self.model_name:
-            self.switch_model(new)
+    @on(ModelRenamed)
+    def _model_renamed(self, msg: ModelRenamed) -> None:
+        if msg.old == self.model_name:
+            self.switch_model(msg.new)
+
+    @on(OpenModel)
+    def _open_model(self, msg: OpenModel) -> None:
+        self.switch_model(msg.name)
 
     @on(Button.Pressed, "#empty-train")
     def _train(self) -> None:

@@ -4,7 +4,6 @@ conversations. Each returns its result through dismiss(); Escape cancels."""
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from textual.widgets import Button, DirectoryTree, Input, Label, OptionList, Sta
 from textual.widgets.option_list import Option
 
 from ... import preferences, store
-from ..engine import model_label
+from ...formatting import model_label
 
 
 class Dialog(ModalScreen):
@@ -257,9 +256,9 @@ class ConversationsModal(Dialog):
                 return
             options.remove_option(option.id)
             self.notify(f"Deleted the conversation {conv.title!r}.", timeout=3)
-            chat = getattr(self.app, "chat_screen", None)
-            if chat is not None:
-                chat.conversation_deleted(conv.id)
+            from ..messages import ConversationDeleted
+
+            self.app.post_message(ConversationDeleted(conv.id))
 
         self.app.push_screen(ConfirmModal(
             "Delete conversation",
@@ -375,12 +374,3 @@ class PathPickerModal(Dialog):
             self.action_add()
         else:
             self.dismiss(None)
-
-
-def shorten_path(p: str) -> str:
-    """A path as typed: relative to the working folder when inside it."""
-    try:
-        rel = os.path.relpath(p)
-        return rel if not rel.startswith("..") else p
-    except ValueError:
-        return p

@@ -4,9 +4,6 @@ as the default for chat."""
 
 from __future__ import annotations
 
-import json
-import re
-import time
 
 from rich.console import Group
 from rich.table import Table
@@ -20,7 +17,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ... import locking, modelops, preferences, store
-from ..engine import describe_error, fmt_params, fmt_size
+from ...formatting import corpus_label, fmt_date, fmt_params, fmt_size
+from ..engine import describe_error
+from ..messages import ModelRemoved, ModelRenamed, OpenModel
 from ..widgets.status import StatusLine
 from .modals import ConfirmModal, RenameModal
 
@@ -88,7 +87,7 @@ class ModelsScreen(Screen):
         self.models = sorted(msg.models, key=lambda m: (m.bundled, -m.updated))
         table.clear()
         default = preferences.default_model()
-        chat = getattr(self.app.chat_screen, "model_name", None)
+        chat = self.app.engine.name  # the model the chat has open
         for m in self.models:
             name = Text(m.name, style="bold")
             if m.name == default:
@@ -104,8 +103,8 @@ class ModelsScreen(Screen):
                 fmt_params(m.params),
                 f"{m.best_val_loss:.4f}" if m.best_val_loss is not None else "–",
                 fmt_size(m.size_bytes),
-                time.strftime("%Y-%m-%d", time.localtime(m.updated)) if m.updated else "?",
-                _short_corpus(m.corpus),
+                fmt_date(m.updated, "%Y-%m-%d"),
+                corpus_label(m.corpus_summary) if m.corpus_summary else m.corpus[:30],
                 key=m.name,
             )
         if msg.error:
@@ -156,11 +155,11 @@ class ModelsScreen(Screen):
             ("corpus", m.corpus or "?"),
             ("kind", str(meta.get("corpus_kind", "?"))),
             ("trained on", str(meta.get("device", "?"))),
-            ("created", _date(meta.get("created"))),
-            ("updated", _date(m.updated)),
+            ("created", fmt_date(meta.get("created"))),
+            ("updated", fmt_date(m.updated)),
             ("on disk", fmt_size(m.size_bytes)),
         ]
-        args = _train_args(m.path)
+        args = store.read_description(m.path, "train_args.json")  # damaged: shown as it is
         if args:
             c = args.get("config")
             c = c if isinstance(c, dict) else {}
@@ -201,7 +200,7 @@ class ModelsScreen(Screen):
     def action_chat(self) -> None:
         m = self.current()
         if m is not None:
-            self.app.chat_with(m.name)
+            self.app.post_message(OpenModel(m.name))
 
     def _being_trained(self, m, verb: str) -> bool:
         """Say so, and True, when a run (here or in another process) is training m."""
@@ -235,7 +234,7 @@ class ModelsScreen(Screen):
             self.notify(describe_error(e), severity="error", title="Not deleted")
             return
         self.notify(f"Deleted {name}.")
-        self.app.chat_screen.model_removed(name)
+        self.app.post_message(ModelRemoved(name))
         self.refresh_list()
 
     def action_rename(self) -> None:
@@ -252,7 +251,7 @@ class ModelsScreen(Screen):
                 self.notify(describe_error(e), severity="error", title="Not renamed")
                 return
             self.notify(f"Renamed {m.name} to {new}.")
-            self.app.chat_screen.model_renamed(m.name, new)
+            self.app.post_message(ModelRenamed(m.name, new))
             self.refresh_list(select=new)
 
         self.app.push_screen(RenameModal(m.name), answer)
@@ -293,30 +292,3 @@ class ModelsScreen(Screen):
             yield (f"Resume training {m.name}", "Continue training it (t)", self.action_resume)
         yield (f"Set {m.name} as default", "The model charchat opens on start (s)",
                self.action_set_default)
-
-
-def _short_corpus(text: str) -> str:
-    """"3 files, 41,514 characters, vocabulary 74, prose" -> "41.5k chars, prose"."""
-    chars = re.search(r"([\d,]+) characters", text)
-    kind = re.search(r"vocabulary \d+, (\w+)", text)
-    if not chars:
-        return text[:30]
-    n = int(chars.group(1).replace(",", ""))
-    size = f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
-    return f"{size} chars" + (f", {kind.group(1)}" if kind else "")
-
-
-def _date(t) -> str:
-    try:
-        return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(t)))
-    except (TypeError, ValueError, OverflowError, OSError):
-        return "?"
-
-
-def _train_args(folder) -> dict:
-    try:
-        d = json.loads((folder / "train_args.json").read_text())
-        return d if isinstance(d, dict) else {}
-    except (OSError, ValueError):
-        return {}
-

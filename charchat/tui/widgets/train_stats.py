@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from ..engine import fmt_time
+from ...formatting import fmt_time
 
 
 class TrainStats(Static):

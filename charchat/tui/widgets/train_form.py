@@ -1,0 +1,411 @@
+"""The training form: corpus, name, minutes, size and every setting, checked as they change.
+
+The corpus is checked, and the defaults the core would choose are worked out, in thread workers
+as the form changes. The advanced section is built from charchat.config.SETTINGS, as the
+command line's flags are; read_request() gives the RunRequest the form describes, or FormError
+naming the field at fault.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Button, Collapsible, Input, Label, Select, Static
+
+from ... import runs, store
+from ...config import SETTING, SETTINGS, SHAPE_KEYS, ConfigError
+from ...corpus import too_short
+from ...formatting import short_path
+from ...runs import PRESET_CHOICES, RunRequest, check_new_name
+from ..engine import describe_error
+from .status import StatusLine
+
+# The advanced section: every setting of `charchat train` the form offers, in their order.
+ADVANCED = [s for s in SETTINGS if s.form]
+PRESET_HELP = {"auto": "auto (fits the budget)", "tiny": "tiny · 2×64", "small": "small · 3×128",
+               "medium": "medium · 4×192", "large": "large · 6×384"}
+DEFAULT_MINUTES = "2"
+TOO_SHORT = "Cannot train on this corpus"
+CORPUS_HINT = "Text files are prose; .jsonl files are dialogue. ctrl+b browses."
+
+
+class FormError(Exception):
+    def __init__(self, message: str, widget_id: str | None = None) -> None:
+        super().__init__(message)
+        self.widget_id = widget_id
+
+
+def widget_for(field: str | None) -> str | None:
+    """The id of the form's widget for a setting (ConfigError.field), or None."""
+    if field in SETTING and SETTING[field].form:
+        return f"adv-{field}"
+    return field if field in ("name", "minutes", "paths", "preset") else None
+
+
+class TrainForm(VerticalScroll):
+    class CorpusChecked(Message):
+        def __init__(self, req: int, summary, error: str | None) -> None:
+            super().__init__()
+            self.req, self.summary, self.error = req, summary, error
+
+    class DefaultsResolved(Message):
+        def __init__(self, req: int, values: dict | None, notes: list[str], device: str,
+                     error: str | None) -> None:
+            super().__init__()
+            self.req, self.values, self.notes, self.device, self.error = (
+                req, values, notes, device, error)
+
+    def __init__(self, resume: str | None = None, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.resume_name = resume
+        self.summary = None
+        self.corpus_error: str | None = None  # what the latest check found wrong, if anything
+        self.length_error: str | None = None  # too short for the context, if so
+        self.auto: dict[str, str] = {}  # field -> the default last filled in
+        self.name_auto = ""  # the name last suggested (replaced while untouched)
+        self.req = 0
+        self.defaults_req = 0
+        self.locked = False  # a run is going: the form neither changes nor checks
+        self._debounce_timers: dict[str, object] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static("Corpus", classes="section-title first")
+        with Horizontal(classes="row"):
+            yield Input(placeholder="files or folders, space-separated", id="paths", compact=True)
+            yield Button("Browse…", id="browse", compact=True)
+        yield Static(Text(CORPUS_HINT), id="corpus-summary", classes="hint")
+        with Grid(id="basics", classes="form-grid"):
+            yield Label("Model name")
+            yield Input(placeholder="from the corpus file's name", id="name", compact=True)
+            yield Label("Minutes", id="minutes-label")
+            yield Input(DEFAULT_MINUTES, placeholder="empty = until early stopping (≤ 30)",
+                        id="minutes", compact=True, tooltip=SETTING["minutes"].help)
+            yield Label("Size")
+            yield Select([(PRESET_HELP[p], p) for p in PRESET_CHOICES], value="auto",
+                         allow_blank=False, id="preset", compact=True)
+        with Collapsible(title="Advanced hyperparameters", id="advanced"):
+            yield Static("Filled in with the defaults charchat picks for this corpus, "
+                         "budget and size; change any. Empty = automatic.", classes="hint")
+            with Grid(id="advanced-grid", classes="form-grid"):
+                for s in ADVANCED:
+                    yield Label(s.label)
+                    yield Input(placeholder="auto", id=f"adv-{s.name}", compact=True,
+                                tooltip=s.help)
+        with Horizontal(classes="row buttons"):
+            yield Button("Start training", id="start", variant="primary")
+
+    def on_mount(self) -> None:
+        if self.resume_name:
+            self.prepare_resume(self.resume_name)
+
+    @property
+    def status(self) -> StatusLine:
+        return self.screen.query_one("#train-status", StatusLine)
+
+    # -- resuming ------------------------------------------------------------------------------
+    def prepare_resume(self, name: str) -> None:
+        """Fill the form to continue training a saved model."""
+        try:
+            paths = runs.saved_paths(name)
+            config, _, _ = runs.saved_settings(name)
+        except store.StoreError as e:
+            self.notify(str(e), severity="error", title="Cannot resume")
+            return
+        self.resume_name = name
+        self.screen.sub_title = f"resume {name}"
+        self.query_one("#paths", Input).value = " ".join(shlex.quote(short_path(p)) for p in paths)
+        name_input = self.query_one("#name", Input)
+        name_input.value = name
+        name_input.disabled = True
+        self.query_one("#minutes-label", Label).update("More minutes")
+        self.query_one("#preset", Select).disabled = True
+        for key in SHAPE_KEYS:
+            if SETTING[key].form:
+                field = self.query_one(f"#adv-{key}", Input)
+                field.value = str(config.get(key, ""))
+                field.disabled = True
+        self.status.set(f"Resume {name}: it continues from its last step with its optimizer "
+                        "state. Set how much longer, then ctrl+s.")
+        self.query_one("#minutes", Input).focus()
+        self.check_corpus_soon(0.0)
+
+    # -- checking as it changes ----------------------------------------------------------------
+    def _debounce(self, key: str, delay: float, callback) -> None:
+        timer = self._debounce_timers.pop(key, None)
+        if timer is not None:
+            timer.stop()
+        if delay <= 0:
+            # Now (after the messages already queued): Textual's timers fail on a zero delay
+            # (ZeroDivisionError in the timer task), which silently lost the check.
+            self.call_later(callback)
+            return
+        self._debounce_timers[key] = self.set_timer(delay, callback)
+
+    def check_corpus_soon(self, delay: float = 0.5) -> None:
+        self._debounce("corpus", delay, self.check_corpus)
+
+    @on(Input.Changed, "#paths")
+    def _paths_changed(self) -> None:
+        if not self.locked:
+            self.check_corpus_soon()
+
+    @on(Input.Changed, "#adv-block_size")
+    def _block_size_changed(self) -> None:
+        if not self.locked and self.summary is not None:
+            # The length check depends on the context (the corpus need not be read again).
+            self._debounce("defaults", 0.4, self.resolve_defaults)
+
+    @on(Input.Changed, "#minutes")
+    def _minutes_changed(self) -> None:
+        self._debounce("defaults", 0.4, self.resolve_defaults)
+
+    @on(Select.Changed, "#preset")
+    def _preset_changed(self) -> None:
+        self._debounce("defaults", 0.1, self.resolve_defaults)
+
+    @on(Input.Changed, "#name")
+    def _name_changed(self, event: Input.Changed) -> None:
+        if event.value != self.name_auto:
+            self.name_auto = ""  # the user chose a name: leave it alone
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "paths":
+            self.check_corpus_soon(0.0)
+        self.screen.focus_next()
+
+    def paths(self) -> list[str]:
+        raw = self.query_one("#paths", Input).value.strip()
+        try:
+            return shlex.split(raw)
+        except ValueError as e:
+            raise FormError(f"corpus paths: {e} (quote paths that contain spaces)",
+                            "paths") from None
+
+    def paths_ok(self) -> bool:
+        try:
+            return bool(self.paths())
+        except FormError:
+            return False
+
+    def check_corpus(self) -> None:
+        self.req += 1
+        # Forget the last result: a length check meanwhile must not show it for these paths.
+        self.summary = None
+        self.corpus_error = self.length_error = None
+        summary_w = self.query_one("#corpus-summary", Static)
+        try:
+            paths = self.paths()
+        except FormError as e:
+            summary_w.update(Text(str(e)))
+            summary_w.set_classes("error-text")
+            return
+        if not paths:
+            summary_w.update(Text(CORPUS_HINT))
+            summary_w.set_classes("hint")
+            return
+        summary_w.update(Text("checking the corpus…"))
+        summary_w.set_classes("hint")
+        self._inspect(self.req, paths)
+
+    @work(thread=True, group="inspect")
+    def _inspect(self, req: int, paths: list[str]) -> None:
+        from ...corpus import inspect
+
+        try:
+            summary, _, _ = inspect(paths)
+            self.post_message(self.CorpusChecked(req, summary, None))
+        except Exception as e:
+            self.post_message(self.CorpusChecked(req, None, describe_error(e)))
+
+    @on(CorpusChecked)
+    def _corpus_checked(self, msg: CorpusChecked) -> None:
+        if msg.req != self.req:
+            return  # the paths changed meanwhile
+        self.summary = msg.summary
+        self.corpus_error = msg.error
+        self._show_summary()
+        if msg.error:
+            return
+        name = self.query_one("#name", Input)
+        if not self.resume_name and (not name.value or name.value == self.name_auto):
+            self.name_auto = runs.suggest_name(self.paths())
+            name.value = self.name_auto
+        self.resolve_defaults()
+
+    def _show_summary(self) -> None:
+        w = self.query_one("#corpus-summary", Static)
+        problem = self.corpus_error or self.length_error
+        if problem:
+            w.update(Text("✗ " + problem))
+            w.set_classes("error-text")
+            return
+        s = self.summary
+        if s is None:
+            return
+        kind = {"prose": "prose: replies continue your text",
+                "dialogue": "dialogue: replies are chat turns",
+                "mixed": "prose and dialogue mixed"}.get(s.kind, s.kind)
+        text = Text.assemble(("✓ ", "bold green"), (s.describe(), "bold"), f"\n{kind}")
+        if s.notes:
+            text.append(f"\n{len(s.notes)} note(s): {s.notes[0]}"
+                        + (" …" if len(s.notes) > 1 else ""), style="dim")
+        w.update(text)
+        w.set_classes("corpus-ok")
+
+    def _check_length(self, auto_block: int | None) -> None:
+        """A corpus too short for the context: say so under the corpus, before a run fails."""
+        if self.summary is None or self.corpus_error:
+            return
+        raw = self.query_one("#adv-block_size", Input).value.strip()
+        block = int(raw) if raw.isdigit() and int(raw) > 0 else auto_block
+        problem = too_short(self.summary.chars, block) if block else None
+        if problem != self.length_error:  # redrawn only when it changes
+            self.length_error = problem
+            self._show_summary()
+
+    # -- the defaults the core would choose ----------------------------------------------------
+    def resolve_defaults(self) -> None:
+        if self.summary is None or self.locked:
+            return
+        try:
+            minutes = self._minutes()
+        except FormError:
+            return
+        self.defaults_req += 1
+        if self.resume_name:
+            # Resuming goes on with the saved hyperparameters: those are the defaults.
+            try:
+                values, notes, device = runs.saved_settings(self.resume_name)
+            except store.StoreError as e:
+                self.status.set(str(e), level="error")
+                return
+            self.post_message(self.DefaultsResolved(self.defaults_req, values, notes, device,
+                                                    None))
+            return
+        request = RunRequest(minutes=minutes, preset=str(self.query_one("#preset", Select).value))
+        self._defaults(self.defaults_req, request, self.summary.chars, self.summary.kind)
+
+    @work(thread=True, group="defaults")
+    def _defaults(self, req: int, request: RunRequest, n_chars: int, kind: str) -> None:
+        try:
+            values, notes, device = runs.resolved_defaults(request, n_chars, kind)
+            self.post_message(self.DefaultsResolved(req, values, notes, device, None))
+        except Exception as e:
+            self.post_message(self.DefaultsResolved(req, None, [], "", describe_error(e)))
+
+    @on(DefaultsResolved)
+    def _defaults_resolved(self, msg: DefaultsResolved) -> None:
+        if msg.req != self.defaults_req or self.locked:
+            return
+        if msg.error:
+            self.status.set(msg.error, level="error")
+            return
+        for s in ADVANCED:
+            field = self.query_one(f"#adv-{s.name}", Input)
+            if field.disabled:
+                continue
+            value = msg.values.get(s.name)
+            text = "" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
+            if field.value.strip() in ("", self.auto.get(s.name, "")):
+                field.value = text
+            self.auto[s.name] = text
+            if s.name == "eval_interval" and not text:
+                field.placeholder = "auto (timed: ~12 per run, ≤ 30 s apart)"
+        self._check_length(msg.values.get("block_size"))
+        if self.length_error:
+            self.status.set(f"{TOO_SHORT}: {self.length_error}", level="error")
+            return
+        if self.status.level == "error" and not self.status.text.startswith(TOO_SHORT):
+            return  # keep the message about what to fix in view (one fixed just now goes)
+        shape = f"{msg.values['n_layer']} layers × {msg.values['n_embd']} wide"
+        self.status.set(f"Ready on {msg.device}: {shape}, context {msg.values['block_size']}. "
+                        "ctrl+s starts.")
+
+    # -- reading it ----------------------------------------------------------------------------
+    def _minutes(self) -> float | None:
+        raw = self.query_one("#minutes", Input).value.strip()
+        if not raw:
+            return None
+        try:
+            return SETTING["minutes"].parse(raw)
+        except ValueError as e:
+            raise FormError(f"minutes: {e}", "minutes") from None
+
+    def read_request(self) -> RunRequest:
+        """The run the form describes, or FormError naming the field."""
+        if self.corpus_error or self.length_error:
+            raise FormError(f"corpus: {self.corpus_error or self.length_error}", "paths")
+        paths = self.paths()
+        if not paths:
+            raise FormError("choose a corpus: type a file or folder, or press ctrl+b to browse",
+                            "paths")
+        name = None
+        if not self.resume_name:
+            name = self.query_one("#name", Input).value.strip() or runs.suggest_name(paths)
+            try:
+                check_new_name(name)
+            except ConfigError as e:
+                raise FormError(describe_error(e), "name") from None
+        overrides = {}
+        for s in ADVANCED:
+            raw = self.user_value(s.name)
+            if raw is None:
+                continue
+            try:
+                overrides[s.name] = s.parse(raw)
+            except ValueError as e:
+                raise FormError(f"{s.label}: {e}", f"adv-{s.name}") from None
+        max_steps = overrides.pop("max_steps", None)
+        return RunRequest(paths=paths, name=name, minutes=self._minutes(), max_steps=max_steps,
+                          preset=str(self.query_one("#preset", Select).value),
+                          overrides=overrides, resume=self.resume_name, sample_every=2)
+
+    def user_value(self, name: str) -> str | None:
+        """What the user typed in an advanced field, or None where it is empty, disabled or
+        still the default filled in."""
+        field = self.query_one(f"#adv-{name}", Input)
+        raw = field.value.strip()
+        return None if field.disabled or not raw or raw == self.auto.get(name) else raw
+
+    # -- around a run --------------------------------------------------------------------------
+    def set_enabled(self, enabled: bool) -> None:
+        self.locked = not enabled
+        fixed = {"name", "preset", *(f"adv-{k}" for k in SHAPE_KEYS)}
+        for w in self.query("Input, Select, Button"):
+            if enabled and self.resume_name and w.id in fixed:
+                continue
+            w.disabled = not enabled
+
+    def focus_field(self, widget_id: str | None) -> bool:
+        """Put the cursor in a field (opening the advanced section for one of its fields);
+        False when there is no such field or it cannot take the cursor."""
+        if widget_id is None:
+            return False
+        w = self.query_one(f"#{widget_id}")
+        if w.disabled:
+            return False
+        if widget_id.startswith("adv-"):
+            self.query_one("#advanced", Collapsible).collapsed = False
+        w.focus()
+        return True
+
+    def name_taken(self) -> None:
+        """After a run: its name is taken now; suggest the next free one for another run."""
+        if not self.resume_name and self.name_auto:
+            self.name_auto = runs.suggest_name(self.paths()) if self.paths_ok() else ""
+            if self.name_auto:
+                self.query_one("#name", Input).value = self.name_auto
+
+    def add_path(self, path: str) -> None:
+        paths_input = self.query_one("#paths", Input)
+        quoted = shlex.quote(short_path(path))
+        paths_input.value = (paths_input.value.rstrip() + " " + quoted).strip()
+        self.check_corpus_soon(0.0)
+        paths_input.focus()
+

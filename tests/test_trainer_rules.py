@@ -76,3 +76,21 @@ def test_gradients_are_clipped_and_the_norm_reported_is_the_one_before(tmp_path,
     assert moved > lr / 2, f"the largest change was {moved}"
     assert [e.grad_norm for e in events if e.kind == "step"][0] == pytest.approx(norms[0])
 
+
+def test_an_infinite_loss_stops_the_run_like_nan(tmp_path, monkeypatch):
+    real_forward = GPT.forward
+
+    def forward(self, idx, targets=None, **kw):
+        logits, loss = real_forward(self, idx, targets, **kw)
+        if targets is not None:  # training batches; evaluation computes its own loss
+            loss = loss + float("inf")  # the gradients stay finite: only the loss is off
+        return logits, loss
+
+    monkeypatch.setattr(GPT, "forward", forward)
+    events = []
+    result = Trainer(corpus_from_text(TEXT), tiny_run_config(max_steps=5, eval_interval=5),
+                     out_dir=tmp_path / "m", on_event=events.append).run()
+    assert result.stop_reason == "non_finite" and result.steps == 1
+    assert "diverged" in result.message and "no model was saved" in result.message
+    assert [e for e in events if e.kind == "step"] == []  # no inf loss is reported as a step
+    assert not (tmp_path / "m").exists()

@@ -269,10 +269,19 @@ def test_stop_sequence_cuts_before_it():
     model = scripted_gpt(TOK, "hello world. more text")
     text, outcome = run_stream(model, stop=["o w", "zz"])
     assert text == "hell" and outcome["reason"] == "stop"
-    text, _ = run_stream(model, stop=["world", "lo"])
-    assert text == "hel"  # the earliest stop wins
+    # Both stops end at the same character, so both are in the held-back text at once: the
+    # earliest wins, whatever their order.
+    for stops in (["world", "o world"], ["o world", "world"]):
+        text, _ = run_stream(model, stop=stops)
+        assert text == "hell", stops
     text, _ = run_stream(model, stop=["he"])
     assert text == ""
+
+
+@pytest.mark.parametrize("stops", [["abc", "bc"], ["bc", "abc"]])
+def test_of_overlapping_stops_the_earliest_wins(stops):
+    text, outcome = run_stream(scripted_gpt(TOK, "xabcabc"), stop=stops)
+    assert text == "x" and outcome["reason"] == "stop"
 
 
 def test_text_that_only_looks_like_a_stop_is_released():

@@ -372,7 +372,11 @@ def test_closing_the_stream_stops_generation(monkeypatch):
     assert len(picks) == 2
 
 
-def test_max_new_chars_is_a_limit_on_characters():
-    model = scripted_gpt(TOK, ["<|assistant|>"])
-    text, _ = run_stream(model, max_new_chars=5)
-    assert len(text) <= 5
+@pytest.mark.parametrize("limit", [1, 5, 9])
+def test_max_new_chars_is_a_limit_on_characters(limit):
+    model = scripted_gpt(TOK, "abcdefghijkl")
+    text, outcome = run_stream(model, max_new_chars=limit)
+    assert text == "abcdefghijkl"[:limit] and outcome == {"reason": "length"}
+    # Text held back as the possible start of a stop is released at the limit, no more.
+    text, _ = run_stream(model, max_new_chars=limit, stop=["abcdefghijkz"])
+    assert text == "abcdefghijkl"[:limit]

@@ -184,6 +184,17 @@ def test_top_p_keeps_the_fewest_tokens_reaching_p():
     assert set(got.tolist()) == {0, 1, 2}
 
 
+@pytest.mark.parametrize("top_p, kept", [(0.25, 1), (0.5, 2), (0.6, 3), (0.75, 3)])
+def test_top_p_counts_a_token_that_reaches_p_exactly_once(top_p, kept):
+    # Four equal logits: probabilities of exactly 0.25, so sums reach 0.25, 0.5 and 0.75
+    # exactly. The smallest set reaching p has ceil(p / 0.25) tokens; the next token, whose
+    # likelier tokens already sum to p exactly, is left out. (Which of the tied tokens are kept
+    # is up to the sort, the same for every row.)
+    many = torch.zeros(2000, 4)
+    got = sample_next(many, 1.0, top_p=top_p, generator=torch.Generator().manual_seed(0))
+    assert len(set(got.tolist())) == kept
+
+
 def test_mass_outside_top_k_is_never_sampled():
     logits = torch.randn(1, 20, generator=torch.Generator().manual_seed(0)) * 0.1
     top3 = set(torch.topk(logits, 3).indices[0].tolist())

@@ -150,6 +150,21 @@ def test_probes_do_not_make_a_folder_look_busy(tmp_path, monkeypatch):
         os.close(probe)
 
 
+def test_the_lock_file_holds_exactly_the_holders_pid(tmp_path):
+    """A longer pid left by an earlier run must not leave digits behind: the file would name
+    another process, or no number at all, and the refusal could not say who holds it."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    old = "9" * (len(str(os.getpid())) + 3)
+    (folder / locking.LOCK_FILE).write_text(f"{old}\n")
+    with locking.acquire(folder):
+        assert (folder / locking.LOCK_FILE).read_text() == f"{os.getpid()}\n"
+        assert locking.holder(folder) == os.getpid()
+        with pytest.raises(locking.FolderBusy, match=f"by process {os.getpid()}$") as err:
+            locking.acquire(folder)
+        assert err.value.pid == os.getpid()
+
+
 def test_a_second_run_under_the_same_name_is_refused_and_leaves_the_first_alone(tmp_path):
     folder = tmp_path / "m"
     corpus = corpus_from_text(pattern_text(20000))

@@ -102,8 +102,10 @@ def test_dialogue_reply_ends_at_the_end_token():
     assert s.build_prompt()[-7:] == [U, *ids("again"), E, A, *ids("ok"), E, A][-7:]
 
 
-def test_dialogue_reply_stops_at_another_special_token():
-    s = session(bigram={"<|assistant|>": "o", "o": "<|user|>"})
+@pytest.mark.parametrize("token", ["<|user|>", "<|system|>"])
+def test_dialogue_reply_stops_at_another_special_token(token):
+    # After the token the model would go on writing "x": a reply "ox" means it did not stop.
+    s = session(bigram={"<|assistant|>": "o", "o": token, token: "x"})
     assert s.reply("hi") == "o"
     assert s.messages[-1].ended == "stop"
 

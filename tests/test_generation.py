@@ -184,6 +184,17 @@ def test_top_p_keeps_the_fewest_tokens_reaching_p():
     assert set(got.tolist()) == {0, 1, 2}
 
 
+@pytest.mark.parametrize("top_p, kept", [(0.25, 1), (0.5, 2), (0.6, 3), (0.75, 3)])
+def test_top_p_counts_a_token_that_reaches_p_exactly_once(top_p, kept):
+    # Four equal logits: probabilities of exactly 0.25, so sums reach 0.25, 0.5 and 0.75
+    # exactly. The smallest set reaching p has ceil(p / 0.25) tokens; the next token, whose
+    # likelier tokens already sum to p exactly, is left out. (Which of the tied tokens are kept
+    # is up to the sort, the same for every row.)
+    many = torch.zeros(2000, 4)
+    got = sample_next(many, 1.0, top_p=top_p, generator=torch.Generator().manual_seed(0))
+    assert len(set(got.tolist())) == kept
+
+
 def test_mass_outside_top_k_is_never_sampled():
     logits = torch.randn(1, 20, generator=torch.Generator().manual_seed(0)) * 0.1
     top3 = set(torch.topk(logits, 3).indices[0].tolist())
@@ -269,10 +280,19 @@ def test_stop_sequence_cuts_before_it():
     model = scripted_gpt(TOK, "hello world. more text")
     text, outcome = run_stream(model, stop=["o w", "zz"])
     assert text == "hell" and outcome["reason"] == "stop"
-    text, _ = run_stream(model, stop=["world", "lo"])
-    assert text == "hel"  # the earliest stop wins
+    # Both stops end at the same character, so both are in the held-back text at once: the
+    # earliest wins, whatever their order.
+    for stops in (["world", "o world"], ["o world", "world"]):
+        text, _ = run_stream(model, stop=stops)
+        assert text == "hell", stops
     text, _ = run_stream(model, stop=["he"])
     assert text == ""
+
+
+@pytest.mark.parametrize("stops", [["abc", "bc"], ["bc", "abc"]])
+def test_of_overlapping_stops_the_earliest_wins(stops):
+    text, outcome = run_stream(scripted_gpt(TOK, "xabcabc"), stop=stops)
+    assert text == "x" and outcome["reason"] == "stop"
 
 
 def test_text_that_only_looks_like_a_stop_is_released():
@@ -363,7 +383,11 @@ def test_closing_the_stream_stops_generation(monkeypatch):
     assert len(picks) == 2
 
 
-def test_max_new_chars_is_a_limit_on_characters():
-    model = scripted_gpt(TOK, ["<|assistant|>"])
-    text, _ = run_stream(model, max_new_chars=5)
-    assert len(text) <= 5
+@pytest.mark.parametrize("limit", [1, 5, 9])
+def test_max_new_chars_is_a_limit_on_characters(limit):
+    model = scripted_gpt(TOK, "abcdefghijkl")
+    text, outcome = run_stream(model, max_new_chars=limit)
+    assert text == "abcdefghijkl"[:limit] and outcome == {"reason": "length"}
+    # Text held back as the possible start of a stop is released at the limit, no more.
+    text, _ = run_stream(model, max_new_chars=limit, stop=["abcdefghijkz"])
+    assert text == "abcdefghijkl"[:limit]

@@ -115,25 +115,54 @@ def test_file_systems_without_locks_train_as_before(tmp_path, monkeypatch):
         assert locking.holder(tmp_path / "m") is None  # a probe does not fail either
 
 
-def test_probes_do_not_make_a_folder_look_busy(tmp_path):
+def test_probes_do_not_make_a_folder_look_busy(tmp_path, monkeypatch):
     """holder() takes the lock for an instant (listing models, say): other probes must not
     see that as a run, and a run starting then waits the instant out."""
     folder = tmp_path / "m"
     locking.acquire(folder).release()
     probe = os.open(folder / locking.LOCK_FILE, os.O_RDONLY)
     locking.fcntl.flock(probe, locking.fcntl.LOCK_SH)  # a probe, caught midway
+    real = locking._try_lock
+    refused = []
+
+    def try_lock(fd, shared=False):
+        got = real(fd, shared)
+        if not got and not refused:  # the run met the probe: the probe ends now
+            refused.append(fd)
+            locking.fcntl.flock(probe, locking.fcntl.LOCK_UN)
+        return got
+
     try:
         assert locking.holder(folder) is None
-        timer = threading.Timer(0.05, lambda: locking.fcntl.flock(probe, locking.fcntl.LOCK_UN))
-        timer.start()
+        # No timer racing the patience: the probe ends as soon as the run has met it, and the
+        # patience is long enough that no stall on a busy machine can run it out.
+        monkeypatch.setattr(locking, "_try_lock", try_lock)
+        monkeypatch.setattr(locking, "_PATIENCE", 60.0)
         with locking.acquire(folder) as lock:  # taken once the probe is done
             assert lock.held
-        timer.join()
+        assert len(refused) == 1  # it did meet the probe, and waited it out
+        monkeypatch.setattr(locking, "_try_lock", real)
+        monkeypatch.setattr(locking, "_PATIENCE", 0.25)
         locking.fcntl.flock(probe, locking.fcntl.LOCK_SH)  # one that never ends is a run's
         with pytest.raises(locking.FolderBusy):
             locking.acquire(folder)
     finally:
         os.close(probe)
+
+
+def test_the_lock_file_holds_exactly_the_holders_pid(tmp_path):
+    """A longer pid left by an earlier run must not leave digits behind: the file would name
+    another process, or no number at all, and the refusal could not say who holds it."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    old = "9" * (len(str(os.getpid())) + 3)
+    (folder / locking.LOCK_FILE).write_text(f"{old}\n")
+    with locking.acquire(folder):
+        assert (folder / locking.LOCK_FILE).read_text() == f"{os.getpid()}\n"
+        assert locking.holder(folder) == os.getpid()
+        with pytest.raises(locking.FolderBusy, match=f"by process {os.getpid()}$") as err:
+            locking.acquire(folder)
+        assert err.value.pid == os.getpid()
 
 
 def test_a_second_run_under_the_same_name_is_refused_and_leaves_the_first_alone(tmp_path):

@@ -370,6 +370,47 @@ def test_a_crash_while_saving_keeps_the_old_model(monkeypatch, crash_in):
     assert store.load_model("m").info == {"step": 3}
 
 
+def watch_fsyncs(monkeypatch, target):
+    """Record each os.fsync as ("file", size, in_folder) or ("dir", is_target_folder,
+    target's bytes then): what a crash at that moment would find on disk."""
+    import stat
+
+    real = os.fsync
+    seen = []
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        folder = os.stat(target.parent)
+        if stat.S_ISDIR(st.st_mode):
+            now = target.read_bytes() if target.exists() else None
+            seen.append(("dir", (st.st_dev, st.st_ino) == (folder.st_dev, folder.st_ino), now))
+        else:
+            # Is the file being written an entry of the target's own folder?
+            here = any((e.stat().st_dev, e.stat().st_ino) == (st.st_dev, st.st_ino)
+                       for e in os.scandir(target.parent))
+            seen.append(("file", st.st_size, here))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return seen
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_an_atomic_write_is_synced_in_full_then_its_folder(tmp_path, monkeypatch, existed):
+    """The file is fsynced at its full size (flushed first: a small write sits in Python's
+    buffer), as a temporary file in the target's own folder (a rename across file systems
+    fails), and once it is renamed into place the folder is fsynced too."""
+    target = tmp_path / "sub" / "x.bin"
+    if existed:
+        target.parent.mkdir()
+        target.write_bytes(b"old")
+    data = b"0123456789" * 10
+    seen = watch_fsyncs(monkeypatch, target)
+    store.atomic_write_bytes(target, data)
+    assert seen == [("file", len(data), True), ("dir", True, data)]
+    assert target.read_bytes() == data and leftovers(target.parent) == []
+
+
 def test_atomic_write_json_and_meta(tmp_path):
     path = tmp_path / "sub" / "x.json"
     store.atomic_write_json(path, {"a": "\u00e9"})

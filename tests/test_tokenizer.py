@@ -101,6 +101,8 @@ def test_from_json_rejects_foreign_or_damaged_files(text):
         (".ab", "a\u2026", "a..."),  # ellipsis -> three dots
         ("cafe", "caf\u00e9", "cafe"),  # accented -> unaccented
         ("CAFE", "caf\u00e9", "CAFE"),  # accented -> unaccented, other case
+        ("e\u00c9", "\u00e9", "e"),  # unaccented is tried before the other case
+        ("E\u00e9", "\u00c9", "E"),
         ("abc", "ABC", "abc"),  # case swap
         ("ABC", "abc", "ABC"),
         ("fi", "\ufb01", "fi"),  # ligature (NFKC)

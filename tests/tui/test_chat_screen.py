@@ -426,13 +426,16 @@ async def test_a_pasted_text_of_several_lines_arrives_whole(tiny_model, charchat
 
 
 async def test_saved_conversations_open_with_ctrl_g(tiny_model, charchat_home, monkeypatch):
+    import os
     import time
 
+    then = time.time() - 1000
     for i, text in enumerate(("first chat", "second chat", "third chat")):
         c = conversations.new("tiny", "prose")
         c.messages = [{"role": "user", "content": text}, {"role": "assistant", "content": "ok"}]
         conversations.save(c)
-        time.sleep(0.01)  # newest first, by file time
+        # Newest first goes by file time: set it, a minute apart, rather than wait for it.
+        os.utime(conversations.path_for(c.id), (then + 60 * i, then + 60 * i))
     monkeypatch.setattr(chat_module, "HISTORY_LIMIT", 2)
     app = CharChatApp()
     async with app.run_test(size=(100, 30)) as pilot:

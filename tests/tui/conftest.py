@@ -81,3 +81,22 @@ async def send(pilot, text: str) -> None:
     """Type a message in the chat input and press Enter."""
     pilot.app.screen.query_one("#prompt").value = text
     await key(pilot, "enter")
+
+
+@pytest.fixture
+def held_load(monkeypatch):
+    """Model loads wait until the test sets the returned event: the app stays "loading"."""
+    import threading
+
+    from charchat.tui.engine import ChatEngine
+
+    gate = threading.Event()
+    load = ChatEngine.load
+
+    def held(self, *args, **kwargs):
+        gate.wait(30)
+        return load(self, *args, **kwargs)
+
+    monkeypatch.setattr(ChatEngine, "load", held)
+    yield gate
+    gate.set()

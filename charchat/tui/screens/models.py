@@ -280,7 +280,8 @@ class ModelsScreen(Screen):
         self.refresh_list(select=m.name)
 
     def action_back(self) -> None:
-        self.app.pop_screen()
+        if self.app.screen is self:  # a second Escape queued behind the first pops nothing
+            self.app.pop_screen()
 
     def palette_commands(self):
         m = self.current()

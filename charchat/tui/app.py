@@ -119,15 +119,21 @@ class CharChatApp(App):
         if train is not None and train.running:
             from .screens.modals import ConfirmModal
 
+            asking = getattr(self, "_quit_dialog", None)
+            if asking is not None and asking in self.screen_stack:
+                return  # ctrl+q again: the question is already on screen, once
+
             def answer(yes: bool | None) -> None:
+                self._quit_dialog = None
                 if yes:
                     train.stop_then(self.exit)
 
-            self.push_screen(ConfirmModal(
+            self._quit_dialog = ConfirmModal(
                 "Training is running",
                 "Quit now? Training stops after the current step; the best model so far is "
                 "kept, and you can resume it later from the models screen.",
-                yes="Stop and quit", no="Keep training", danger=True), answer)
+                yes="Stop and quit", no="Keep training", danger=True)
+            self.push_screen(self._quit_dialog, answer)
             return
         self.shutdown()
         self.exit()

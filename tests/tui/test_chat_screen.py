@@ -163,6 +163,93 @@ async def test_typing_before_the_model_is_ready(tiny_model, charchat_home):
         assert app.screen.model_name == "tiny" and app.screen.state == "ready"
 
 
+def saved_conversation(*texts):
+    c = conversations.new("tiny", "prose")
+    c.messages = [{"role": r, "content": t} for r, t in zip(("user", "assistant") * 9, texts)]
+    conversations.save(c)
+    return c
+
+
+async def test_new_conversation_while_loading_answers_nothing(tiny_model, charchat_home,
+                                                              held_load):
+    saved_conversation("old question", "old answer")
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.state == "loading" and bubbles(app),
+                       what="the last conversation shown")
+        await send(pilot, "queued")  # waits for the model
+        assert screen.queue
+        # Enter and ctrl+n together (typed while the load held the interpreter): the Enter's
+        # message reaches the screen after ctrl+n has started the new conversation.
+        screen.query_one("#prompt").value = "late"
+        app.simulate_key("enter")
+        app.simulate_key("ctrl+n")
+        await wait_for(pilot, lambda: not screen.queue and not bubbles(app), what="cleared")
+        for _ in range(5):
+            await pilot.pause()
+        assert bubbles(app) == [] and not screen.queue
+        held_load.set()
+        await settle(pilot)
+        assert screen.state == "ready"
+        assert bubbles(app) == [] and app.engine.session.messages == []
+        assert screen.query_one("#prompt").value == "late"  # not sent: still in the input
+
+
+async def test_new_conversation_before_the_model_is_picked(tiny_model, charchat_home,
+                                                           monkeypatch):
+    import threading
+
+    saved_conversation("old question", "old answer")
+    gate = threading.Event()
+    pick = chat_module.start_model
+
+    def held(requested):
+        gate.wait(30)
+        return pick(requested)
+
+    monkeypatch.setattr(chat_module, "start_model", held)
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.state == "loading", what="loading")
+        assert screen.model_name is None  # not picked yet
+        await key(pilot, "ctrl+n")
+        gate.set()
+        await settle(pilot)
+        assert screen.state == "ready" and screen.model_name == "tiny"
+        assert bubbles(app) == [] and app.engine.session.messages == []
+
+
+async def test_regenerate_while_loading(tiny_model, charchat_home, held_load):
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.state == "loading" and screen.model_name,
+                       what="loading")
+        await key(pilot, "ctrl+r")
+        said = [n.message for n in app._notifications]
+        assert any("still loading" in m for m in said), said
+        assert not any("Nothing to regenerate" in m for m in said)
+        held_load.set()
+        await settle(pilot)
+    # With a conversation restored, ctrl+r while loading writes its last reply again, once
+    # the model is ready.
+    saved_conversation("The cat", "ok")
+    held_load.clear()
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.state == "loading" and bubbles(app),
+                       what="the last conversation shown")
+        await key(pilot, "ctrl+r")
+        held_load.set()
+        await settle(pilot)
+        got = bubbles(app)
+        assert [b[0] for b in got] == ["user", "assistant"] and got[1][1] != "ok"
+        assert app.engine.session.messages[-1].content == got[1][1]
+
+
 async def test_regenerate_copy_and_unknown_characters(tiny_model, charchat_home):
     preferences.save_sampling("tiny", {"max_new_chars": 30, "seed": None})
     app = CharChatApp()

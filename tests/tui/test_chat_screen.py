@@ -1,6 +1,7 @@
 """The chat screen, driven with Pilot on a tiny model in a temporary data folder."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -553,6 +554,49 @@ async def test_saved_conversations_open_with_ctrl_g(tiny_model, charchat_home, m
         await pilot.press("enter")
         await settle(pilot)
         assert bubbles(app)[0][1] == "second chat"
+
+
+async def test_a_conversation_whose_model_is_gone_keeps_its_replies_names(tiny_model,
+                                                                          charchat_home):
+    c = conversations.new("gone", "prose")
+    c.messages = [{"role": "user", "content": "The cat", "ended": ""},
+                  {"role": "assistant", "content": "sat on", "ended": "stop"}]
+    conversations.save(c)
+
+    def names(app):
+        return [b.border_title for b in app.screen.query(MessageBubble)]
+
+    app = CharChatApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+g")
+        await pilot.press("enter")  # the only one: with "gone", deleted
+        await settle(pilot)
+        assert app.screen.model_name == "tiny"
+        assert names(app) == ["you", "gone"]
+        await send(pilot, "A dog")
+        await settle(pilot)
+        assert names(app) == ["you", "gone", "you", "tiny"]
+    saved = conversations.load(c.id)
+    assert saved.model == "tiny"
+    assert [m.get("model") for m in saved.messages] == [None, "gone", None, None]
+    c.id = conversations.new("gone").id  # a second one, older: its last reply by "gone"
+    c.model = "gone"
+    conversations.save(c)
+    os.utime(conversations.path_for(c.id), (100, 100))
+    app = CharChatApp()  # restored on start: still signed by the model that wrote them
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert names(app) == ["you", "gone", "you", "tiny"]
+        await pilot.press("ctrl+g")
+        app.screen.query_one("#conversation-options").highlighted = 1
+        await pilot.press("enter")
+        await settle(pilot)
+        assert names(app) == ["you", "gone"]
+        await key(pilot, "ctrl+r")  # written again, by tiny
+        await settle(pilot)
+        assert names(app) == ["you", "tiny"]
+    assert [m.get("model") for m in conversations.load(c.id).messages] == [None, None]
 
 
 async def test_a_status_too_long_for_the_screen_ends_in_an_ellipsis(charchat_home):

@@ -551,6 +551,7 @@ class ChatScreen(Screen):
                 self.notify("Nothing to regenerate: send a message first.", severity="warning")
             return
         bubble.restart()
+        bubble.border_title = self.model_name or bubble.border_title  # written again by it
         self.conversation.follow()
         self.queue.append(_Pending(None, bubble))
         self._pump()
@@ -629,7 +630,7 @@ class ChatScreen(Screen):
             if conv.model not in names and self.model_name:
                 self.notify(f"Its model {conv.model} is gone: the conversation goes on with "
                             f"{self.model_name}.", severity="warning")
-                conv.model = self.model_name
+                conversations.hand_over(conv, self.model_name)
             self.switch_model(conv.model, conv)
 
         items = conversations.list_conversations(limit=HISTORY_LIMIT + 1)

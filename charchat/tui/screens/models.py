@@ -11,7 +11,7 @@ import time
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -193,6 +193,23 @@ class ModelsScreen(Screen):
             if m.bundled and action in ("delete", "rename", "resume"):
                 return None
         return True
+
+    # What the keys greyed out on the bundled model would do, to say why they do nothing.
+    NOT_FOR_BUNDLED = {"delete": "deleted", "rename": "renamed", "resume": "resumed"}
+
+    def on_key(self, event: events.Key) -> None:
+        m = self.current()
+        if m is None or not m.bundled:
+            return
+        for b in self.BINDINGS:
+            verb = self.NOT_FOR_BUNDLED.get(b.action)
+            if verb and event.key in b.key.split(","):
+                event.stop()
+                hint = (" Train a model of your own instead (ctrl+t)." if verb == "resumed"
+                        else "")
+                self.notify(f"The bundled model cannot be {verb}: it ships with charchat, "
+                            f"read-only.{hint}", severity="warning", timeout=4)
+                return
 
     @on(DataTable.RowSelected)
     def _selected(self) -> None:

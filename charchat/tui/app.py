@@ -28,6 +28,8 @@ class CharChatApp(App):
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("f1", "toggle_keys", "Keys", show=False),
+        # Only while the keys panel is open (see check_action): Escape closes it first.
+        Binding("escape", "hide_help_panel", "Hide keys", show=False, priority=True),
     ]
 
     def __init__(self, model: str | None = None) -> None:
@@ -112,6 +114,19 @@ class CharChatApp(App):
             self.action_hide_help_panel()
         else:
             self.action_show_help_panel()
+
+    def action_show_help_panel(self) -> None:
+        """The keys panel, the screen's own keys first (also the command palette's "Keys")."""
+        from .widgets.keys import KeysHelpPanel
+
+        if not self.screen.query("HelpPanel"):
+            self.screen.mount(KeysHelpPanel())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "hide_help_panel":
+            # False: Escape goes on to the screen (stop a reply, close a dialog, go back).
+            return bool(self.screen.query("HelpPanel"))
+        return True
 
     # -- quitting ------------------------------------------------------------------------------
     async def action_quit(self) -> None:

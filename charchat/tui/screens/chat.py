@@ -545,8 +545,8 @@ class ChatScreen(Screen):
         bubbles = self.conversation.bubbles()
         if bubble is None or bubbles[-1] is not bubble:
             if self.state in ("starting", "loading"):
-                self.notify("The model is still loading: ctrl+r writes its last reply again "
-                            "once it is ready.", severity="warning")
+                self.notify("The model is still loading: press ctrl+r again once it is ready.",
+                            severity="warning")
             else:
                 self.notify("Nothing to regenerate: send a message first.", severity="warning")
             return

@@ -36,6 +36,9 @@ class Message:
     role: str  # user or assistant
     content: str
     ended: str = ""  # assistant turns: end_token, stop, length or cancelled
+    # Assistant turns written by another model than the conversation's own (one reopened
+    # after its model was deleted): that model's name. Empty: the conversation's model.
+    model: str = ""
 
 
 class ChatSession:
@@ -185,7 +188,8 @@ class ChatSession:
     def to_dict(self) -> dict:
         return {
             "kind": self.kind,
-            "messages": [{"role": m.role, "content": m.content, "ended": m.ended}
+            "messages": [{"role": m.role, "content": m.content, "ended": m.ended,
+                          **({"model": m.model} if m.model else {})}
                          for m in self.messages],
         }
 
@@ -195,7 +199,9 @@ class ChatSession:
             if isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(
                 m.get("content"), str
             ):
-                msgs.append(Message(m["role"], m["content"], str(m.get("ended", ""))))
+                model = m.get("model")
+                msgs.append(Message(m["role"], m["content"], str(m.get("ended", "")),
+                                    model if isinstance(model, str) else ""))
         self.messages = msgs
 
 

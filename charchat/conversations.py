@@ -9,6 +9,9 @@ half-written file. The app restores the newest conversation of the model it open
      "messages": [{"role": "user", "content": "Once", "ended": ""},
                   {"role": "assistant", "content": " upon a time", "ended": "stop"}]}
 
+A reply written by another model than the conversation's (it goes on with another model once
+its own is deleted) names it: {"role": "assistant", ..., "model": "prose-old"}.
+
 Importing this module does not import torch.
 """
 
@@ -36,7 +39,7 @@ def conversations_dir() -> Path:
 class Conversation:
     id: str
     model: str
-    messages: list[dict] = field(default_factory=list)  # {"role", "content", "ended"}
+    messages: list[dict] = field(default_factory=list)  # {"role", "content", "ended"[, "model"]}
     kind: str = ""
     created: float = 0.0
     updated: float = 0.0
@@ -62,12 +65,27 @@ def new(model: str, kind: str = "") -> Conversation:
 
 
 def clean_messages(items) -> list[dict]:
-    """Only well-formed messages: role user or assistant, text content."""
+    """Only well-formed messages: role user or assistant, text content (and, for a reply, the
+    model that wrote it when it is not the conversation's)."""
     out = []
     for m in items if isinstance(items, list) else []:
         if isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str):
             out.append({"role": m["role"], "content": m["content"], "ended": str(m.get("ended") or "")})
+            model = m.get("model")
+            if m["role"] == "assistant" and isinstance(model, str) and model:
+                out[-1]["model"] = model
     return out
+
+
+def hand_over(conv: Conversation, model: str) -> None:
+    """The conversation goes on with another model: its replies so far keep the name of the
+    model that wrote them."""
+    if model == conv.model:
+        return
+    for m in conv.messages:
+        if m.get("role") == "assistant" and not m.get("model"):
+            m["model"] = conv.model
+    conv.model = model
 
 
 def path_for(conv_id: str) -> Path:
@@ -156,8 +174,11 @@ def rename_model(old: str, new_name: str) -> int:
     n = 0
     for p in _files_newest_first():
         conv = _read(p)
-        if conv is not None and conv.model == old:
-            conv.model = new_name
+        by_old = [m for m in conv.messages if m.get("model") == old] if conv else []
+        if conv is not None and (conv.model == old or by_old):
+            conv.model = new_name if conv.model == old else conv.model
+            for m in by_old:
+                m["model"] = new_name
             try:
                 store.atomic_write_json(p, conv.to_dict())
                 if conv.updated > 0:  # keep the order (newest first goes by file time)

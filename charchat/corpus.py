@@ -74,9 +74,19 @@ def too_short(n_ids: int, block_size: int) -> str | None:
     n_val = n_ids - n_train
     if n_train >= need and n_val >= need:
         return None
-    total_needed = need
-    while total_needed - int(total_needed * (1 - VAL_FRACTION)) < need:
-        total_needed += 1
+    # The fewest ids whose validation split holds a window. That split grows with the corpus,
+    # so the answer is found by doubling, then bisecting: O(log n), as a count up one at a time
+    # never ends for a huge block size.
+    def enough(total: int) -> bool:
+        return total - int(total * (1 - VAL_FRACTION)) >= need
+
+    low, high = need - 1, need  # enough(high) is what is looked for; low is short
+    while not enough(high):
+        low, high = high, high * 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    total_needed = high
     return (f"corpus too short: {n_ids:,} characters give a {n_val:,}-character validation "
             f"split, but one window needs {need} (block_size {block_size} + 1); add text "
             f"(at least {total_needed:,} characters) or use a smaller block size")

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import unicodedata
 import shutil
 import tempfile
 import time
@@ -49,7 +50,49 @@ STATE = "state.pt"
 FORMAT = "charchat-model"
 FORMAT_VERSION = 1
 # Always used with fullmatch: "^...$" with match() would let a trailing newline through.
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+NAME_MAX_CHARS = 64
+# Bytes (UTF-8) a name may take in a folder name: file systems allow 255, and a deleted model
+# goes through ".deleting-<name>-<milliseconds>" first.
+NAME_MAX_BYTES = 200
+# Device names Windows keeps for itself, whatever the extension (superscript digits included).
+_WINDOWS_RESERVED = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3])",
+                               re.IGNORECASE)
+
+
+def _name_char(c: str) -> bool:
+    """Letters and digits of any script (str.isalnum), '.', '_' and '-', and the combining
+    marks that some scripts write their words with (and a decomposed é is made of)."""
+    return c.isalnum() or c in "._-" or unicodedata.category(c) in ("Mn", "Mc")
+
+
+def _name_problem(name) -> str | None:
+    """Why name cannot be a model's name (its folder's name), or None."""
+    rule = (f"use 1-{NAME_MAX_CHARS} letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit")
+    if not isinstance(name, str) or not name:
+        return rule
+    nfc = unicodedata.normalize("NFC", name)
+    if len(nfc) > NAME_MAX_CHARS or not nfc[0].isalnum() or not all(map(_name_char, nfc)):
+        return rule
+    if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES:
+        return f"too long for a folder name (at most {NAME_MAX_BYTES} bytes in UTF-8)"
+    if name.endswith("."):
+        return "a folder name cannot end with '.' on Windows"
+    if _WINDOWS_RESERVED.fullmatch(name.split(".")[0]):
+        return "Windows keeps that name for a device"
+    return None
+
+
+class _NameRule:
+    """The rule for model names, used as a pattern is: NAME_RE.fullmatch(name) is true for a
+    valid name (a regular expression cannot say "a letter of any script")."""
+
+    @staticmethod
+    def fullmatch(name) -> bool:
+        return _name_problem(name) is None
+
+
+NAME_RE = _NameRule()
 BUNDLED_NAME = "default"
 
 
@@ -80,11 +123,9 @@ def bundled_dir() -> Path:
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise StoreError(
-            f"invalid model name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
+    problem = _name_problem(name)
+    if problem:
+        raise StoreError(f"invalid model name {name!r}: {problem}")
     return name
 
 
@@ -307,9 +348,15 @@ def expected_shapes(config) -> dict[str, tuple[int, ...]]:
 
 def unique_name(base: str) -> str:
     """A free model name made from base (a corpus file name, say)."""
-    base = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-._")[:48] or "model"
+    base = unicodedata.normalize("NFC", base)
+    base = "".join(c if _name_char(c) else "/" for c in base)  # "/": never kept
+    base = re.sub("/+", "-", base).strip("-._")[:48].rstrip(".") or "model"
+    while len(base.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES - 16:
+        base = base[:-1].rstrip(".")
     if not base[0].isalnum():
         base = "m" + base
+    if _name_problem(base):  # a Windows device name
+        base += "-model"
     name, i = base, 2
     while (models_dir() / name).exists():
         name, i = f"{base}-{i}", i + 1

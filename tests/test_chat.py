@@ -211,6 +211,14 @@ def test_to_dict_and_load_messages_round_trip():
     assert other.messages == []
 
 
+def test_the_model_that_wrote_a_reply_is_kept():
+    s = session(bigram={"<|assistant|>": "o", "o": "k", "k": "<|end|>"})
+    s.load_messages([{"role": "user", "content": "hi"},
+                     {"role": "assistant", "content": "yo", "ended": "stop", "model": "gone"}])
+    s.reply("again")
+    assert [m.get("model") for m in s.to_dict()["messages"]] == [None, "gone", None, None]
+
+
 def test_sample_continues_a_prompt():
     model = scripted_gpt(TOK, bigram={"a": "b", "b": "c", "c": "a"})
     loaded = LoadedModel(model, TOK, "m", Path("."))

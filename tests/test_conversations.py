@@ -76,6 +76,26 @@ def test_rename_model_keeps_order(charchat_home):
     assert conversations.latest().model == "z"  # still the newest
 
 
+def test_a_conversation_handed_over_keeps_who_wrote_its_replies(charchat_home):
+    conv = make("gone", ("hi", "old reply"))
+    conversations.hand_over(conv, "default")
+    assert conv.model == "default" and conv.messages[1]["model"] == "gone"
+    assert "model" not in conv.messages[0]
+    conv.messages.append({"role": "assistant", "content": "new reply", "ended": "stop"})
+    conversations.save(conv)
+    back = conversations.load(conv.id)
+    assert [m.get("model") for m in back.messages] == [None, "gone", None]
+    conversations.hand_over(back, "default")  # the same model: nothing changes
+    assert [m.get("model") for m in back.messages] == [None, "gone", None]
+    # A rename follows the replies too; a bad "model" field is dropped.
+    assert conversations.rename_model("gone", "went") == 1
+    assert conversations.load(conv.id).messages[1]["model"] == "went"
+    assert conversations.clean_messages([{"role": "assistant", "content": "x", "model": 5},
+                                         {"role": "user", "content": "y", "model": "m"}]) == [
+        {"role": "assistant", "content": "x", "ended": ""},
+        {"role": "user", "content": "y", "ended": ""}]
+
+
 def test_delete(charchat_home):
     conv = make("a", ("x", "y"))
     conversations.save(conv)

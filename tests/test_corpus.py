@@ -373,6 +373,44 @@ def test_check_window_names_block_size():
     assert message.startswith("<text>: corpus too short")  # names the corpus
 
 
+def _too_short_counting_up(block_size: int) -> int:
+    """The fewest ids that hold a validation window, found as the old code did: one at a time."""
+    need = block_size + 1
+    total = need
+    while total - int(total * 0.9) < need:
+        total += 1
+    return total
+
+
+class _CountedFraction(float):
+    """VAL_FRACTION, counting how often it is read in arithmetic (once per loop of the old
+    count-up): a huge block size must not take more than a few dozen."""
+
+    uses = 0
+
+    def __rsub__(self, other):
+        type(self).uses += 1
+        if type(self).uses > 10_000:
+            raise AssertionError("too_short counts up one at a time")
+        return other - float(self)
+
+
+def test_too_short_is_fast_for_a_huge_block_size(monkeypatch):
+    monkeypatch.setattr(charchat.corpus, "VAL_FRACTION", _CountedFraction(0.1))
+    message = charchat.corpus.too_short(41_514, 100_000_000)
+    assert message == ("corpus too short: 41,514 characters give a 4,152-character validation "
+                       "split, but one window needs 100000001 (block_size 100000000 + 1); add "
+                       "text (at least 1,000,000,001 characters) or use a smaller block size")
+    assert "at least" in charchat.corpus.too_short(10, 10**15)
+    assert _CountedFraction.uses < 1_000
+
+
+@pytest.mark.parametrize("block_size", [0, 1, 7, 8, 9, 10, 11, 99, 100, 255, 256, 1000, 4095])
+def test_too_short_asks_for_the_fewest_characters(block_size):
+    need = _too_short_counting_up(block_size)
+    assert f"(at least {need:,} characters)" in charchat.corpus.too_short(0, block_size)
+
+
 def test_given_tokenizer_is_used(corpus_file):
     tok = CharTokenizer(corpus_file.read_text() + "XYZ")
     c = load_corpus([corpus_file], tokenizer=tok)

@@ -209,17 +209,50 @@ def test_missing_file_and_folder(tmp_path):
 # Names, listing and managing
 
 
-@pytest.mark.parametrize("name", ["m", "My-model_2.1", "0abc", "a" * 64])
+@pytest.mark.parametrize("name", ["m", "My-model_2.1", "0abc", "a" * 64, "é", "日本", "Ελληνικά",
+                                  "हिन्दी", "e\u0301te\u0301", "日" * 64, "confused", "com10"])
 def test_valid_names(name):
     assert store.check_name(name) == name
+    assert store.NAME_RE.fullmatch(name)
 
 
-@pytest.mark.parametrize("name", ["", ".hidden", "-x", "a/b", "a b", "../x", "a" * 65, "é", 5, "m\n"])
+@pytest.mark.parametrize("name", ["", ".hidden", "-x", "a/b", "a\\b", "a b", "../x", "..", "a" * 65,
+                                  "日" * 65, 5, "m\n", "a:b", "a*b", "x\u200b", "\u0301x", "a\udcff",
+                                  # unsafe as folder names: too many bytes, a trailing dot, or
+                                  # a Windows device name (superscript digits too)
+                                  "\U0001d400" * 64, "model.", "con", "NUL", "nul.txt", "Com1",
+                                  "LPT\u00b9", "com\u00b2.x"])
 def test_invalid_names(name):
     with pytest.raises(StoreError, match="invalid model name"):
         store.check_name(name)
     with pytest.raises(StoreError):
         store.model_dir(name)
+    assert not store.NAME_RE.fullmatch(name)
+
+
+@pytest.mark.parametrize("base, name", [("日本", "日本"), ("My Story", "My-Story"),
+                                        ("été", "été"), ("e\u0301te\u0301", "été"),
+                                        ("..hidden", "hidden"), ("a.b.", "a.b"), ("", "model"),
+                                        ("!!!", "model"), ("con", "con-model"),
+                                        ("LPT\u00b2", "LPT\u00b2-model"), ("_x", "x"),
+                                        ("a\u2028b", "a-b"), ("\udcffab", "ab")])
+def test_unique_name_keeps_the_letters_of_any_script(base, name):
+    assert store.unique_name(base) == name
+    assert store.check_name(name) == name
+    (store.models_dir() / name).mkdir(parents=True)
+    assert store.unique_name(base) == name + "-2"
+
+
+def test_a_model_named_in_another_script_is_listed_and_loaded():
+    save("日本")
+    assert [m.name for m in store.list_models()] == ["日本"]
+    assert store.load_model("日本").name == "日本"
+
+
+def test_unique_name_of_a_long_name_fits_a_folder_name():
+    for base in ("x" * 300, "日" * 300, "\U0001d400" * 300):
+        name = store.unique_name(base)
+        assert store.check_name(name) == name and len(name.encode()) <= store.NAME_MAX_BYTES - 16
 
 
 def test_list_models():

@@ -1,14 +1,13 @@
 """Rules of the training loop, checked through the public API only.
 
-The trainer's insides are being reorganised, so these tests drive a whole (tiny) run through
-Trainer and TrainConfig and watch what comes out: events, the result, and the model's weights.
-The only things patched are on the model (GPT.forward), never the trainer's own methods.
+These tests drive a whole (tiny) run through Trainer and TrainConfig and watch what comes out:
+events, the result, and the model's weights. The only things patched are on the model
+(GPT.forward), never the trainer's own methods, so they hold however the loop is organised.
 """
 
 import math
 
 import pytest
-import torch
 
 from charchat.corpus import corpus_from_text
 from charchat.model import GPT

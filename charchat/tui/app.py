@@ -35,6 +35,8 @@ class CharChatApp(App):
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("f1", "toggle_keys", "Keys", show=False),
+        # Only while the keys panel is open (see check_action): Escape closes it first.
+        Binding("escape", "hide_help_panel", "Hide keys", show=False, priority=True),
     ]
 
     def __init__(self, model: str | None = None) -> None:
@@ -109,6 +111,19 @@ class CharChatApp(App):
         else:
             self.action_show_help_panel()
 
+    def action_show_help_panel(self) -> None:
+        """The keys panel, the screen's own keys first (also the command palette's "Keys")."""
+        from .widgets.keys import KeysHelpPanel
+
+        if not self.screen.query("HelpPanel"):
+            self.screen.mount(KeysHelpPanel())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "hide_help_panel":
+            # False: Escape goes on to the screen (stop a reply, close a dialog, go back).
+            return bool(self.screen.query("HelpPanel"))
+        return True
+
     # -- messages from the screens -------------------------------------------------------------
     @on(OpenModel)
     def _open_model(self, msg: OpenModel) -> None:
@@ -178,22 +193,24 @@ class CharChatApp(App):
         if job is not None and job.running:
             from .screens.modals import ConfirmModal
 
-            if any(isinstance(s, ConfirmModal) and s.title_text == QUIT_TITLE
-                   for s in self.screen_stack):
-                return  # one question at a time
+            asking = getattr(self, "_quit_dialog", None)
+            if asking is not None and asking in self.screen_stack:
+                return  # ctrl+q again: the question is already on screen, once
 
             def answer(yes: bool | None) -> None:
+                self._quit_dialog = None
                 if yes:
                     self._exit_after_job = True
                     job.stop()
                     if not job.running:
                         self.exit()
 
-            self.push_screen(ConfirmModal(
+            self._quit_dialog = ConfirmModal(
                 QUIT_TITLE,
                 "Quit now? Training stops after the current step; the best model so far is "
                 "kept, and you can resume it later from the models screen.",
-                yes="Stop and quit", no="Keep training", danger=True), answer)
+                yes="Stop and quit", no="Keep training", danger=True)
+            self.push_screen(self._quit_dialog, answer)
             return
         self.shutdown()
         self.exit()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 
 async def settle(pilot, rounds: int = 50) -> None:
     """Wait until no worker runs and the messages they posted are handled."""
@@ -41,3 +43,22 @@ async def send(pilot, text: str) -> None:
     """Type a message in the chat input and press Enter."""
     pilot.app.screen.query_one("#prompt").value = text
     await key(pilot, "enter")
+
+
+@pytest.fixture
+def held_load(monkeypatch):
+    """Model loads wait until the test sets the returned event: the app stays "loading"."""
+    import threading
+
+    from charchat.tui.engine import ChatEngine
+
+    gate = threading.Event()
+    load = ChatEngine.load
+
+    def held(self, *args, **kwargs):
+        gate.wait(30)
+        return load(self, *args, **kwargs)
+
+    monkeypatch.setattr(ChatEngine, "load", held)
+    yield gate
+    gate.set()

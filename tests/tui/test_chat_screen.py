@@ -1,6 +1,7 @@
 """The chat screen, driven with Pilot on a tiny model in a temporary data folder."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -161,6 +162,95 @@ async def test_typing_before_the_model_is_ready(tiny_model, charchat_home):
         got = bubbles(app)
         assert got[0][1] == "early" and got[1][0] == "assistant" and got[1][1]
         assert app.screen.model_name == "tiny" and app.screen.state == "ready"
+
+
+def saved_conversation(*texts):
+    c = conversations.new("tiny", "prose")
+    c.messages = [{"role": r, "content": t} for r, t in zip(("user", "assistant") * 9, texts)]
+    conversations.save(c)
+    return c
+
+
+async def test_new_conversation_while_loading_answers_nothing(tiny_model, charchat_home,
+                                                              held_load):
+    saved_conversation("old question", "old answer")
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.state == "loading" and bubbles(app),
+                       what="the last conversation shown")
+        await send(pilot, "queued")  # waits for the model
+        assert screen.queue
+        # Enter and ctrl+n together (typed while the load held the interpreter): the Enter's
+        # message reaches the screen after ctrl+n has started the new conversation.
+        screen.query_one("#prompt").value = "late"
+        app.simulate_key("enter")
+        app.simulate_key("ctrl+n")
+        await wait_for(pilot, lambda: not screen.queue and not bubbles(app), what="cleared")
+        for _ in range(5):
+            await pilot.pause()
+        assert bubbles(app) == [] and not screen.queue
+        held_load.set()
+        await settle(pilot)
+        assert screen.state == "ready"
+        assert bubbles(app) == [] and app.engine.session.messages == []
+        assert screen.query_one("#prompt").value == "late"  # not sent: still in the input
+
+
+async def test_new_conversation_before_the_model_is_picked(tiny_model, charchat_home,
+                                                           monkeypatch):
+    import threading
+
+    saved_conversation("old question", "old answer")
+    gate = threading.Event()
+    from charchat import runs
+
+    pick = runs.model_to_open
+
+    def held(requested):
+        gate.wait(30)
+        return pick(requested)
+
+    monkeypatch.setattr(runs, "model_to_open", held)
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.state == "loading", what="loading")
+        assert screen.model_name is None  # not picked yet
+        await key(pilot, "ctrl+n")
+        gate.set()
+        await settle(pilot)
+        assert screen.state == "ready" and screen.model_name == "tiny"
+        assert bubbles(app) == [] and app.engine.session.messages == []
+
+
+async def test_regenerate_while_loading(tiny_model, charchat_home, held_load):
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.state == "loading" and screen.model_name,
+                       what="loading")
+        await key(pilot, "ctrl+r")
+        said = [n.message for n in app._notifications]
+        assert any("still loading" in m for m in said), said
+        assert not any("Nothing to regenerate" in m for m in said)
+        held_load.set()
+        await settle(pilot)
+    # With a conversation restored, ctrl+r while loading writes its last reply again, once
+    # the model is ready.
+    saved_conversation("The cat", "ok")
+    held_load.clear()
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.state == "loading" and bubbles(app),
+                       what="the last conversation shown")
+        await key(pilot, "ctrl+r")
+        held_load.set()
+        await settle(pilot)
+        got = bubbles(app)
+        assert [b[0] for b in got] == ["user", "assistant"] and got[1][1] != "ok"
+        assert app.engine.session.messages[-1].content == got[1][1]
 
 
 async def test_regenerate_copy_and_unknown_characters(tiny_model, charchat_home):
@@ -469,6 +559,49 @@ async def test_saved_conversations_open_with_ctrl_g(tiny_model, charchat_home, m
         await pilot.press("enter")
         await settle(pilot)
         assert bubbles(app)[0][1] == "second chat"
+
+
+async def test_a_conversation_whose_model_is_gone_keeps_its_replies_names(tiny_model,
+                                                                          charchat_home):
+    c = conversations.new("gone", "prose")
+    c.messages = [{"role": "user", "content": "The cat", "ended": ""},
+                  {"role": "assistant", "content": "sat on", "ended": "stop"}]
+    conversations.save(c)
+
+    def names(app):
+        return [b.border_title for b in app.screen.query(MessageBubble)]
+
+    app = CharChatApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+g")
+        await pilot.press("enter")  # the only one: with "gone", deleted
+        await settle(pilot)
+        assert app.screen.model_name == "tiny"
+        assert names(app) == ["you", "gone"]
+        await send(pilot, "A dog")
+        await settle(pilot)
+        assert names(app) == ["you", "gone", "you", "tiny"]
+    saved = conversations.load(c.id)
+    assert saved.model == "tiny"
+    assert [m.get("model") for m in saved.messages] == [None, "gone", None, None]
+    c.id = conversations.new("gone").id  # a second one, older: its last reply by "gone"
+    c.model = "gone"
+    conversations.save(c)
+    os.utime(conversations.path_for(c.id), (100, 100))
+    app = CharChatApp()  # restored on start: still signed by the model that wrote them
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert names(app) == ["you", "gone", "you", "tiny"]
+        await pilot.press("ctrl+g")
+        app.screen.query_one("#conversation-options").highlighted = 1
+        await pilot.press("enter")
+        await settle(pilot)
+        assert names(app) == ["you", "gone"]
+        await key(pilot, "ctrl+r")  # written again, by tiny
+        await settle(pilot)
+        assert names(app) == ["you", "tiny"]
+    assert [m.get("model") for m in conversations.load(c.id).messages] == [None, None]
 
 
 async def test_a_status_too_long_for_the_screen_ends_in_an_ellipsis(charchat_home):

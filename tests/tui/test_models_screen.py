@@ -104,6 +104,15 @@ async def test_the_footer_follows_the_row(tiny_model, tiny_model_dir, charchat_h
             table.move_cursor(row=[i for i, n in enumerate(rows(screen)) if name in n][0])
             await settle(pilot)
             assert greyed() == expected, name
+        # Pressed anyway, they say why they do nothing.
+        table.move_cursor(row=[i for i, n in enumerate(rows(screen)) if "default" in n][0])
+        await settle(pilot)
+        await key(pilot, "d", "r", "t", "delete")
+        said = [n.message for n in app._notifications if "bundled" in n.message]
+        assert len(said) == 4 and app.screen is screen
+        for verb, message in zip(("deleted", "renamed", "resumed", "deleted"), said):
+            assert f"The bundled model cannot be {verb}" in message
+        assert (bundle / store.WEIGHTS).exists()
 
 
 async def test_delete_asks_first(tiny_model, tiny_model_dir, charchat_home):

@@ -336,6 +336,29 @@ async def test_quit_while_training_asks_and_keeps_the_model(tiny_corpus, charcha
     assert (charchat_home / "models" / "story" / "state.pt").exists()
 
 
+async def test_quit_asks_once_however_often_ctrl_q_is_pressed(tiny_corpus, charchat_home):
+    app = CharChatApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await start_endless_run(pilot, tiny_corpus)
+        assert screen.running
+
+        def dialogs():
+            return [s for s in app.screen_stack if type(s).__name__ == "ConfirmModal"]
+
+        try:
+            await key(pilot, "ctrl+q", "ctrl+q", "ctrl+q")
+            assert len(dialogs()) == 1 and app.screen is dialogs()[0]
+            await key(pilot, "escape")  # one Escape closes the question: training goes on
+            assert app.screen is screen and screen.running and not dialogs()
+            await key(pilot, "ctrl+q", "ctrl+q")
+            assert len(dialogs()) == 1
+            await key(pilot, "y")
+            await settle(pilot)
+        finally:
+            screen.job.cancel.set()  # a failed check must not leave the run going
+    assert app.return_code == 0
+
+
 async def test_core_errors_are_messages(tiny_corpus, charchat_home, monkeypatch):
     from pathlib import Path
 

@@ -43,7 +43,13 @@ class _Pending:
 
 class PromptInput(Input):
     """The message line. A pasted text of several lines arrives whole, its lines joined by
-    spaces (Textual's Input keeps only the first line of a paste)."""
+    spaces (Textual's Input keeps only the first line of a paste). A message sent is stamped
+    with the conversation it was written in (see ChatScreen.epoch)."""
+
+    def post_message(self, message: Message) -> bool:
+        if isinstance(message, Input.Submitted):
+            message.epoch = getattr(self.screen, "epoch", 0)
+        return super().post_message(message)
 
     def _on_paste(self, event: events.Paste) -> None:
         parts = event.text.splitlines()  # every line break, not only \n and \r
@@ -147,6 +153,11 @@ class ChatScreen(Screen):
         # The conversation to continue once the model is loaded (None: a new one). The loader
         # reads it when the model is ready, so ctrl+n while loading is honoured.
         self.to_restore = None
+        # ctrl+n before the loader has picked the model: it starts a new conversation too.
+        self.fresh_load = False
+        # Counts new conversations (ctrl+n): a message sent before one (Enter, then ctrl+n,
+        # both handled after) belongs to the conversation that was cleared, and is not sent.
+        self.epoch = 0
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
@@ -226,6 +237,7 @@ class ChatScreen(Screen):
         Messages typed meanwhile wait for it (keep_queue: also those typed before)."""
         if not keep_queue:
             self._drop_queue()
+            self.fresh_load = False  # another model, or conversation, asked for
         if conversation is not None:
             self.cleared.discard(conversation.model)  # one picked from the history
         self.cancel.set()
@@ -247,7 +259,7 @@ class ChatScreen(Screen):
                 if name is None:
                     self.post_message(self.LoadFailed(load_id, None, ""))
                     return
-                self.to_restore = conversation or (
+                self.to_restore = None if self.fresh_load else conversation or (
                     None if name in self.cleared else conversations.latest(name))
                 self.post_message(self.Loading(load_id, name))
                 info = self.engine.load(name, on_notice=self._notice_from_worker)
@@ -266,6 +278,8 @@ class ChatScreen(Screen):
         if msg.load_id != self.load_id:
             return
         self.model_name = msg.name
+        if self.fresh_load:
+            self.cleared.add(msg.name)
         self.state = "loading"
         self._header()
         self._show_empty(None)
@@ -279,6 +293,7 @@ class ChatScreen(Screen):
         if msg.load_id != self.load_id:
             return
         info = msg.info
+        self.fresh_load = False
         self.model_name, self.device, self.sampling = info.name, info.device, dict(info.sampling)
         self.sampling_defaults = dict(info.sampling_defaults)
         self.state = "ready"
@@ -309,6 +324,7 @@ class ChatScreen(Screen):
     def _on_load_failed(self, msg: LoadFailed) -> None:
         if msg.load_id != self.load_id:
             return
+        self.fresh_load = False
         if msg.name is None:
             self.state = "empty"
             self.model_name = None
@@ -340,6 +356,12 @@ class ChatScreen(Screen):
     def _submitted(self, event: Input.Submitted) -> None:
         text = event.value
         if not text.strip():
+            return
+        if getattr(event, "epoch", self.epoch) != self.epoch:
+            # Sent just before ctrl+n, and reaching here after it: not sent (it stays in the
+            # input), as the messages still waiting were taken out of the conversation.
+            self.notify("A new conversation started: your message was not sent; it is still in "
+                        "the input.", severity="warning")
             return
         if self.state in ("empty", "failed"):
             self.notify("There is no model to answer: switch model (ctrl+l) or train one (ctrl+t).",
@@ -451,7 +473,9 @@ class ChatScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
             return True if self.generating else False
-        if action in ("regenerate", "settings", "copy_reply", "new_conversation"):
+        if action in ("regenerate", "new_conversation"):
+            return self.state in ("ready", "loading", "starting")
+        if action in ("settings", "copy_reply"):
             return self.state in ("ready", "loading")
         return True
 
@@ -472,13 +496,15 @@ class ChatScreen(Screen):
         self.status.set("stopping…")
 
     def action_new_conversation(self) -> None:
+        self.epoch += 1
         if self.model_name:
             self.cleared.add(self.model_name)
         self.cancel.set()
         self._drop_queue()
         self.conversation.remove_children()
-        if self.state == "loading":
+        if self.state in ("starting", "loading"):
             self.to_restore = None  # the loader starts a new conversation
+            self.fresh_load = True  # even if it has not picked the model yet
             self.notify("New conversation.", timeout=2)
             return
         self._new_conversation()
@@ -502,9 +528,14 @@ class ChatScreen(Screen):
         bubble = self.conversation.last_reply()
         bubbles = self.conversation.bubbles()
         if bubble is None or bubbles[-1] is not bubble:
-            self.notify("Nothing to regenerate: send a message first.", severity="warning")
+            if self.state in ("starting", "loading"):
+                self.notify("The model is still loading: press ctrl+r again once it is ready.",
+                            severity="warning")
+            else:
+                self.notify("Nothing to regenerate: send a message first.", severity="warning")
             return
         bubble.restart()
+        bubble.border_title = self.model_name or bubble.border_title  # written again by it
         self.conversation.follow()
         self.queue.append(_Pending(None, bubble))
         self._pump()
@@ -583,7 +614,7 @@ class ChatScreen(Screen):
             if conv.model not in names and self.model_name:
                 self.notify(f"Its model {conv.model} is gone: the conversation goes on with "
                             f"{self.model_name}.", severity="warning")
-                conv.model = self.model_name
+                conversations.hand_over(conv, self.model_name)
             self.switch_model(conv.model, conv)
 
         items = conversations.list_conversations(limit=HISTORY_LIMIT + 1)

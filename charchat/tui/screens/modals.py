@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
@@ -21,11 +22,22 @@ from ...formatting import model_label
 
 
 class Dialog(ModalScreen):
-    """Base: a centred box; Escape cancels (dismisses with None, or False for Confirm)."""
+    """Base: a centred box; Escape cancels (dismisses with None, or False for Confirm).
+
+    A dialog closes once: keys that arrive together (Enter Enter, Enter Escape) are all
+    handled by the dialog before it leaves the stack, and a second dismiss would pop the
+    screen below it, or an empty stack. Later calls do nothing."""
 
     CSS_PATH = "modals.tcss"
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
     cancel_result = None
+    _dismissed = False
+
+    def dismiss(self, result=None) -> AwaitComplete:
+        if self._dismissed or self not in self.app.screen_stack or self.app.screen is not self:
+            return AwaitComplete.nothing()
+        self._dismissed = True
+        return super().dismiss(result)
 
     def action_cancel(self) -> None:
         self.dismiss(self.cancel_result)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -193,6 +193,23 @@ class ModelsScreen(Screen):
                 return None
         return True
 
+    # What the keys greyed out on the bundled model would do, to say why they do nothing.
+    NOT_FOR_BUNDLED = {"delete": "deleted", "rename": "renamed", "resume": "resumed"}
+
+    def on_key(self, event: events.Key) -> None:
+        m = self.current()
+        if m is None or not m.bundled:
+            return
+        for b in self.BINDINGS:
+            verb = self.NOT_FOR_BUNDLED.get(b.action)
+            if verb and event.key in b.key.split(","):
+                event.stop()
+                hint = (" Train a model of your own instead (ctrl+t)." if verb == "resumed"
+                        else "")
+                self.notify(f"The bundled model cannot be {verb}: it ships with charchat, "
+                            f"read-only.{hint}", severity="warning", timeout=4)
+                return
+
     @on(DataTable.RowSelected)
     def _selected(self) -> None:
         self.action_chat()
@@ -279,7 +296,8 @@ class ModelsScreen(Screen):
         self.refresh_list(select=m.name)
 
     def action_back(self) -> None:
-        self.app.pop_screen()
+        if self.app.screen is self:  # a second Escape queued behind the first pops nothing
+            self.app.pop_screen()
 
     def palette_commands(self):
         m = self.current()

@@ -96,8 +96,10 @@ class ConversationView(VerticalScroll, can_focus=False):
 
     def show(self, messages: list[dict], author: str) -> None:
         """Show saved messages before the bubbles already here (messages typed while they
-        were being read stay last)."""
-        bubbles = [MessageBubble(m["role"], m["content"], m.get("ended", ""), author)
+        were being read stay last). Replies are signed by author, or by the model that wrote
+        them when they say so."""
+        bubbles = [MessageBubble(m["role"], m["content"], m.get("ended", ""),
+                                 m.get("model") or author)
                    for m in messages]
         if bubbles:
             self.query(".conversation-hint").remove()

@@ -215,6 +215,10 @@ async def test_training_goes_on_while_you_chat(tiny_corpus, charchat_home, tiny_
         again = app.screen
         assert again is not screen and again.job is job and again.running
         assert again.form.locked and again.query_one("#stop").display
+        # The form shows what the run was started with.
+        assert again.query_one("#paths").value == str(tiny_corpus)
+        assert again.query_one("#name").value == "story"
+        assert again.query_one("#adv-n_embd").value == "16"
         stats = again.query_one(TrainStats)
         await wait_for(pilot, lambda: stats.values.get("step", 0) > step, what="its steps")
         assert len(again.query_one(LossPlot).train) >= len(job.history.train_points) - 50

@@ -80,6 +80,7 @@ class TrainScreen(Screen):
         self.sub_title = "train a model"
         if self.job is not None:  # a run that went on out of sight: draw it whole
             self._view(self.job)
+            self.form.show_request(self.job.request)
             self.panel.show(self.job.history)
             if self.job.running:
                 self.status.set(f"training {self.job.name}…", busy=True)

@@ -134,6 +134,26 @@ class TrainForm(VerticalScroll):
         self.query_one("#minutes", Input).focus()
         self.check_corpus_soon(0.0)
 
+    def show_request(self, req: RunRequest) -> None:
+        """Fill the form with what a run was started with (a screen opened on a running or
+        ended job shows what it is)."""
+        if req.resume:
+            self.resume_name = req.resume
+            self.screen.sub_title = f"resume {req.resume}"
+            self.query_one("#minutes-label", Label).update("More minutes")
+        self.query_one("#paths", Input).value = " ".join(shlex.quote(short_path(p))
+                                                         for p in req.paths)
+        self.query_one("#name", Input).value = req.resume or req.name or ""
+        self.query_one("#minutes", Input).value = f"{req.minutes:g}" if req.minutes else ""
+        if req.preset in PRESET_CHOICES:
+            self.query_one("#preset", Select).value = req.preset
+        values = dict(req.overrides, max_steps=req.max_steps)
+        for s in ADVANCED:
+            value = values.get(s.name)
+            if value is not None:
+                self.query_one(f"#adv-{s.name}", Input).value = (
+                    f"{value:g}" if isinstance(value, float) else str(value))
+
     # -- checking as it changes ----------------------------------------------------------------
     def _debounce(self, key: str, delay: float, callback) -> None:
         timer = self._debounce_timers.pop(key, None)

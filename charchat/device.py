@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -47,3 +48,30 @@ def pick_device(requested: str | None = "auto") -> DeviceInfo:
     if dev.type != "cpu":
         raise ValueError(f"unsupported device {requested!r}: use auto, cpu, cuda, cuda:N or mps")
     return DeviceInfo(dev, None, False)
+
+
+def compiled_or_eager(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                      dev: DeviceInfo) -> tuple[torch.nn.Module, str | None]:
+    """torch.compile(model), tried on one batch (x, y), and a note when it cannot be used.
+
+    Compiling happens at the first call, and fails there on machines without a C++ compiler.
+    It is an optimisation, so a failure means a note and the eager model, never a crashed run.
+    The probe runs on a forked RNG (the run's dropout stream must not move) and leaves no
+    gradients; a full batch, so that the run's first step has its shapes and does not compile
+    again."""
+    try:
+        compiled = torch.compile(model)
+        cuda = [dev.device.index or 0] if dev.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            amp = (torch.autocast(device_type=dev.device.type, dtype=dev.amp_dtype)
+                   if dev.amp_dtype is not None else contextlib.nullcontext())
+            with amp:
+                _, loss = compiled(x, y)
+            loss.backward()
+        return compiled, None
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        return model, (f"torch.compile failed ({e.__class__.__name__}: {first}); "
+                       "training without it")
+    finally:
+        model.zero_grad(set_to_none=True)

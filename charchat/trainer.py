@@ -31,7 +31,7 @@ from .batches import WindowSampler
 from .config import (OUT_OF_MEMORY, RunStart, TrainConfig, TrainEvent, TrainingError,
                      TrainResult, stop_message)
 from .corpus import Corpus
-from .device import DeviceInfo, pick_device
+from .device import DeviceInfo, compiled_or_eager, pick_device
 from .evaluate import window_starts, windows_loss
 from .model import GPT
 from .optimizers import make_optimizers
@@ -138,38 +138,17 @@ class Trainer:
         elif self.run_dir.has_model():
             raise TrainingError(f"a model named {self.name!r} already exists at {self.folder}; "
                                 "resume it or choose another name")
-        self.train_model = self._compiled_or_eager() if c.compile else self.model
+        self.train_model = self.model
+        if c.compile:  # probed on fixed windows: the run's data order must not move
+            starts = np.linspace(0, len(self.train_ids) - c.block_size - 1,
+                                 c.batch_size).astype(np.int64)
+            t = torch.from_numpy(self.train_ids[starts[:, None] + self._offsets].astype(np.int64))
+            t = t.to(self.dev.device)
+            self.train_model, note = compiled_or_eager(self.model, t[:, :-1], t[:, 1:], self.dev)
+            self.notes += [note] if note else []
         self.run_dir.write_setup(self.model.config.to_dict(), self.corpus.tokenizer,
                                  c.to_dict(), self.corpus_paths, self.dev.label, self.notes,
                                  self.corpus.summary)
-
-    def _compiled_or_eager(self) -> torch.nn.Module:
-        """torch.compile(model), tried on one batch: compiling happens at the first call, and
-        fails there on machines without a C++ compiler. Compiling is an optimisation, so a
-        failure means a note and eager training, never a crashed run."""
-        c = self.config
-        try:
-            compiled = torch.compile(self.model)
-            # Fixed windows and a forked RNG: the probe must not move the data order or the
-            # dropout stream of the run itself. A full batch, so that the run's first step
-            # has the same shapes and does not compile again.
-            starts = np.linspace(0, len(self.train_ids) - c.block_size - 1,
-                                 c.batch_size).astype(np.int64)
-            rows = self.train_ids[starts[:, None] + self._offsets]
-            cuda = [self.dev.device.index or 0] if self.dev.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=cuda):
-                t = torch.from_numpy(rows.astype(np.int64)).to(self.dev.device)
-                with self._amp():
-                    _, loss = compiled(t[:, :-1], t[:, 1:])
-                loss.backward()
-            return compiled
-        except Exception as e:
-            first = (str(e).strip().splitlines() or [""])[0][:160]
-            self.notes.append(
-                f"torch.compile failed ({e.__class__.__name__}: {first}); training without it")
-            return self.model
-        finally:
-            self.model.zero_grad(set_to_none=True)
 
     def _rescore_best(self) -> None:
         """Resumed on other text: the best score so far was measured on another validation

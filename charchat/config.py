@@ -225,9 +225,11 @@ class TrainConfig:
     # GPT-2 has biases; without them steps are a little cheaper (nanoGPT's default)
     bias: bool = field(default=False, metadata=_s(
         "biases in Linear and LayerNorm layers (true/false)", bool, form=False, shape=True))
-    # not set from the front ends
-    beta1: float = 0.9
-    log_interval: int = 10
+    # not set from the front ends (the Python API may)
+    beta1: float = field(default=0.9, metadata=_s("AdamW beta1", float, cli=False, form=False,
+                                                   **_UNIT))
+    log_interval: int = field(default=10, metadata=_s("steps between logged losses", int,
+                                                       cli=False, form=False, **_COUNT))
     sample_every: int = 0  # evaluations between text samples sent as events (0 = none)
 
     def to_dict(self) -> dict:

@@ -193,10 +193,14 @@ def resolved_defaults(req: RunRequest, n_chars: int, kind: str) -> tuple[dict, l
 
 
 def saved_settings(name: str) -> tuple[dict, list[str], str]:
-    """A saved model's settings as resolved_defaults gives them (resuming keeps them)."""
+    """A saved model's settings as resolved_defaults gives them: resuming keeps them. Its
+    minutes and steps are left out: resuming, those mean how much more (none: the saved
+    schedule goes on)."""
     record = store.read_training_record(store.resolve(name)[1])
     device = record.get("device")
-    return dict(record.get("config", {})), [], device if isinstance(device, str) else ""
+    config = {k: v for k, v in record.get("config", {}).items()
+              if k not in ("minutes", "max_steps")}
+    return config, [], device if isinstance(device, str) else ""
 
 
 def saved_paths(name: str) -> list[str]:

@@ -8,7 +8,6 @@ from charchat import cli, preferences
 def test_nothing_remembered_yet(charchat_home):
     assert preferences.last_model() is None
     assert preferences.default_model() is None
-    assert preferences.last_model() is None
     assert preferences.sampling_for("m") == preferences.SAMPLING_DEFAULTS
     assert preferences.theme() is None
 

@@ -90,6 +90,8 @@ def test_narrow_models_get_a_larger_learning_rate():
         (dict(min_delta=-0.01), "min_delta", "^must not be negative"),
         (dict(beta2=1.0), "beta2", r"^must be in \[0, 1\), got 1.0$"),
         (dict(seed=-1), "seed", r"^must be a whole number from 0 to 2\*\*63 - 1, got -1$"),
+        (dict(log_interval=0), "log_interval", "^must be at least 1, got 0$"),  # Python API
+        (dict(beta1=1.5), "beta1", r"^must be in \[0, 1\), got 1.5$"),
     ],
 )
 def test_bad_values_raise_config_error_naming_the_field(bad, field, reason):

@@ -90,11 +90,25 @@ def test_resume_refuses_a_new_shape_naming_the_setting(tiny_model, charchat_home
     assert info.value.field == "name" and info.value.code == 2
 
 
-def test_model_to_open(charchat_home, tiny_model):
+def test_model_to_open(charchat_home, tiny_model, tiny_model_dir):
+    import shutil
+
     assert runs.model_to_open("x") == "x"
     assert runs.model_to_open() == "tiny"  # the newest saved (no bundled one in tests)
+    shutil.copytree(tiny_model_dir, charchat_home / "models" / "other")
+    preferences.remember_model("tiny")
+    assert runs.model_to_open() == "tiny"  # the last used beats the newest
+    preferences.set_default_model("other")
+    assert runs.model_to_open() == "other"  # the pinned default beats the last used
     preferences.set_default_model("gone")  # a pinned default deleted since: passed over
     assert runs.model_to_open() == "tiny"
+
+
+def test_saved_settings_leave_the_budget_to_the_resume(tiny_model):
+    """Prefilled for a resume, minutes and steps would read as that much more: left out."""
+    values, _, device = runs.saved_settings("tiny")
+    assert values["n_embd"] == 16 and "max_steps" not in values and "minutes" not in values
+    assert device == "cpu"
 
 
 def test_evaluate_file_maps_the_vocabulary_and_refuses_unknown_characters(tiny_model,

@@ -30,8 +30,8 @@ def describe_error(e: BaseException) -> str:
     named by its type, and its traceback goes to the app's log file, never to the screen."""
     if isinstance(e, runs.NameTaken):
         return f"{e.reason}: pick another name, or resume it from the models screen"
-    if isinstance(e, ConfigError) and e.field not in ("file", "paths"):
-        return f"{label_of(e.field)}: {e.reason}"  # as the form labels the field
+    if isinstance(e, ConfigError):  # as the form labels the field; a path names itself
+        return e.reason if e.field in ("file", "paths") else f"{label_of(e.field)}: {e.reason}"
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     # CorpusError, ConfigError and TokenizerError are ValueErrors.
     if isinstance(e, (store.StoreError, ValueError, TrainingError)):

@@ -79,7 +79,11 @@ def test_load_errors_are_one_line(charchat_home, tiny_model):
 
 
 def test_describe_error(charchat_home):
+    from charchat.config import ConfigError
+
     assert engine.describe_error(ValueError("bad\nsecond line")) == "bad"
+    assert engine.describe_error(ConfigError("n_embd", "too wide")) == "n-embd: too wide"
+    assert engine.describe_error(ConfigError("paths", "x.txt: gone")) == "x.txt: gone"
     assert "out of memory" in engine.describe_error(MemoryError())
     msg = engine.describe_error(KeyError("x"))
     assert msg.startswith("unexpected error (KeyError") and "app.log" in msg

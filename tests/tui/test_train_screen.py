@@ -323,6 +323,44 @@ async def test_train_to_max_steps_chat_then_resume(tiny_corpus, charchat_home):
         assert len(screen.query_one(LossPlot).val) >= 3  # the earlier curve was loaded too
 
 
+async def test_resume_from_an_open_form_and_a_resumed_run_seen_again(tiny_corpus,
+                                                                    charchat_home):
+    """Resuming from a form that had a size chosen drops that size (the shape is the model's);
+    the steps field starts empty (resuming, it means steps more); a resumed run that ended out
+    of sight and is opened again keeps its name, size and shape fixed."""
+    app = CharChatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_training(pilot, tiny_corpus)
+        fill(screen, max_steps="20", **TINY_FORM)
+        screen.query_one("#name").value = "twenty"
+        await key(pilot, "ctrl+s")
+        await settle(pilot)
+        assert screen.state == "done"
+        screen.query_one("#preset").value = "small"
+        await settle(pilot)
+        app.action_open_training(resume="twenty")  # the models screen's t
+        await settle(pilot)
+        assert app.screen is screen and screen.resume_name == "twenty"
+        assert screen.query_one("#preset").value == "auto" and screen.query_one("#preset").disabled
+        assert screen.query_one("#adv-max_steps").value == ""
+        assert screen.query_one("#adv-n_embd").value == "16"
+        screen.query_one("#minutes").value = ""
+        fill(screen, max_steps="20")  # 20 more
+        await key(pilot, "ctrl+s")
+        job = screen.job
+        await key(pilot, "escape")
+        await wait_for(pilot, lambda: job.state == "done", timeout=60, what="the run's end")
+        assert job.result.steps == 40, job.error
+        await pilot.press("ctrl+t")
+        await settle(pilot)
+        again = app.screen
+        assert again.job is job and again.resume_name == "twenty"
+        for field in ("#name", "#preset", "#adv-n_embd", "#adv-block_size"):
+            assert again.query_one(field).disabled, field
+        request = again.form.read_request()
+        assert request.resume == "twenty" and request.name is None
+
+
 async def test_quit_while_training_asks_and_keeps_the_model(tiny_corpus, charchat_home):
     app = CharChatApp()
     async with app.run_test(size=(80, 24)) as pilot:

@@ -79,8 +79,8 @@ class TrainScreen(Screen):
         self.title = "charchat"
         self.sub_title = "train a model"
         if self.job is not None:  # a run that went on out of sight: draw it whole
+            self.form.show_request(self.job.request)  # first: a resume fixes some fields
             self._view(self.job)
-            self.form.show_request(self.job.request)
             self.panel.show(self.job.history)
             if self.job.running:
                 self.status.set(f"training {self.job.name}…", busy=True)

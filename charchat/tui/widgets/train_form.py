@@ -116,37 +116,52 @@ class TrainForm(VerticalScroll):
         except store.StoreError as e:
             self.notify(str(e), severity="error", title="Cannot resume")
             return
-        self.resume_name = name
-        self.screen.sub_title = f"resume {name}"
-        self.query_one("#paths", Input).value = " ".join(shlex.quote(short_path(p)) for p in paths)
-        name_input = self.query_one("#name", Input)
-        name_input.value = name
-        name_input.disabled = True
-        self.query_one("#minutes-label", Label).update("More minutes")
-        self.query_one("#preset", Select).disabled = True
-        for key in SHAPE_KEYS:
-            if SETTING[key].form:
-                field = self.query_one(f"#adv-{key}", Input)
-                field.value = str(config.get(key, ""))
-                field.disabled = True
+        self.query_one("#paths", Input).value = " ".join(shlex.quote(short_path(p))
+                                                         for p in paths)
+        # What was typed for another run goes: the model's own settings fill the fields.
+        self.auto = {}
+        for s in ADVANCED:
+            self.query_one(f"#adv-{s.name}", Input).value = ""
+        self._fix_for_resume(name, config)
         self.status.set(f"Resume {name}: it continues from its last step with its optimizer "
                         "state. Set how much longer, then ctrl+s.")
         self.query_one("#minutes", Input).focus()
         self.check_corpus_soon(0.0)
 
+    def _fix_for_resume(self, name: str, config: dict) -> None:
+        """Resuming: the name, the size and the shape are the model's, shown and fixed."""
+        self.resume_name = name
+        self.screen.sub_title = f"resume {name}"
+        name_input = self.query_one("#name", Input)
+        name_input.value = self.name_auto = name
+        name_input.disabled = True
+        self.query_one("#minutes-label", Label).update("More minutes")
+        preset = self.query_one("#preset", Select)
+        preset.value = "auto"  # the shape is the saved one: a size set before does not apply
+        preset.disabled = True
+        for key in SHAPE_KEYS:
+            if SETTING[key].form:
+                field = self.query_one(f"#adv-{key}", Input)
+                field.value = str(config.get(key, ""))
+                field.disabled = True
+
     def show_request(self, req: RunRequest) -> None:
         """Fill the form with what a run was started with (a screen opened on a running or
         ended job shows what it is)."""
-        if req.resume:
-            self.resume_name = req.resume
-            self.screen.sub_title = f"resume {req.resume}"
-            self.query_one("#minutes-label", Label).update("More minutes")
         self.query_one("#paths", Input).value = " ".join(shlex.quote(short_path(p))
                                                          for p in req.paths)
-        self.query_one("#name", Input).value = req.resume or req.name or ""
         self.query_one("#minutes", Input).value = f"{req.minutes:g}" if req.minutes else ""
-        if req.preset in PRESET_CHOICES:
-            self.query_one("#preset", Select).value = req.preset
+        if req.resume:
+            try:
+                self._fix_for_resume(req.resume, runs.saved_settings(req.resume)[0])
+            except store.StoreError:
+                self._fix_for_resume(req.resume, {})
+        else:
+            # The name is taken once the run has saved a model: name_taken() then suggests
+            # the next free one, as after a run started here.
+            self.query_one("#name", Input).value = self.name_auto = req.name or ""
+            if req.preset in PRESET_CHOICES:
+                self.query_one("#preset", Select).value = req.preset
         values = dict(req.overrides, max_steps=req.max_steps)
         for s in ADVANCED:
             value = values.get(s.name)

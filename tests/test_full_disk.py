@@ -44,6 +44,76 @@ def leftovers(folder: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# The corpus cache (a full disk used to kill the process with SIGBUS through its memmap)
+
+
+def corpus_file(tmp_path: Path) -> Path:
+    text = tmp_path / "text.txt"
+    text.write_text(pattern_text(20000))
+    return text
+
+
+def test_cache_needs_room_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "disk_usage", little_room())
+    cache = tmp_path / "cache"
+    with pytest.raises(store.DiskFull, match=r"no space left .*cache.*needs 40\.1 KB, 999 bytes free"):
+        load_corpus([corpus_file(tmp_path)], cache_dir=cache)
+    assert list(cache.iterdir()) == []
+
+
+def test_cache_is_allocated_before_it_is_mapped(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "posix_fallocate", enospc, raising=False)
+    monkeypatch.setattr(os, "write", enospc)  # where there is no posix_fallocate
+    cache = tmp_path / "cache"
+    with pytest.raises(store.DiskFull) as e:
+        load_corpus([corpus_file(tmp_path)], cache_dir=cache)
+    assert str(e.value) == f"no space left on the disk of {cache} (writing the corpus cache)"
+    assert isinstance(e.value, OSError) and e.value.errno == errno.ENOSPC
+    assert list(cache.iterdir()) == []
+
+
+def test_cli_train_on_a_full_disk_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(shutil, "disk_usage", little_room())
+    code = main(["train", str(corpus_file(tmp_path)), "--name", "full", "--max-steps", "1",
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("charchat: error: no space left on the disk of ")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert leftovers(store.home()) == []
+
+
+_SMALL_DISK = """
+import sys
+from charchat import corpus
+try:
+    corpus.load_corpus([sys.argv[1]], cache_dir=sys.argv[2])
+except OSError as e:
+    print(type(e).__name__, e)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounting needs root")
+def test_cache_on_a_real_small_disk(tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        text = tmp_path / "big.txt"
+        text.write_text(pattern_text(1_000_000))  # 2 MB of ids in the cache
+        r = subprocess.run([sys.executable, "-c", _SMALL_DISK, str(text), str(mnt / "cache")],
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+        assert r.returncode == 0, f"killed by signal {-r.returncode}: {r.stderr[-300:]}"
+        assert r.stdout.startswith(f"DiskFull no space left on the disk of {mnt / 'cache'}")
+        assert list((mnt / "cache").iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+# ---------------------------------------------------------------------------------------------
 # Atomic writes
 
 

@@ -2,7 +2,7 @@
 and its clean-up (the layout is described in charchat.store).
 
 Only the run holding the folder's lock writes here. Every file but metrics.jsonl is written
-atomically (charchat.store); the log is appended one flushed line per event.
+atomically (charchat.store); the log is appended one line per event, written through at once.
 """
 
 from __future__ import annotations
@@ -106,17 +106,25 @@ class RunFolder:
     # -- the log -------------------------------------------------------------------------------
     def open_metrics(self, append: bool) -> None:
         """A resumed run continues the log; a new one starts it afresh."""
-        self._metrics = open(self.path / METRICS, "a" if append else "w", encoding="utf-8")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)
+        self._metrics = os.open(self.path / METRICS, flags | (0 if append else os.O_TRUNC), 0o666)
 
     def log(self, event: TrainEvent) -> None:
+        """Append one line, written through at once (no buffer holds it back). A full disk
+        stops the run with DiskFull naming the folder; the best model is untouched (a partly
+        written line is skipped when the log is read)."""
         if self._metrics is not None:
-            self._metrics.write(event.to_json() + "\n")
-            self._metrics.flush()
+            try:
+                store.write_all(self._metrics, (event.to_json() + "\n").encode("utf-8"))
+            except OSError as e:
+                if store.is_no_space(e):
+                    raise store.no_space(self.path, METRICS) from None
+                raise
 
     def close_metrics(self) -> None:
         if self._metrics is not None:
-            self._metrics.close()
-            self._metrics = None
+            fd, self._metrics = self._metrics, None
+            os.close(fd)
 
     # -- the best model ------------------------------------------------------------------------
     def save_best(self, model, tokenizer, *, step: int, val: float, corpus: CorpusSummary,

@@ -137,3 +137,52 @@ def test_atomic_write_checks_the_room_first(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+# ---------------------------------------------------------------------------------------------
+# A training run: checkpoints and the metrics log
+
+
+def train_until_full(tmp_path, monkeypatch, fill, at_step=10):
+    """A run that saves its best model at step 10, then meets a full disk (fill() arms it
+    when step at_step is reported: 10 is its evaluation, and state.pt is written next; the
+    log is written at each step)."""
+    folder = tmp_path / "m"
+    state = {}
+
+    def on_event(ev):
+        if ev.kind == "eval" and ev.step == 10:
+            state["saved"] = (folder / store.WEIGHTS).read_bytes()
+        if ev.step == at_step and ev.kind == ("eval" if at_step == 10 else "step"):
+            fill()
+
+    trainer = Trainer(corpus_from_text(pattern_text(30000)),
+                      tiny_train_config(max_steps=60, eval_interval=10, log_interval=1),
+                      out_dir=folder, on_event=on_event, cancel=threading.Event())
+    with pytest.raises(store.DiskFull) as e:
+        trainer.run()
+    assert (folder / store.WEIGHTS).read_bytes() == state["saved"]
+    assert store.read_weights(folder / store.WEIGHTS)[2]["step"] == 10
+    assert leftovers(folder) == []
+    return str(e.value), folder
+
+
+def test_a_checkpoint_is_refused_before_it_is_written(tmp_path, monkeypatch):
+    msg, folder = train_until_full(
+        tmp_path, monkeypatch, lambda: monkeypatch.setattr(shutil, "disk_usage", little_room()))
+    assert msg.startswith(f"no space left on the disk of {folder}: state.pt needs ")
+
+
+def test_a_full_disk_in_the_metrics_log_stops_the_run(tmp_path, monkeypatch):
+    msg, folder = train_until_full(tmp_path, monkeypatch,
+                                   lambda: monkeypatch.setattr(os, "write", enospc), at_step=11)
+    assert msg == f"no space left on the disk of {folder} (writing metrics.jsonl)"
+
+
+def test_metrics_log_closes_after_a_full_disk(tmp_path, monkeypatch):
+    run = RunFolder(tmp_path, "m")
+    run.open_metrics(append=False)
+    monkeypatch.setattr(os, "write", enospc)
+    with pytest.raises(store.DiskFull, match="writing metrics.jsonl"):
+        run.log(TrainEvent("step", step=1))
+    run.close_metrics()  # nothing buffered is left to fail again
+
+

@@ -186,3 +186,34 @@ def test_metrics_log_closes_after_a_full_disk(tmp_path, monkeypatch):
     run.close_metrics()  # nothing buffered is left to fail again
 
 
+# ---------------------------------------------------------------------------------------------
+# corpus get
+
+
+@pytest.fixture
+def download(monkeypatch, tmp_path):
+    body = b"x" * 5000
+    (tmp_path / "www.txt").write_bytes(body)
+    import hashlib
+
+    d = catalog.Download("sample", (tmp_path / "www.txt").as_uri(),
+                         hashlib.sha256(body).hexdigest(), len(body), "sample.txt", "a test")
+    monkeypatch.setattr(catalog, "DOWNLOADS", {"sample": d})
+    return d
+
+
+def test_download_on_a_full_disk_leaves_no_part(download, monkeypatch, capsys):
+    monkeypatch.setattr(os, "write", enospc)
+    assert main(["corpus", "get", "sample"]) == 1
+    err = capsys.readouterr().err
+    folder = catalog.corpora_dir()
+    assert err == (f"charchat: error: no space left on the disk of {folder} "
+                   "(writing corpus 'sample')\n")
+    assert list(folder.iterdir()) == []
+
+
+def test_download_checks_the_room_first(download, monkeypatch):
+    monkeypatch.setattr(shutil, "disk_usage", little_room())
+    with pytest.raises(catalog.CatalogError, match="corpus 'sample' needs 5.0 KB, 999 bytes free"):
+        catalog.fetch("sample")
+    assert list(catalog.corpora_dir().iterdir()) == []

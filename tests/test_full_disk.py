@@ -217,3 +217,25 @@ def test_download_checks_the_room_first(download, monkeypatch):
     with pytest.raises(catalog.CatalogError, match="corpus 'sample' needs 5.0 KB, 999 bytes free"):
         catalog.fetch("sample")
     assert list(catalog.corpora_dir().iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The run folder: its lock, and the log after a full disk
+
+
+def test_a_new_run_folder_on_a_full_disk_is_not_left_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "write", enospc)  # the lock file records the run's pid
+    run = RunFolder(tmp_path / "new", "new")
+    with pytest.raises(store.DiskFull) as e:
+        run.acquire(resume=False)
+    assert str(e.value) == f"no space left on the disk of {tmp_path / 'new'} (writing .lock)"
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_resumed_log_starts_after_a_half_written_line(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"kind": "step", "step": 1}\n{"kind": "st')
+    run = RunFolder(tmp_path, "m")
+    run.open_metrics(append=True)
+    run.log(TrainEvent("step", step=2))
+    run.close_metrics()
+    assert [e["step"] for e in store.read_metrics(tmp_path)] == [1, 2]

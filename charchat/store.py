@@ -17,6 +17,10 @@ Every file is written atomically: to a temporary file in the same folder, flushe
 then renamed over the old one (and the folder fsynced). A crash or kill at any moment leaves
 either the old file or the new one, never a half-written file.
 
+A full disk is DiskFull, one line naming the folder: checked before writing where the size is
+known (every atomic write, a torch save from its tensors, the corpus cache, a download), and
+otherwise caught as ENOSPC from the write itself; no temporary file is left either way.
+
 Model files are read with ``torch.load(weights_only=True)``, which rebuilds only tensors and
 plain containers and refuses any other object: a hostile file cannot run code on load.
 """

@@ -56,7 +56,8 @@ def corpus_file(tmp_path: Path) -> Path:
 def test_cache_needs_room_before_anything_is_written(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", little_room())
     cache = tmp_path / "cache"
-    with pytest.raises(store.DiskFull, match=r"no space left .*cache.*needs 40\.1 KB, 999 bytes free"):
+    with pytest.raises(store.DiskFull,
+                       match=r"no space left .*cache.*needs 40\.1 KB, 999 bytes free"):
         load_corpus([corpus_file(tmp_path)], cache_dir=cache)
     assert list(cache.iterdir()) == []
 

@@ -124,26 +124,37 @@ def fetch(
     # Not mkstemp, which makes the file private: a corpus is an ordinary file, so its mode
     # follows the umask (applied by the kernel: reading the umask would mean setting it).
     tmp = str(dest.parent / f".{d.filename}.{secrets.token_hex(6)}.part")
+    # The size is known: a disk without room for it is told before anything is written.
+    try:
+        store.check_free_space(dest.parent, d.size, f"corpus {name!r}")
+    except store.DiskFull as e:
+        raise CatalogError(str(e)) from None
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     h = hashlib.sha256()
     done = 0
     try:
-        with os.fdopen(fd, "wb") as f:
-            try:
-                with urllib.request.urlopen(src, timeout=timeout) as r:
-                    while chunk := r.read(1 << 16):
-                        f.write(chunk)
-                        h.update(chunk)
-                        done += len(chunk)
-                        if done > d.size * 2:
-                            raise CatalogError(f"{src}: download is far larger than expected")
-                        if progress:
-                            progress(done, d.size)
-            except (urllib.error.URLError, OSError, ValueError) as e:
-                reason = getattr(e, "reason", None) or e
-                raise CatalogError(f"{src}: download failed ({reason})") from None
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with urllib.request.urlopen(src, timeout=timeout) as r:
+                while chunk := r.read(1 << 16):
+                    try:
+                        store.write_all(fd, chunk)
+                    except OSError as e:
+                        raise _write_error(e, dest.parent, name) from None
+                    h.update(chunk)
+                    done += len(chunk)
+                    if done > d.size * 2:
+                        raise CatalogError(f"{src}: download is far larger than expected")
+                    if progress:
+                        progress(done, d.size)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise CatalogError(f"{src}: download failed ({reason})") from None
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            raise _write_error(e, dest.parent, name) from None
+        os.close(fd)
+        fd = -1  # closed before the rename (Windows cannot rename an open file)
         got = h.hexdigest()
         if done < d.size:
             raise CatalogError(f"{src}: incomplete download ({done:,} of {d.size:,} bytes; the "
@@ -162,9 +173,20 @@ def fetch(
             except OSError:
                 pass
     finally:
+        # A failed download is not kept to resume (a mirror need not serve byte ranges): its
+        # .part goes, a full disk's included.
+        if fd >= 0:
+            os.close(fd)
         if os.path.exists(tmp):
             os.unlink(tmp)
     return dest
+
+
+def _write_error(e: OSError, folder: Path, name: str) -> CatalogError:
+    """A download that could not be written, in one line naming the folder."""
+    if store.is_no_space(e):
+        return CatalogError(str(store.no_space(folder, f"corpus {name!r}")))
+    return CatalogError(f"{folder}: cannot write corpus {name!r} ({e.strerror or e})")
 
 
 def _sha256(path: Path) -> str:

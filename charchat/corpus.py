@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from . import store
 from .config import CorpusError, CorpusSummary  # noqa: F401  (re-exported)
 from .tokenizer import ROLE_TOKENS, CharTokenizer
 
@@ -447,8 +449,30 @@ def load_corpus(
             pass  # a damaged cache entry is rebuilt below
     n = summary.chars
     tmp = ids_path.with_suffix(f".tmp{os.getpid()}")
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+              "shape": (n,)}
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, header)
+    size = len(head.getvalue()) + n * np.dtype(dtype).itemsize
+    # Room is checked, then the file's blocks are allocated, before the file is mapped: a page
+    # of a map that the disk cannot back kills the process with SIGBUS, not an exception.
+    store.check_free_space(cache_dir, size, f"the corpus cache ({n:,} characters)")
+    out = None
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n,))
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0),
+                         0o666)
+            try:
+                store.allocate(fd, size)
+                os.lseek(fd, 0, os.SEEK_SET)
+                store.write_all(fd, head.getvalue())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            if store.is_no_space(e):
+                raise store.no_space(cache_dir, "the corpus cache") from None
+            raise
+        out = np.memmap(tmp, dtype=dtype, mode="r+", offset=len(head.getvalue()), shape=(n,))
         lut = _lookup_table(tokenizer, dtype)
         pos = 0
         done = 0
@@ -474,10 +498,11 @@ def load_corpus(
                 f"corpus changed while it was read ({pos:,} characters, expected {n:,}); try again"
             )
         out.flush()
-        del out
+        out = None
         os.replace(tmp, ids_path)
-        meta_path.write_text(json.dumps({"n": n, "summary": summary.to_dict()}))
+        store.atomic_write_text(meta_path, json.dumps({"n": n, "summary": summary.to_dict()}))
     finally:
+        out = None  # the map is closed before its file is removed (Windows needs it)
         if tmp.exists():
             tmp.unlink()
     return Corpus(np.load(ids_path, mmap_mode="r"), tokenizer, summary, ids_path)

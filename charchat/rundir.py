@@ -2,7 +2,7 @@
 and its clean-up (the layout is described in charchat.store).
 
 Only the run holding the folder's lock writes here. Every file but metrics.jsonl is written
-atomically (charchat.store); the log is appended one flushed line per event.
+atomically (charchat.store); the log is appended one line per event, written through at once.
 """
 
 from __future__ import annotations
@@ -55,6 +55,16 @@ class RunFolder:
             self._lock = locking.acquire(self.path)
         except locking.FolderBusy as e:
             raise TrainingError(locking.busy_message(self.name, e.pid)) from None
+        except OSError as e:
+            if not store.is_no_space(e):
+                raise
+            if not existed:  # the folder this run made goes again
+                (self.path / locking.LOCK_FILE).unlink(missing_ok=True)
+                try:
+                    self.path.rmdir()
+                except OSError:
+                    pass
+            raise store.no_space(self.path, locking.LOCK_FILE) from None
         self._fresh = not existed or (not resume and not self.has_model())
 
     def release(self) -> None:
@@ -106,17 +116,33 @@ class RunFolder:
     # -- the log -------------------------------------------------------------------------------
     def open_metrics(self, append: bool) -> None:
         """A resumed run continues the log; a new one starts it afresh."""
-        self._metrics = open(self.path / METRICS, "a" if append else "w", encoding="utf-8")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)
+        path = self.path / METRICS
+        # A run stopped by a full disk may have left half a line: the next one starts afresh.
+        cut = append and _ends_mid_line(path)
+        self._metrics = os.open(path, flags | (0 if append else os.O_TRUNC), 0o666)
+        if cut:
+            self._write_line("")
 
     def log(self, event: TrainEvent) -> None:
+        """Append one line, written through at once (no buffer holds it back). A full disk
+        stops the run with DiskFull naming the folder; the best model is untouched (a partly
+        written line is skipped when the log is read)."""
         if self._metrics is not None:
-            self._metrics.write(event.to_json() + "\n")
-            self._metrics.flush()
+            self._write_line(event.to_json())
+
+    def _write_line(self, text: str) -> None:
+        try:
+            store.write_all(self._metrics, (text + "\n").encode("utf-8"))
+        except OSError as e:
+            if store.is_no_space(e):
+                raise store.no_space(self.path, METRICS) from None
+            raise
 
     def close_metrics(self) -> None:
         if self._metrics is not None:
-            self._metrics.close()
-            self._metrics = None
+            fd, self._metrics = self._metrics, None
+            os.close(fd)
 
     # -- the best model ------------------------------------------------------------------------
     def save_best(self, model, tokenizer, *, step: int, val: float, corpus: CorpusSummary,
@@ -134,3 +160,16 @@ class RunFolder:
             fields.update(corpus=corpus.describe(), corpus_kind=corpus.kind,
                           corpus_summary=corpus.to_dict())
         store.write_meta(self.path, name=self.name, **fields)
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """Whether the file's last byte is not a newline (False for a missing or empty file)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:
+        return False

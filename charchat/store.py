@@ -17,12 +17,17 @@ Every file is written atomically: to a temporary file in the same folder, flushe
 then renamed over the old one (and the folder fsynced). A crash or kill at any moment leaves
 either the old file or the new one, never a half-written file.
 
+A full disk is DiskFull, one line naming the folder: checked before writing where the size is
+known (every atomic write, a torch save from its tensors, the corpus cache, a download), and
+otherwise caught as ENOSPC from the write itself; no temporary file is left either way.
+
 Model files are read with ``torch.load(weights_only=True)``, which rebuilds only tensors and
 plain containers and refuses any other object: a hostile file cannot run code on load.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -100,6 +105,81 @@ class StoreError(Exception):
     """A model that cannot be found, read or written. The message is one line."""
 
 
+class DiskFull(StoreError, OSError):
+    """No room on the disk for a file. The message is one line naming the folder; it is also an
+    OSError (errno ENOSPC, filename the folder), so that code catching OSError still catches it."""
+
+    def __init__(self, message: str, folder) -> None:
+        OSError.__init__(self, errno.ENOSPC, message, str(folder))
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+# A full disk, or a full quota (reported the same way to whoever writes).
+_NO_SPACE = {errno.ENOSPC} | ({errno.EDQUOT} if hasattr(errno, "EDQUOT") else set())
+
+
+def is_no_space(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in _NO_SPACE
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def no_space(folder, what: str) -> DiskFull:
+    """The error for a write to folder that the disk had no room for."""
+    return DiskFull(f"no space left on the disk of {folder} (writing {what})", folder)
+
+
+def check_free_space(folder, needed: int, what: str) -> None:
+    """Refuse, before anything is written, a file of `needed` bytes that the disk of folder
+    has no room for: DiskFull says how much is needed and where."""
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent  # the folder may not be made yet
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return  # cannot tell: the write itself will say
+    if needed > free:
+        raise DiskFull(f"no space left on the disk of {folder}: {what} needs "
+                       f"{human_bytes(needed)}, {human_bytes(free)} free", folder)
+
+
+def write_all(fd: int, data) -> None:
+    """os.write until every byte is written (a write may take fewer)."""
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def allocate(fd: int, size: int) -> None:
+    """Give an open, empty file `size` bytes of real disk blocks, so that a full disk is an
+    OSError now rather than a bus error when a memory map of the file is written later."""
+    if size <= 0:
+        return
+    if hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(fd, 0, size)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", -1)):
+                raise  # ENOSPC above all; a file system without it falls back to zeros
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunk = bytes(1 << 20)
+    left = size
+    while left:
+        write_all(fd, chunk[:min(left, len(chunk))])
+        left -= min(left, len(chunk))
+    os.lseek(fd, 0, os.SEEK_SET)
+
+
 def home() -> Path:
     env = os.environ.get("CHARCHAT_HOME")
     if env:
@@ -151,20 +231,32 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write path atomically. A full disk raises DiskFull naming the folder (checked before
+    anything is written, when it can be told), and leaves neither a temporary file nor a
+    changed path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    check_free_space(path.parent, len(data), path.name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        if is_no_space(e):
+            raise no_space(path.parent, path.name) from None
+        raise
+    try:
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if is_no_space(e):
+            raise no_space(path.parent, path.name) from None
         raise
     _fsync_dir(path.parent)
 
@@ -187,9 +279,25 @@ def atomic_write_json(path: Path, obj) -> None:
 def atomic_torch_save(path: Path, obj) -> None:
     import torch
 
+    # The tensors' bytes (with room for the pickled rest) are known before anything is
+    # serialised: a full disk is told before a large file is built in memory.
+    check_free_space(Path(path).parent, _tensor_bytes(obj) + (64 << 10), Path(path).name)
     buf = io.BytesIO()
     torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getbuffer())
+
+
+def _tensor_bytes(obj) -> int:
+    """The bytes of the tensors in obj (nested dicts, lists and tuples)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.element_size() * obj.nelement()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
 
 
 def safe_torch_load(path: Path, what: str = "model file"):

@@ -164,3 +164,25 @@ def test_train_batches_merge_into_one():
     assert m.start.step == 0 and m.step.step == 20 and m.sample.step == 20 and m.end is None
     assert m.train_points == [(10, 2.0), (20, 1.5)] and [e.step for e in m.evals] == [10, 20]
     assert m.notes == ["a", "b"]
+
+
+def test_chat_on_a_full_disk_says_where_and_keeps_chatting(tiny_model, monkeypatch):
+    """Issue 18: a conversation that cannot be saved is one line in the app naming the folder,
+    and leaves no temporary file."""
+    import errno
+    import os
+
+    eng = ChatEngine()
+    eng.load("tiny")
+
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    errors = []
+    pieces = list(eng.stream("The cat", threading.Event(), errors.append))
+    assert pieces
+    folder = conversations.conversations_dir()
+    assert errors and all(e.startswith("could not save the conversation: no space left on the "
+                                       f"disk of {folder} (writing ") for e in errors)
+    assert not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]

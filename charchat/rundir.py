@@ -104,9 +104,39 @@ class RunFolder:
         return chars if isinstance(chars, int) and not isinstance(chars, bool) else None
 
     # -- the log -------------------------------------------------------------------------------
-    def open_metrics(self, append: bool) -> None:
-        """A resumed run continues the log; a new one starts it afresh."""
-        self._metrics = open(self.path / METRICS, "a" if append else "w", encoding="utf-8")
+    def open_metrics(self, append: bool, through_step: int | None = None) -> None:
+        """A resumed run continues the log; a new one starts it afresh.
+
+        A resumed run goes on from its saved state, which may be older than the end of the log
+        (a run killed after logging steps it had not saved yet): given the state's step as
+        `through_step`, events after it are dropped first, as the run does those steps again
+        and logs them anew, so no step is in the log twice. A torn last line (a kill
+        mid-write) is dropped too, and appending always starts on a fresh line."""
+        path = self.path / METRICS
+        if append and path.exists():
+            self._trim_metrics(path, through_step)
+        self._metrics = open(path, "a" if append else "w", encoding="utf-8")
+
+    @staticmethod
+    def _trim_metrics(path: Path, through_step: int | None) -> None:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return
+        lines = data.split(b"\n")
+        torn = lines.pop()  # b"" if the file ends with a newline
+        keep = []
+        for line in lines:
+            try:
+                step = json.loads(line).get("step")
+            except (ValueError, AttributeError):
+                step = None  # a damaged line is left as it is (readers skip it)
+            if (through_step is not None and isinstance(step, int)
+                    and not isinstance(step, bool) and step > through_step):
+                continue
+            keep.append(line)
+        if torn or len(keep) != len(lines):
+            store.atomic_write_bytes(path, b"".join(line + b"\n" for line in keep))
 
     def log(self, event: TrainEvent) -> None:
         if self._metrics is not None:

@@ -94,24 +94,54 @@ def path_for(conv_id: str) -> Path:
     return conversations_dir() / f"{conv_id}.json"
 
 
-def save(conv: Conversation) -> Path:
-    """Write the conversation atomically (an empty one is not written)."""
+def save(conv: Conversation, moved_aside: list[Path] | None = None) -> Path:
+    """Write the conversation atomically (an empty one is not written). A damaged file in its
+    place (one that cannot be read as a conversation) is not written over: it is moved aside
+    as NAME.json.damaged first, and its new path added to `moved_aside` if given."""
     path = path_for(conv.id)
     conv.messages = clean_messages(conv.messages)
     if not conv.messages:
         return path
     conv.updated = time.time()
+    if _damaged(path):
+        moved = store.move_aside(path)
+        if moved_aside is not None:
+            moved_aside.append(moved)
     store.atomic_write_json(path, conv.to_dict())
     return path
 
 
+class _DamagedFile(Exception):
+    pass
+
+
+def _damaged(path: Path) -> bool:
+    """Whether the file exists and cannot be read as a conversation."""
+    try:
+        _parse(path)
+    except FileNotFoundError:
+        return False
+    except (_DamagedFile, OSError):
+        return True
+    return False
+
+
 def _read(path: Path) -> Conversation | None:
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return _parse(path)
+    except (_DamagedFile, OSError):
         return None
+
+
+def _parse(path: Path) -> Conversation:
+    """The conversation in the file; OSError if it cannot be read, _DamagedFile if it is not a
+    conversation."""
+    try:
+        d = json.loads(path.read_bytes().decode("utf-8"))
+    except ValueError:
+        raise _DamagedFile(path) from None
     if not isinstance(d, dict) or not isinstance(d.get("model"), str):
-        return None
+        raise _DamagedFile(path)
     conv_id = path.stem
     try:
         created = float(d.get("created") or 0.0)
@@ -141,13 +171,21 @@ def _files_newest_first() -> list[Path]:
     return [p for _, _, p in entries]
 
 
-def list_conversations(model: str | None = None, limit: int | None = None) -> list[Conversation]:
+def list_conversations(model: str | None = None, limit: int | None = None,
+                       damaged: list[Path] | None = None) -> list[Conversation]:
     """Saved conversations, newest first (those of one model, if given). Unreadable files are
-    left out."""
+    left out, and left in place; given a list as `damaged`, their paths are added to it."""
     out = []
     for p in _files_newest_first():
-        conv = _read(p)
-        if conv is None or not conv.messages or (model is not None and conv.model != model):
+        try:
+            conv = _parse(p)
+        except FileNotFoundError:
+            continue  # deleted meanwhile
+        except (_DamagedFile, OSError):
+            if damaged is not None:
+                damaged.append(p)
+            continue
+        if not conv.messages or (model is not None and conv.model != model):
             continue
         out.append(conv)
         if limit is not None and len(out) >= limit:

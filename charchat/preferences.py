@@ -3,7 +3,10 @@ app's theme.
 
 They live in ``<home>/state.json`` (one JSON object, written atomically). Remembering is a
 convenience: a missing, unreadable or damaged file reads as "nothing remembered", and a failed
-write is ignored, so no command ever fails over it. Importing this module does not import torch.
+write is ignored, so no command ever fails over it. A damaged file (not a JSON object) is never
+written over: the first write moves it aside as state.json.damaged and reports that with one
+line (see `reporter`; the app shows it as a notification, and checks the file at start-up).
+Importing this module does not import torch.
 
     {"last_model": "prose", "default_model": "prose",
      "sampling": {"prose": {"temperature": 0.7, "top_k": null, "top_p": 0.95, "max_new_chars": 400}},
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import threading
 from pathlib import Path
 from typing import Callable
@@ -35,22 +39,89 @@ def state_file() -> Path:
     return store.home() / STATE_FILE
 
 
+def print_note(text: str) -> None:
+    print(f"charchat: {text}", file=sys.stderr)
+
+
+# Where a one-line note about a damaged state file goes (the app sets its own, a notification).
+reporter: Callable[[str], None] = print_note
+
+
+class _Damaged(Exception):
+    """state.json exists but holds no JSON object."""
+
+
+class _Unreadable(Exception):
+    """state.json exists but cannot be read (permissions, say): leave it alone."""
+
+
+def _load() -> dict:
+    """The state, {} if there is no file; _Damaged or _Unreadable otherwise."""
+    try:
+        text = state_file().read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError:
+        raise _Unreadable from None
+    except ValueError:  # not UTF-8
+        raise _Damaged from None
+    try:
+        state = json.loads(text)
+    except ValueError:
+        raise _Damaged from None
+    if not isinstance(state, dict):
+        raise _Damaged
+    return state
+
+
 def read_state() -> dict:
     try:
-        state = json.loads(state_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return _load()
+    except (_Damaged, _Unreadable):
         return {}
-    return state if isinstance(state, dict) else {}
+
+
+def _move_aside() -> str:
+    """Move the damaged state file aside; the one-line note that says so."""
+    path = state_file()
+    try:
+        moved = store.move_aside(path)
+    except OSError as e:
+        return f"{path} could not be read and could not be moved aside ({e}); it is left as is"
+    return (f"{path} could not be read (damaged): moved aside as {moved.name}; "
+            "starting with default settings")
+
+
+def check_state() -> str | None:
+    """If state.json is damaged, move it aside now (before anything writes over it) and return
+    a one-line note saying so; None if it is fine or missing."""
+    with _lock:
+        try:
+            _load()
+        except _Damaged:
+            return _move_aside()
+        except _Unreadable:
+            return f"{state_file()} could not be read; settings will not be remembered"
+        return None
 
 
 def _update(change: Callable[[dict], None]) -> None:
+    note = None
     with _lock:
         try:
-            state = read_state()
+            try:
+                state = _load()
+            except _Damaged:
+                note = _move_aside()  # never written over: kept for the user to look at
+                if state_file().exists():
+                    return  # could not be moved aside: leave it, remember nothing
+                state = {}
             change(state)
             store.atomic_write_json(state_file(), state)
-        except OSError:
+        except (OSError, _Unreadable):
             pass  # remembering is a convenience; never fail over it
+    if note:
+        reporter(note)
 
 
 # ---------------------------------------------------------------------------------------------

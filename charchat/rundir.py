@@ -114,15 +114,43 @@ class RunFolder:
         return chars if isinstance(chars, int) and not isinstance(chars, bool) else None
 
     # -- the log -------------------------------------------------------------------------------
-    def open_metrics(self, append: bool) -> None:
-        """A resumed run continues the log; a new one starts it afresh."""
+    def open_metrics(self, append: bool, through_step: int | None = None) -> None:
+        """A resumed run continues the log; a new one starts it afresh.
+
+        A resumed run goes on from its saved state, which may be older than the end of the log
+        (a run killed after logging steps it had not saved yet): given the state's step as
+        `through_step`, events after it are dropped first, as the run does those steps again
+        and logs them anew, so no step is in the log twice. A torn last line (a kill
+        mid-write, or a full disk) is dropped too, and appending always starts on a fresh line."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)
         path = self.path / METRICS
-        # A run stopped by a full disk may have left half a line: the next one starts afresh.
-        cut = append and _ends_mid_line(path)
+        if append and path.exists():
+            self._trim_metrics(path, through_step)
+        cut = append and _ends_mid_line(path)  # (the trim could not rewrite it)
         self._metrics = os.open(path, flags | (0 if append else os.O_TRUNC), 0o666)
         if cut:
             self._write_line("")
+
+    @staticmethod
+    def _trim_metrics(path: Path, through_step: int | None) -> None:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return
+        lines = data.split(b"\n")
+        torn = lines.pop()  # b"" if the file ends with a newline
+        keep = []
+        for line in lines:
+            try:
+                step = json.loads(line).get("step")
+            except (ValueError, AttributeError):
+                step = None  # a damaged line is left as it is (readers skip it)
+            if (through_step is not None and isinstance(step, int)
+                    and not isinstance(step, bool) and step > through_step):
+                continue
+            keep.append(line)
+        if torn or len(keep) != len(lines):
+            store.atomic_write_bytes(path, b"".join(line + b"\n" for line in keep))
 
     def log(self, event: TrainEvent) -> None:
         """Append one line, written through at once (no buffer holds it back). A full disk

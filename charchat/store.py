@@ -276,6 +276,19 @@ def atomic_write_json(path: Path, obj) -> None:
     atomic_write_bytes(path, data)
 
 
+def move_aside(path: Path) -> Path:
+    """Rename a damaged file to NAME.damaged (NAME.damaged-2, ... if that is taken), so that
+    nothing writes over it; returns the new path. Raises OSError if it cannot be moved."""
+    path = Path(path)
+    target = path.with_name(path.name + ".damaged")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.damaged-{n}")
+    os.replace(path, target)
+    return target
+
+
 def atomic_torch_save(path: Path, obj) -> None:
     import torch
 
@@ -676,7 +689,9 @@ def rename_model(old: str, new: str) -> Path:
 def read_metrics(folder: Path):
     """The events of a model's metrics.jsonl, one dict at a time (damaged lines skipped).
     Raises OSError when the file cannot be read."""
-    with open(Path(folder) / "metrics.jsonl", encoding="utf-8") as f:
+    # errors="replace": a line torn inside a character (a kill mid-write) is a damaged line,
+    # skipped like any other, not an error that ends the reading.
+    with open(Path(folder) / "metrics.jsonl", encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
                 event = json.loads(line)

@@ -234,7 +234,7 @@ class Trainer:
     def _run(self) -> TrainResult:
         self._setup()
         c, n = self.config, self.n
-        self.run_dir.open_metrics(append=self.resume)
+        self.run_dir.open_metrics(append=self.resume, through_step=n.step)
         self._t0 = time.perf_counter()
         params = self.model.num_params()
         self._emit(TrainEvent("start", step=n.step, max_steps=c.max_steps,

@@ -61,6 +61,33 @@ def test_damaged_files_are_skipped(charchat_home):
     assert conversations.load("../etc/passwd") is None
 
 
+def test_damaged_files_are_reported_and_kept(charchat_home):
+    good = make("a", ("x", "y"))
+    conversations.save(good)
+    folder = charchat_home / "conversations"
+    (folder / "torn.json").write_text('{"model": "a", "messages": [{"role": "us')
+    (folder / "empty.json").write_text("")
+    (folder / "bytes.json").write_bytes(b"\xff\xfe{")
+    damaged = []
+    assert [c.id for c in conversations.list_conversations(damaged=damaged)] == [good.id]
+    assert sorted(p.name for p in damaged) == ["bytes.json", "empty.json", "torn.json"]
+    assert (folder / "torn.json").read_text().startswith('{"model": "a"')  # left as it is
+
+
+def test_a_damaged_file_is_not_saved_over(charchat_home):
+    conv = make("a", ("x", "y"))
+    conversations.save(conv)
+    path = conversations.path_for(conv.id)
+    path.write_text('{"model": "a", "mess')  # damaged after it was loaded
+    moved = []
+    conversations.save(conv, moved)
+    assert moved == [path.with_name(path.name + ".damaged")]
+    assert moved[0].read_text() == '{"model": "a", "mess'
+    assert conversations.load(conv.id).messages == conv.messages
+    conversations.save(conv, moved)  # a readable file is saved over as before
+    assert len(moved) == 1
+
+
 def test_bad_ids_are_refused():
     with pytest.raises(ValueError):
         conversations.path_for("../x")

@@ -37,14 +37,38 @@ def test_a_model_opened_by_path_is_not_remembered_by_name(charchat_home, tmp_pat
     assert preferences.last_model() == "m"
 
 
-def test_damaged_state_reads_as_nothing(charchat_home):
+def test_damaged_state_reads_as_nothing(charchat_home, monkeypatch):
+    notes = []
+    monkeypatch.setattr(preferences, "reporter", notes.append)
     charchat_home.mkdir(parents=True)
     (charchat_home / "state.json").write_text("[1, 2")
     assert preferences.last_model() is None
-    preferences.remember_model("x")  # and is replaced on the next write
+    assert notes == []  # reading says nothing and changes nothing
+    # The next write does not replace it: the damaged file is moved aside, with one note.
+    preferences.remember_model("x")
     assert preferences.last_model() == "x"
+    assert (charchat_home / "state.json.damaged").read_text() == "[1, 2"
+    assert len(notes) == 1 and "state.json" in notes[0] and "state.json.damaged" in notes[0]
+    assert "\n" not in notes[0]
+    preferences.remember_theme("t")  # once: the new file is fine
+    assert len(notes) == 1 and preferences.read_state() == {"last_model": "x", "theme": "t"}
     (charchat_home / "state.json").write_text('["a list"]')
     assert preferences.read_state() == {}
+    preferences.set_default_model("y")  # an earlier .damaged is kept too
+    assert (charchat_home / "state.json.damaged-2").read_text() == '["a list"]'
+    assert (charchat_home / "state.json.damaged").read_text() == "[1, 2"
+    assert len(notes) == 2 and "state.json.damaged-2" in notes[1]
+
+
+def test_check_state_moves_a_damaged_file_aside(charchat_home):
+    assert preferences.check_state() is None  # no file
+    charchat_home.mkdir(parents=True)
+    (charchat_home / "state.json").write_bytes(b'{"theme": "x\xff')  # torn, not even UTF-8
+    note = preferences.check_state()
+    assert "state.json" in note and "moved aside as state.json.damaged" in note
+    assert not (charchat_home / "state.json").exists()
+    assert (charchat_home / "state.json.damaged").read_bytes() == b'{"theme": "x\xff'
+    assert preferences.check_state() is None
 
 
 def test_unwritable_home_is_ignored(tmp_path, monkeypatch):

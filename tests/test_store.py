@@ -464,6 +464,25 @@ def test_read_metrics_skips_damaged_lines(tmp_path):
         list(store.read_metrics(tmp_path / "missing"))
 
 
+def test_read_metrics_skips_a_torn_last_line(tmp_path):
+    # A kill mid-write: the last line stops inside an event, even inside a character.
+    (tmp_path / "metrics.jsonl").write_bytes(
+        b'{"kind": "step", "step": 1}\n{"kind": "step", "step": 2}\n{"kind": "sample", "sa'
+        b'mple": "caf\xc3')
+    assert [e["step"] for e in store.read_metrics(tmp_path)] == [1, 2]
+    (tmp_path / "metrics.jsonl").write_bytes(b'{"kind": "step", "step": 1}\n\xe2\x80\n'
+                                             b'{"kind": "end", "step": 2}\n')
+    assert [e["step"] for e in store.read_metrics(tmp_path)] == [1, 2]
+
+
+def test_move_aside_never_replaces_an_earlier_one(tmp_path):
+    for text in ("one", "two"):
+        (tmp_path / "f.json").write_text(text)
+        moved = store.move_aside(tmp_path / "f.json")
+        assert moved.read_text() == text and not (tmp_path / "f.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json.damaged", "f.json.damaged-2"]
+
+
 def test_a_damaged_file_named_directly_is_the_one_reported(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")

@@ -247,6 +247,40 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, cancel_at, extra):
                          store.read_weights(tmp_path / "full" / store.WEIGHTS)[0])
 
 
+def test_a_run_resumed_after_a_kill_logs_each_step_once(tmp_path):
+    """A kill leaves the log ahead of the saved state (steps logged, not yet saved) and its
+    last line torn: the resumed run drops what it does again, and starts on a fresh line."""
+    corpus = corpus_from_text(PATTERN)
+    config = {"max_steps": 30, "eval_interval": 10, "log_interval": 1, "dropout": 0.0}
+    first, _, _ = run(corpus, tmp_path / "m", cancel_at=12, **config)
+    assert first.steps == 12
+    log = tmp_path / "m" / "metrics.jsonl"
+    with open(log, "a", encoding="utf-8") as f:  # as if killed at step 14, after its state
+        for step in (13, 14):
+            f.write(json.dumps({"kind": "step", "step": step, "train_loss": 9.0}) + "\n")
+        f.write('{"kind": "step", "st')
+    second, _, _ = run(corpus, tmp_path / "m", resume=True, **config)
+    assert second.steps == 30
+    lines = log.read_text(encoding="utf-8").splitlines()
+    events = [json.loads(line) for line in lines]  # every line is whole
+    steps = [e["step"] for e in events if e["kind"] == "step"]
+    assert steps == list(range(1, 31))  # each step once, in order
+    assert 9.0 not in [e.get("train_loss") for e in events]  # the unsaved ones are gone
+    assert [e["step"] for e in events if e["kind"] == "eval"] == [10, 20, 30]
+
+
+def test_appending_to_a_log_with_a_torn_line_starts_a_fresh_line(tmp_path):
+    from charchat.rundir import RunFolder
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"kind": "step", "step": 1}\n{"kind": "st')
+    folder = RunFolder(tmp_path, "m")
+    folder.open_metrics(append=True)  # no state step: nothing else is dropped
+    folder.log(TrainEvent("end", step=1))
+    folder.close_metrics()
+    assert [json.loads(line)["kind"] for line in log.read_text().splitlines()] == ["step", "end"]
+
+
 def test_resume_needs_a_state_and_the_same_shape(tmp_path):
     corpus = corpus_from_text(PATTERN)
     with pytest.raises(TrainingError, match="no training state"):

@@ -46,10 +46,26 @@ class CharChatApp(App):
         self.job: TrainingJob | None = None  # the training run, in sight or not
         self._exit_after_job = False
         self._job_worker = None
+        # A damaged state.json is moved aside before anything reads or writes it; the app
+        # says so once it is on screen, and goes on with defaults.
+        self._state_note = preferences.check_state()
         theme = preferences.theme()
         if theme and theme in self.available_themes:
             self.theme = theme
         self._theme_ready = True
+
+    def on_mount(self) -> None:
+        preferences.reporter = self._preferences_note
+        if self._state_note:
+            self._preferences_note(self._state_note)
+
+    def on_unmount(self) -> None:
+        if preferences.reporter == self._preferences_note:
+            preferences.reporter = preferences.print_note
+
+    def _preferences_note(self, text: str) -> None:
+        """A note about the settings file (damaged, moved aside), from any thread."""
+        self.notify(text, title="Settings file", severity="warning", timeout=12, markup=False)
 
     def get_default_screen(self) -> Screen:
         return ChatScreen(self.engine, self.start_model)

@@ -141,15 +141,20 @@ class ChatEngine:
             self.conversation = conversations.new(self.name or "", self.session.kind if self.session else "")
 
     def save(self) -> str | None:
-        """Save the conversation; returns an error message, or None."""
+        """Save the conversation; returns an error message (or a note: a damaged file in its
+        place was moved aside), or None."""
+        moved: list = []
         with self.lock:
             if self.session is None or self.conversation is None:
                 return None
             self.conversation.messages = self.session.to_dict()["messages"]
             try:
-                conversations.save(self.conversation)
+                conversations.save(self.conversation, moved)
             except OSError as e:
                 return f"could not save the conversation: {describe_error(e)}"
+        if moved:
+            return (f"{moved[0].with_suffix('').name} could not be read (damaged): moved aside "
+                    f"as {moved[0].name}; the conversation is saved anew")
         return None
 
     def stream(self, text: str | None, cancel: threading.Event,

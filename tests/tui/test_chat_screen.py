@@ -613,3 +613,56 @@ async def test_a_status_too_long_for_the_screen_ends_in_an_ellipsis(charchat_hom
         await pilot.pause()
         line = status.render_line(0).text.rstrip()
         assert line.endswith("…") and len(line) <= 60
+
+
+async def test_damaged_conversation_files_are_named_in_the_list(tiny_model, charchat_home):
+    c = conversations.new("tiny", "prose")
+    c.messages = [{"role": "user", "content": "a readable chat"},
+                  {"role": "assistant", "content": "ok"}]
+    conversations.save(c)
+    folder = conversations.conversations_dir()
+    (folder / "20250101-000000-aaaa.json").write_text('{"model": "tiny", "messages": [{"ro')
+    (folder / "20250101-000000-bbbb.json").write_text("")
+    app = CharChatApp()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        modal = app.screen
+        assert modal.query_one("#conversation-options").option_count == 1
+        note = str(modal.query_one("#damaged-note").content)
+        assert "2 saved conversation files could not be read" in note
+        assert "20250101-000000-" in note and str(folder) in note
+        assert any("could not be read" in n.message for n in app._notifications)
+    assert (folder / "20250101-000000-bbbb.json").exists()  # kept as they were
+    assert (folder / "20250101-000000-aaaa.json").read_text().endswith("[{\"ro")
+
+
+async def test_only_damaged_conversation_files_are_not_no_conversations(charchat_home):
+    folder = conversations.conversations_dir()
+    folder.mkdir(parents=True)
+    (folder / "20250101-000000-aaaa.json").write_text("{")
+    app = CharChatApp()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        texts = " ".join(str(w.content) for w in app.screen.query("Static"))
+        assert "No saved conversations yet" not in texts
+        assert "1 saved conversation file could not be read" in texts
+        assert "20250101-000000-aaaa.json" in texts
+
+
+async def test_a_damaged_state_file_is_moved_aside_and_named(tiny_model, charchat_home):
+    state = charchat_home / "state.json"
+    state.write_text('{"theme": "nord", "last_model": "ti')  # torn
+    app = CharChatApp()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        assert app.theme == "textual-dark"  # the defaults
+        assert app.screen.model_name == "tiny"
+        notes = [n.message for n in app._notifications]
+        assert any(str(state) in n and "state.json.damaged" in n for n in notes), notes
+    assert (charchat_home / "state.json.damaged").read_text() == \
+        '{"theme": "nord", "last_model": "ti'
+    assert preferences.last_model() == "tiny"  # a new file, written beside it

@@ -420,7 +420,10 @@ class ChatScreen(Screen):
         self.post_message(self.ReplyDone(bubble, ended, error))
 
     def _save_error(self, text: str) -> None:
-        self.post_message(self.Notice(text, "error", "Not saved"))
+        if "moved aside" in text:  # saved, over no damaged file (see ChatEngine.save)
+            self.post_message(self.Notice(text, "warning", "Conversation file"))
+        else:
+            self.post_message(self.Notice(text, "error", "Not saved"))
 
     @on(Chunk)
     def _on_chunk(self, msg: Chunk) -> None:
@@ -617,9 +620,10 @@ class ChatScreen(Screen):
                 conversations.hand_over(conv, self.model_name)
             self.switch_model(conv.model, conv)
 
-        items = conversations.list_conversations(limit=HISTORY_LIMIT + 1)
+        damaged: list = []
+        items = conversations.list_conversations(limit=HISTORY_LIMIT + 1, damaged=damaged)
         more = len(items) > HISTORY_LIMIT
-        self.app.push_screen(ConversationsModal(items[:HISTORY_LIMIT], more), chosen)
+        self.app.push_screen(ConversationsModal(items[:HISTORY_LIMIT], more, damaged), chosen)
 
     # -- models changed elsewhere (models and training screens) -------------------------------
     def on_screen_resume(self) -> None:

@@ -212,16 +212,32 @@ class ConversationsModal(Dialog):
 
     BINDINGS = [Binding("d", "delete", "Delete")]
 
-    def __init__(self, items: list, more: bool = False) -> None:
+    def __init__(self, items: list, more: bool = False, damaged: list | None = None) -> None:
         super().__init__()
         self.items = items
         self.more = more  # older conversations exist beyond these
+        self.damaged = list(damaged or [])  # paths of files that could not be read
+
+    def damaged_note(self) -> str:
+        """One line on the files that could not be read (kept as they are), or ""."""
+        if not self.damaged:
+            return ""
+        n = len(self.damaged)
+        first = self.damaged[0]
+        files = (f"{first.name}" if n == 1 else f"{first.name} and {n - 1} more")
+        return (f"{n} saved conversation file{'s' if n > 1 else ''} could not be read "
+                f"(damaged) and {'were' if n > 1 else 'was'} left as is in {first.parent}: "
+                f"{files}.")
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog picker") as box:
             box.border_title = "Saved conversations"
+            note = self.damaged_note()
             if not self.items:
-                yield Static("No saved conversations yet.", classes="dialog-body")
+                yield Static("No readable saved conversations." if note
+                             else "No saved conversations yet.", classes="dialog-body")
+                if note:
+                    yield Static(Text(note), id="damaged-note", classes="hint")
                 return
             options = []
             for i, c in enumerate(self.items):
@@ -237,11 +253,16 @@ class ConversationsModal(Dialog):
 
                 hint = (f"The newest {len(self.items)} are listed; older ones stay in "
                         f"{conversations.conversations_dir()}. " + hint)
+            if note:
+                yield Static(Text(note), id="damaged-note", classes="hint")
             yield Static(hint, classes="hint")
 
     def on_mount(self) -> None:
         if self.items:
             self.query_one(OptionList).focus()
+        if self.damaged:
+            self.notify(self.damaged_note(), severity="warning", title="Damaged files",
+                        timeout=10, markup=False)
 
     @on(OptionList.OptionSelected)
     def _chosen(self, event: OptionList.OptionSelected) -> None:

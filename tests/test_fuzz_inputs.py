@@ -49,20 +49,30 @@ def encode_file(text: str, bom: bool, errors: str) -> bytes:
     return (b"\xef\xbb\xbf" if bom else b"") + data
 
 
+def load_or_one_line(tmp_path_factory, name: str, data: bytes):
+    """Load a file of these bytes: the corpus, or None after checking that the CorpusError
+    is one line."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    path = folder / name
+    path.write_bytes(data)
+    try:
+        corpus = load_corpus([path], cache_dir=folder / "cache")
+    except CorpusError as e:
+        one_line_error(e)
+        return None
+    event("loaded")
+    return corpus
+
+
 @FUZZ
 @given(lines=st.lists(line, min_size=1, max_size=6), newline=st.sampled_from(["\n", "\r\n"]),
        bom=st.booleans(), errors=st.sampled_from(["surrogatepass", "replace"]))
 def test_jsonl_dialogue_loads_or_says_why_in_one_line(tmp_path_factory, lines, newline, bom,
                                                       errors):
-    folder = tmp_path_factory.mktemp("jsonl")
-    path = folder / "chat.jsonl"
-    path.write_bytes(encode_file(newline.join(lines), bom, errors))
-    try:
-        corpus = load_corpus([path], cache_dir=folder / "cache")
-    except CorpusError as e:
-        one_line_error(e)
+    corpus = load_or_one_line(tmp_path_factory, "chat.jsonl",
+                              encode_file(newline.join(lines), bom, errors))
+    if corpus is None:
         return
-    event("loaded")
     assert len(corpus.ids) == corpus.summary.chars > 0
     text = corpus.tokenizer.decode(corpus.ids)
     assert "\ud800" not in text and "\udfff" not in text  # never a non-character
@@ -72,15 +82,10 @@ def test_jsonl_dialogue_loads_or_says_why_in_one_line(tmp_path_factory, lines, n
 @given(text=st.one_of(odd_text, long_text), bom=st.booleans(),
        errors=st.sampled_from(["surrogatepass", "replace"]), tail=st.binary(max_size=3))
 def test_prose_loads_or_says_why_in_one_line(tmp_path_factory, text, bom, errors, tail):
-    folder = tmp_path_factory.mktemp("prose")
-    path = folder / "story.txt"
-    path.write_bytes(encode_file(text, bom, errors) + tail)
-    try:
-        corpus = load_corpus([path], cache_dir=folder / "cache")
-    except CorpusError as e:
-        one_line_error(e)
+    corpus = load_or_one_line(tmp_path_factory, "story.txt",
+                              encode_file(text, bom, errors) + tail)
+    if corpus is None:
         return
-    event("loaded")
     decoded = corpus.tokenizer.decode(corpus.ids)
     assert "\r" not in decoded and "\ufeff" not in decoded[:1]
     assert decoded.endswith("\n")

@@ -30,6 +30,17 @@ def fill(screen, **fields):
         screen.query_one(f"#adv-{name}").value = value
 
 
+async def train_twenty(pilot, corpus) -> TrainScreen:
+    """Open the training screen and train "twenty" for 20 steps, to its end."""
+    screen = await open_training(pilot, corpus)
+    fill(screen, max_steps="20", **TINY_FORM)
+    screen.query_one("#name").value = "twenty"
+    await key(pilot, "ctrl+s")
+    await settle(pilot)
+    assert screen.state == "done"
+    return screen
+
+
 async def start_endless_run(pilot, corpus) -> TrainScreen:
     """Open the training screen and start a tiny run that goes on until it is stopped."""
     screen = await open_training(pilot, corpus)
@@ -292,12 +303,7 @@ async def test_a_run_that_ends_out_of_sight_says_so_and_can_be_shown(tiny_corpus
 async def test_train_to_max_steps_chat_then_resume(tiny_corpus, charchat_home):
     app = CharChatApp()
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_training(pilot, tiny_corpus)
-        fill(screen, max_steps="20", **TINY_FORM)
-        screen.query_one("#name").value = "twenty"
-        await key(pilot, "ctrl+s")
-        await settle(pilot)
-        assert screen.state == "done"
+        screen = await train_twenty(pilot, tiny_corpus)
         assert "reached --max-steps" in str(screen.query_one("#outcome-text").content)
         assert screen.query_one(TrainStats).values["step"] == 20
         assert screen.query_one("#chat-with").display
@@ -330,12 +336,7 @@ async def test_resume_from_an_open_form_and_a_resumed_run_seen_again(tiny_corpus
     of sight and is opened again keeps its name, size and shape fixed."""
     app = CharChatApp()
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_training(pilot, tiny_corpus)
-        fill(screen, max_steps="20", **TINY_FORM)
-        screen.query_one("#name").value = "twenty"
-        await key(pilot, "ctrl+s")
-        await settle(pilot)
-        assert screen.state == "done"
+        screen = await train_twenty(pilot, tiny_corpus)
         screen.query_one("#preset").value = "small"
         await settle(pilot)
         app.action_open_training(resume="twenty")  # the models screen's t

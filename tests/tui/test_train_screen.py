@@ -1,5 +1,7 @@
 """The training screen: form, live progress, stop, errors, and chatting with the result."""
 
+import shlex
+
 from charchat import store
 from charchat.tui.app import CharChatApp
 from charchat.tui.screens.chat import ChatScreen
@@ -107,6 +109,21 @@ async def test_a_path_typed_then_enter_is_checked(tiny_corpus, charchat_home, ti
             screen.query_one("#corpus-summary").content), what="the corpus summary")
         await wait_for(pilot, lambda: screen.query_one("#adv-optimizer").value == "muon",
                        what="the resolved defaults")
+
+
+async def test_a_path_with_spaces_typed_without_quotes_gets_a_hint(tmp_path, charchat_home):
+    spaced = tmp_path / "my notes.txt"
+    spaced.write_text("text to learn from, long enough for a window or two\n" * 40)
+    app = CharChatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_training(pilot, spaced)  # typed as is, no quotes
+        summary = str(screen.query_one("#corpus-summary").content)
+        assert "one path with spaces in its name: put it in quotes" in summary, summary
+        assert "no such file" not in summary
+        screen.query_one("#paths").value = shlex.quote(str(spaced))
+        screen.form.check_corpus()
+        await settle(pilot)
+        assert "1 file" in str(screen.query_one("#corpus-summary").content)
 
 
 async def test_bad_corpus_is_a_message(tmp_path, charchat_home):

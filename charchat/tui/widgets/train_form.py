@@ -8,6 +8,7 @@ naming the field at fault.
 
 from __future__ import annotations
 
+import os
 import shlex
 
 from rich.text import Text
@@ -217,10 +218,16 @@ class TrainForm(VerticalScroll):
     def paths(self) -> list[str]:
         raw = self.query_one("#paths", Input).value.strip()
         try:
-            return shlex.split(raw)
+            paths = shlex.split(raw)
         except ValueError as e:
             raise FormError(f"corpus paths: {e} (quote paths that contain spaces)",
                             "paths") from None
+        if len(paths) > 1 and os.path.exists(os.path.expanduser(raw)):
+            # One file or folder whose name has spaces, typed without quotes: say so, rather
+            # than "no such file" for its first word.
+            raise FormError(f"{raw!r} is one path with spaces in its name: put it in quotes "
+                            f"({shlex.quote(raw)}), or browse for it with ctrl+b", "paths")
+        return paths
 
     def paths_ok(self) -> bool:
         try:

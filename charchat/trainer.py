@@ -125,7 +125,14 @@ class Trainer:
         self.n = checkpoint.Counters()
         self._t0 = time.perf_counter()
         self._corpus_id = checkpoint.fingerprint(len(self.corpus.ids), self.val_ids)
-        if self.resume:
+        if self.resume and self.run_dir.has_model() and not self.run_dir.state.exists():
+            # Killed between its first best model and its first state (the model is written
+            # first): nothing to go on from, yet the name is taken. The run starts again from
+            # step 0 (the same seed, the same steps), with the saved model's score as the mark.
+            self._score_saved_best()
+            self.notes.append(f"{self.name} stopped before its training state was saved: "
+                              f"training starts again from step 0")
+        elif self.resume:
             self.n, saved_id = checkpoint.restore(
                 self.run_dir.state, self.name, c, self.model, self.optimizers, self.scaler,
                 self.sampler)
@@ -161,11 +168,7 @@ class Trainer:
         if not self.run_dir.has_model():
             self.n.best_val = None
             return
-        try:
-            best, _, _ = store.read_weights(self.run_dir.weights)
-        except store.StoreError as e:
-            raise TrainingError(str(e)) from None
-        self.n.best_val = self._evaluate(best.to(self.dev.device))
+        self._score_saved_best()
         # The listing's score is this one from now on (the weights have not changed).
         self.run_dir.describe(best_val_loss=self.n.best_val, corpus=self.corpus.summary)
         was = f" (val {old:.4f} on its old text)" if old is not None else ""
@@ -173,6 +176,14 @@ class Trainer:
             f"the corpus is not the one {self.name} last trained on: its best model{was} "
             f"scores {self.n.best_val:.4f} on this text's validation split; a new best must "
             f"beat that")
+
+    def _score_saved_best(self) -> None:
+        """Make the saved best model's loss on this corpus's validation split the mark."""
+        try:
+            best, _, _ = store.read_weights(self.run_dir.weights)
+        except store.StoreError as e:
+            raise TrainingError(str(e)) from None
+        self.n.best_val = self._evaluate(best.to(self.dev.device))
 
     def _apply_gradients(self, params: list[torch.Tensor]) -> torch.Tensor:
         """Unscale (fp16 runs), clip to grad_clip, step every optimizer; returns the global

@@ -66,6 +66,18 @@ class RunFolder:
                     pass
             raise store.no_space(self.path, locking.LOCK_FILE) from None
         self._fresh = not existed or (not resume and not self.has_model())
+        self._clear_killed_writes()
+
+    def _clear_killed_writes(self) -> None:
+        """Remove the temporary files of atomic writes that a killed run left behind (a state
+        file's is as large as the model and its optimizer). Only the lock's holder writes
+        here, so under the lock every one of them is a dead run's."""
+        for f in (*RUN_FILES, store.WEIGHTS, store.META):
+            for tmp in self.path.glob(f".{f}.*.tmp"):
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
 
     def release(self) -> None:
         try:

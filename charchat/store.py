@@ -15,7 +15,8 @@ Layout under the data folder (platformdirs' user data dir, or $CHARCHAT_HOME):
 
 Every file is written atomically: to a temporary file in the same folder, flushed and fsynced,
 then renamed over the old one (and the folder fsynced). A crash or kill at any moment leaves
-either the old file or the new one, never a half-written file.
+either the old file or the new one, never a half-written file (the temporary file it may leave
+in a model folder is removed when a run next takes that folder: charchat.rundir).
 
 A full disk is DiskFull, one line naming the folder: checked before writing where the size is
 known (every atomic write, a torch save from its tensors, the corpus cache, a download), and
@@ -52,6 +53,7 @@ if TYPE_CHECKING:  # torch is imported on first use, so that listing models stay
 
 WEIGHTS = "model.pt"
 STATE = "state.pt"
+META = "meta.json"
 FORMAT = "charchat-model"
 FORMAT_VERSION = 1
 # Always used with fullmatch: "^...$" with match() would let a trailing newline through.
@@ -551,7 +553,7 @@ def read_tokenizer(folder: Path) -> CharTokenizer:
 
 def read_meta(folder: Path) -> dict:
     """A model's meta.json (a description, never needed to load it); {} if missing or damaged."""
-    return read_description(folder, "meta.json")
+    return read_description(folder, META)
 
 
 def read_description(folder: Path, file: str) -> dict:
@@ -704,5 +706,5 @@ def read_metrics(folder: Path):
 def write_meta(folder: Path, **fields) -> dict:
     meta = read_meta(folder)
     meta.update(fields)
-    atomic_write_json(Path(folder) / "meta.json", meta)
+    atomic_write_json(Path(folder) / META, meta)
     return meta

@@ -133,6 +133,8 @@ def test_twenty_kills_leave_a_loadable_model_a_resumable_run_and_a_clean_log(tmp
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()[-800:]
     store.load_model(str(folder) + os.sep)
+    # What killed saves left half-written went when a run next took the folder.
+    assert not list(folder.glob(".*.tmp"))
 
     lines = (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     events = [json.loads(line) for line in lines]  # every line whole

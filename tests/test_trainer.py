@@ -269,6 +269,23 @@ def test_a_run_resumed_after_a_kill_logs_each_step_once(tmp_path):
     assert [e["step"] for e in events if e["kind"] == "eval"] == [10, 20, 30]
 
 
+def test_a_run_killed_before_its_first_state_resumes_from_the_start(tmp_path):
+    """The best model is written before state.pt: a kill in between left a model that
+    --resume refused for want of a state. It starts again from step 0 (the same steps), and
+    the saved model's score is the mark; the log keeps each step once."""
+    corpus = corpus_from_text(PATTERN)
+    config = {"max_steps": 20, "eval_interval": 10, "log_interval": 5, "dropout": 0.0}
+    full, _, _ = run(corpus, tmp_path / "full", **config)
+    run(corpus, tmp_path / "m", cancel_at=10, **config)
+    (tmp_path / "m" / store.STATE).unlink()  # as if killed before it was written
+    second, _, events = run(corpus, tmp_path / "m", resume=True, **config)
+    assert second.steps == 20 and any("starts again from step 0" in n
+                                      for n in of_kind(events, "start")[0].start.notes)
+    assert (second.best_val_loss, second.best_step) == (full.best_val_loss, full.best_step)
+    log = [json.loads(line) for line in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if e["kind"] == "step"] == [5, 10, 15, 20]
+
+
 def test_appending_to_a_log_with_a_torn_line_starts_a_fresh_line(tmp_path):
     from charchat.rundir import RunFolder
 

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from charchat import locking, store
 
 from conftest import pattern_text
@@ -61,6 +63,7 @@ def _wait(proc, until, timeout: float = 60.0) -> bool:
     return False
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="no SIGKILL on this platform")
 def test_twenty_kills_leave_a_loadable_model_a_resumable_run_and_a_clean_log(tmp_path,
                                                                              charchat_home):
     rng = random.Random(18)

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -105,9 +107,37 @@ def check_state() -> str | None:
         return None
 
 
+@contextmanager
+def _file_lock():
+    """Hold an exclusive lock on <home>/.state.json.lock: two apps (or an app and a command) on
+    one data folder read, change and write the state one after the other, so neither writes
+    back a state read before the other's change (which would lose it). Where no lock can be
+    taken (no fcntl, a read-only folder), goes on without one."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the write is still atomic, only a change may be lost
+        yield
+        return
+    fd = None
+    try:
+        path = state_file().with_name("." + STATE_FILE + ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        if fd is not None:
+            os.close(fd)
+        fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
 def _update(change: Callable[[dict], None]) -> None:
     note = None
-    with _lock:
+    with _lock, _file_lock():
         try:
             try:
                 state = _load()

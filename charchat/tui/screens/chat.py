@@ -20,11 +20,12 @@ from textual.containers import Center, Vertical
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Static
+from textual.widgets import Button, Header, Input, Static
 
 from ... import conversations, preferences, runs, store
 from ..engine import ChatEngine, LoadedInfo, describe_error
 from ..messages import ConversationDeleted, JobChanged, ModelRemoved, ModelRenamed, OpenModel
+from ..widgets.footer import Footer
 from ..widgets.messages import ConversationView, MessageBubble
 from ..widgets.status import StatusLine
 

@@ -14,12 +14,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from ... import locking, modelops, preferences, store
 from ...formatting import corpus_label, fmt_date, fmt_params, fmt_size
 from ..engine import describe_error
 from ..messages import ModelRemoved, ModelRenamed, OpenModel
+from ..widgets.footer import Footer
 from ..widgets.status import StatusLine
 from .modals import ConfirmModal, RenameModal
 

@@ -16,10 +16,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header
+from textual.widgets import Button, Header
 
 from ...formatting import fmt_time
 from ..messages import JobChanged, JobEnded, JobProgress, OpenModel
+from ..widgets.footer import Footer
 from ..widgets.run_panel import RunPanel
 from ..widgets.status import StatusLine
 from ..widgets.train_form import FormError, TrainForm, widget_for

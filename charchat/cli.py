@@ -15,7 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
-from .config import (DEVICE_HELP, SETTING, SETTINGS, ConfigError, TrainingError, flag_of)
+from .config import (COUNT, DEVICE_HELP, SETTING, SETTINGS, ConfigError, TrainingError,
+                     flag_of)
 from .formatting import fmt_date, fmt_params, fmt_size, fmt_time
 
 
@@ -40,7 +41,7 @@ def _arg(parse):
     return convert
 
 
-_positive_int = _arg(SETTING["patience"].parse)  # a whole number >= 1
+_positive_int = _arg(COUNT.parse)
 _device_name = _arg(SETTING["device"].parse)
 
 

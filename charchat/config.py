@@ -75,6 +75,7 @@ class Setting:
     high: float | None = None
     high_open: bool = False
     choices: tuple[str, ...] = ()
+    pattern: re.Pattern | None = None  # what a str value must match in full
     cli: bool = True  # a flag of `charchat train`
     form: bool = True  # a field of the training form's advanced section
     shape: bool = False  # fixed once a model has been trained: resuming cannot change it
@@ -118,8 +119,8 @@ class Setting:
         if self.kind is str:
             if self.choices and value not in self.choices:
                 return f"must be {' or '.join(self.choices)}, got {value!r}"
-            if self.name == "device" and not DEVICE_RE.fullmatch(str(value)):
-                return f"unknown device {value!r}: use {DEVICE_HELP}"
+            if self.pattern is not None and not self.pattern.fullmatch(str(value)):
+                return f"unknown {self.label} {value!r}: use {self.help}"
             return None
         if self.kind is bool:
             return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
@@ -219,7 +220,7 @@ class TrainConfig:
     minutes: float | None = field(default=None, metadata=_s(
         "time budget; the schedule fits it (resuming: minutes more)", float, cli=False,
         form=False, **_POSITIVE))
-    device: str = field(default="auto", metadata=_s(DEVICE_HELP, str))
+    device: str = field(default="auto", metadata=_s(DEVICE_HELP, str, pattern=DEVICE_RE))
     compile: bool = field(default=False, metadata=_s("use torch.compile (true/false)", bool,
                                                       form=False))
     # GPT-2 has biases; without them steps are a little cheaper (nanoGPT's default)
@@ -286,6 +287,7 @@ SETTINGS: tuple[Setting, ...] = tuple(
     for f in fields(TrainConfig) if "setting" in f.metadata
 )
 SETTING = {s.name: s for s in SETTINGS}
+COUNT = Setting("count", "a whole number from 1", int, low=1)  # for other flags of that kind
 SHAPE_KEYS = tuple(s.name for s in SETTINGS if s.shape)
 
 

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 
 from . import locking
 from .config import CorpusSummary
+from .formatting import fmt_size
 from .tokenizer import CharTokenizer, TokenizerError
 
 if TYPE_CHECKING:  # torch is imported on first use, so that listing models stays instant
@@ -90,16 +91,9 @@ def _name_problem(name) -> str | None:
     return None
 
 
-class _NameRule:
-    """The rule for model names, used as a pattern is: NAME_RE.fullmatch(name) is true for a
-    valid name (a regular expression cannot say "a letter of any script")."""
-
-    @staticmethod
-    def fullmatch(name) -> bool:
-        return _name_problem(name) is None
-
-
-NAME_RE = _NameRule()
+def valid_name(name) -> bool:
+    """Whether name can be a model's name (its folder's name)."""
+    return _name_problem(name) is None
 BUNDLED_NAME = "default"
 
 
@@ -126,14 +120,6 @@ def is_no_space(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in _NO_SPACE
 
 
-def human_bytes(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
-
-
 def no_space(folder, what: str) -> DiskFull:
     """The error for a write to folder that the disk had no room for."""
     return DiskFull(f"no space left on the disk of {folder} (writing {what})", folder)
@@ -151,7 +137,7 @@ def check_free_space(folder, needed: int, what: str) -> None:
         return  # cannot tell: the write itself will say
     if needed > free:
         raise DiskFull(f"no space left on the disk of {folder}: {what} needs "
-                       f"{human_bytes(needed)}, {human_bytes(free)} free", folder)
+                       f"{fmt_size(needed)}, {fmt_size(free)} free", folder)
 
 
 def write_all(fd: int, data) -> None:
@@ -638,7 +624,7 @@ def list_models(include_bundled: bool = False) -> list[SavedModel]:
     root = models_dir()
     if root.is_dir():
         for d in sorted(root.iterdir()):
-            if d.is_dir() and (d / WEIGHTS).exists() and NAME_RE.fullmatch(d.name):
+            if d.is_dir() and (d / WEIGHTS).exists() and valid_name(d.name):
                 out.append(_info_for(d))
     if include_bundled and (bundled_dir() / WEIGHTS).exists():
         if not any(m.name == BUNDLED_NAME for m in out):

@@ -57,7 +57,7 @@ def test_cache_needs_room_before_anything_is_written(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", little_room())
     cache = tmp_path / "cache"
     with pytest.raises(store.DiskFull,
-                       match=r"no space left .*cache.*needs 40\.1 KB, 999 bytes free"):
+                       match=r"no space left .*cache.*needs 40\.1 kB, 999 B free"):
         load_corpus([corpus_file(tmp_path)], cache_dir=cache)
     assert list(cache.iterdir()) == []
 
@@ -133,7 +133,7 @@ def test_atomic_write_on_a_full_disk_keeps_the_old_file(tmp_path, monkeypatch, f
 
 def test_atomic_write_checks_the_room_first(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", little_room(10))
-    with pytest.raises(store.DiskFull, match="x.bin needs 100 bytes, 10 bytes free"):
+    with pytest.raises(store.DiskFull, match="x.bin needs 100 B, 10 B free"):
         store.atomic_write_bytes(tmp_path / "x.bin", bytes(100))
     assert list(tmp_path.iterdir()) == []
 
@@ -215,7 +215,7 @@ def test_download_on_a_full_disk_leaves_no_part(download, monkeypatch, capsys):
 
 def test_download_checks_the_room_first(download, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", little_room())
-    with pytest.raises(catalog.CatalogError, match="corpus 'sample' needs 5.0 KB, 999 bytes free"):
+    with pytest.raises(catalog.CatalogError, match="corpus 'sample' needs 5.0 kB, 999 B free"):
         catalog.fetch("sample")
     assert list(catalog.corpora_dir().iterdir()) == []
 

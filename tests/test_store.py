@@ -213,7 +213,7 @@ def test_missing_file_and_folder(tmp_path):
                                   "हिन्दी", "e\u0301te\u0301", "日" * 64, "confused", "com10"])
 def test_valid_names(name):
     assert store.check_name(name) == name
-    assert store.NAME_RE.fullmatch(name)
+    assert store.valid_name(name)
 
 
 @pytest.mark.parametrize("name", ["", ".hidden", "-x", "a/b", "a\\b", "a b", "../x", "..", "a" * 65,
@@ -227,7 +227,7 @@ def test_invalid_names(name):
         store.check_name(name)
     with pytest.raises(StoreError):
         store.model_dir(name)
-    assert not store.NAME_RE.fullmatch(name)
+    assert not store.valid_name(name)
 
 
 @pytest.mark.parametrize("base, name", [("日本", "日本"), ("My Story", "My-Story"),

@@ -26,7 +26,8 @@ import torch
 from .decoding import DecodeWeightsCache
 from .config import SamplingSettings
 from .generation import stream_text
-from .tokenizer import SPECIAL_TOKENS, CharTokenizer
+from .tokenizer import SPECIAL_TOKENS
+from .tokenizers import Tokenizer
 
 PROSE_TURN_SEP = "\n\n"
 
@@ -45,7 +46,7 @@ class ChatSession:
     def __init__(
         self,
         model,
-        tokenizer: CharTokenizer,
+        tokenizer: Tokenizer,
         kind: str = "dialogue",
         settings: SamplingSettings | None = None,
         amp_dtype: torch.dtype | None = None,
@@ -228,10 +229,10 @@ def _fit(chunks: list[list[int]], tail: list[int], budget: int, keep_role_token:
     return out + tail
 
 
-def start_ids(tok: CharTokenizer) -> list[int]:
+def start_ids(tok: Tokenizer) -> list[int]:
     """What to generate from when a prompt has nothing readable (empty, or only characters the
     model never saw): a newline, as a fresh paragraph, or else the end of a turn."""
-    return [tok.stoi["\n"]] if "\n" in tok.stoi else [tok.end_id]
+    return tok.start_ids()
 
 
 def unknown_list(text: str, unknown: set[str], limit: int = 8) -> str:
@@ -245,7 +246,7 @@ def unknown_list(text: str, unknown: set[str], limit: int = 8) -> str:
 _MARKERS = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
 
 
-def prompt_ids(tok: CharTokenizer, text: str, turns: bool = False) -> tuple[list[int], set[str]]:
+def prompt_ids(tok: Tokenizer, text: str, turns: bool = False) -> tuple[list[int], set[str]]:
     """Ids to continue `text` from (never empty), and the characters the model never saw.
     With turns (a dialogue model), turn markers written out (<|user|>, <|assistant|>,
     <|system|>, <|end|>, as `charchat sample` prints them) are the turn tokens themselves; a

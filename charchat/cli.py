@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .config import (COUNT, DEVICE_HELP, SETTING, SETTINGS, ConfigError, TrainingError,
                      flag_of)
-from .formatting import fmt_date, fmt_params, fmt_size, fmt_time
+from .formatting import corpus_label, fmt_date, fmt_params, fmt_size, fmt_time
 
 
 class CLIError(Exception):
@@ -279,8 +279,9 @@ class _TrainView:
         elif ev.kind == "eval":
             s["val"], s["best"] = ev.val_loss, ev.best_val_loss
             mark = " [green]saved[/]" if ev.improved else ""
+            bpc = f"  bpc {ev.bpc:.4f}" if ev.bpc is not None else ""
             self.say(
-                f"  step {ev.step:>6}  val {ev.val_loss:.4f}  ppl {ev.ppl:7.3f}  "
+                f"  step {ev.step:>6}  val {ev.val_loss:.4f}  ppl {ev.ppl:7.3f}{bpc}  "
                 f"lr {ev.lr:.2e}  {fmt_time(ev.elapsed)}{mark}"
             )
         if self.live and self.task is not None:
@@ -394,7 +395,8 @@ def cmd_models(args) -> int:
     if args.json:
         for m in models:
             print(json.dumps({"name": m.name, "path": str(m.path), "params": m.params,
-                              "best_val_loss": m.best_val_loss, "corpus": m.corpus,
+                              "best_val_loss": m.best_val_loss, "best_bpc": m.best_bpc,
+                              "tokenizer": m.tokenizer, "corpus": m.corpus,
                               "updated": m.updated, "size_bytes": m.size_bytes,
                               "bundled": m.bundled, "training": m.training is not None}))
         return 0
@@ -406,15 +408,18 @@ def cmd_models(args) -> int:
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for col in ("name", "params", "best val", "corpus", "updated", "size"):
-        table.add_column(col)
+    # "bpc": the best validation loss in bits per character of the text, the scale on which
+    # models of different tokenizers compare ("best val" is per token).
+    for col in ("name", "params", "best val", "bpc", "corpus", "updated", "size"):
+        table.add_column(col, no_wrap=col != "corpus")  # on a narrow screen the corpus wraps
     for m in models:
         table.add_row(
             m.name + (" (bundled)" if m.bundled else "")
             + (" (training)" if m.training is not None else ""),
             fmt_params(m.params),
             f"{m.best_val_loss:.4f}" if m.best_val_loss is not None else "?",
-            m.corpus,
+            f"{m.best_bpc:.4f}" if m.best_bpc is not None else "?",
+            corpus_label(m.corpus_summary) if m.corpus_summary else m.corpus,
             fmt_date(m.updated),
             fmt_size(m.size_bytes),
         )

@@ -60,6 +60,23 @@ def label_of(name: str) -> str:
 DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"
 DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 OPTIMIZERS = ("muon", "adamw")
+TOKENIZER_RE = re.compile(r"char|gpt2|bpe:\d+")
+BPE_RANGE = (260, 262_144)  # bpe:N: the 256 bytes plus N - 256 merges (charchat.bpe)
+TOKENIZER_HELP = (
+    "char (one token a character: the best bits per character for a small model on a CPU), "
+    "gpt2 (GPT-2's 50,257-token BPE: the one to fine-tune GPT-2 with; its 50k-row embedding "
+    "is most of a small model) or bpe:N (N tokens trained on your text, e.g. bpe:1024: more "
+    "text per context than char, and a smaller embedding than gpt2)")
+
+
+def tokenizer_problem(value: str) -> str | None:
+    """Why a well-formed --tokenizer value cannot be used (bpe:N out of range), or None."""
+    if value.startswith("bpe:"):
+        n = int(value[4:])
+        lo, hi = BPE_RANGE
+        if not lo <= n <= hi:
+            return f"bpe:N needs N from {lo} to {hi:,} (the 256 bytes included), got {n}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,8 @@ class Setting:
     high_open: bool = False
     choices: tuple[str, ...] = ()
     pattern: re.Pattern | None = None  # what a str value must match in full
+    check: object = None  # a further rule for a str value: value -> reason or None
+    usage: str = ""  # the values, shorter than help, for the message on an unknown one
     cli: bool = True  # a flag of `charchat train`
     form: bool = True  # a field of the training form's advanced section
     shape: bool = False  # fixed once a model has been trained: resuming cannot change it
@@ -120,8 +139,8 @@ class Setting:
             if self.choices and value not in self.choices:
                 return f"must be {' or '.join(self.choices)}, got {value!r}"
             if self.pattern is not None and not self.pattern.fullmatch(str(value)):
-                return f"unknown {self.label} {value!r}: use {self.help}"
-            return None
+                return f"unknown {self.label} {value!r}: use {self.usage or self.help}"
+            return self.check(value) if self.check is not None else None
         if self.kind is bool:
             return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -178,7 +197,10 @@ class TrainConfig:
     n_head: int | None = field(default=None, metadata=_s("attention heads", int, shape=True, **_COUNT))
     n_embd: int | None = field(default=None, metadata=_s("embedding width", int, shape=True, **_COUNT))
     block_size: int | None = field(default=None, metadata=_s(
-        "context length in characters", int, shape=True, **_COUNT))
+        "context length in tokens (characters with --tokenizer char)", int, shape=True, **_COUNT))
+    tokenizer: str = field(default="char", metadata=_s(
+        TOKENIZER_HELP, str, shape=True, pattern=TOKENIZER_RE, check=tokenizer_problem,
+        usage="char, gpt2 or bpe:N"))
     # optimisation
     batch_size: int | None = field(default=None, metadata=_s("sequences per step", int, **_COUNT))
     grad_accum: int = field(default=1, metadata=_s("micro-batches per step", int, **_COUNT))
@@ -247,6 +269,8 @@ class TrainConfig:
             d.setdefault("muon_weight_decay", d["weight_decay"])
         # and before its momentum was a setting, used Muon's usual 0.95.
         d.setdefault("muon_momentum", 0.95)
+        # and before BPE, every model was character-level.
+        d.setdefault("tokenizer", "char")
         for f in fields(cls):  # a damaged or hand-edited record fails here, by name
             if f.name in d and not _has_type(d[f.name], str(f.type)):
                 raise ValueError(f"setting {f.name!r} should be {f.type}, got {d[f.name]!r}")
@@ -385,11 +409,19 @@ class SamplingSettings:
 class CorpusSummary:
     files: list[str] = field(default_factory=list)
     bytes: int = 0
-    chars: int = 0  # ids after encoding: characters plus turn tokens
-    vocab_size: int = 0  # characters (special tokens not counted)
+    chars: int = 0  # characters of the text, each turn token counting one
+    vocab_size: int = 0  # characters, or a BPE's ranks (special tokens not counted)
     kind: str = "prose"  # prose, dialogue or mixed
     conversations: int = 0
     notes: list[str] = field(default_factory=list)  # skipped files and other remarks
+    tokens: int = 0  # ids after encoding (0: not encoded yet; the same as chars for char)
+    tokenizer: str = "char"  # char, gpt2 or bpe:N
+
+    @property
+    def ids(self) -> int:
+        """Ids after encoding; before it (or for an old record), the characters: exact for the
+        character tokenizer, an upper bound for BPE."""
+        return self.tokens or self.chars
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -413,8 +445,14 @@ class CorpusSummary:
 
     def describe(self) -> str:
         n = len(self.files)
-        text = (f"{n} file{'s' if n != 1 else ''}, {self.chars:,} characters, "
-                f"vocabulary {self.vocab_size}, {self.kind}")
+        text = f"{n} file{'s' if n != 1 else ''}, {self.chars:,} characters, "
+        if self.tokenizer == "char":
+            text += f"vocabulary {self.vocab_size}, {self.kind}"
+        elif self.tokens:
+            text += (f"{self.tokens:,} {self.tokenizer} tokens "
+                     f"({self.chars / self.tokens:.2f} characters a token), {self.kind}")
+        else:
+            text += f"{self.tokenizer}, {self.kind}"
         if self.conversations:
             text += f" ({self.conversations:,} conversations)"
         return text
@@ -449,6 +487,8 @@ class TrainEvent:
     val_loss: float | None = None
     best_val_loss: float | None = None
     ppl: float | None = None  # exp(val_loss) on eval events, exp(train_loss) on step events
+    bpc: float | None = None  # eval events: val_loss in bits per character of the text
+    bpb: float | None = None  # and per UTF-8 byte (char and BPE models compare on these)
     lr: float | None = None
     grad_norm: float | None = None  # global norm before clipping
     tokens_per_s: float | None = None

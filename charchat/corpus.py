@@ -21,30 +21,48 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import io
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 
 from . import store
 from .config import CorpusError, CorpusSummary  # noqa: F401  (re-exported)
 from .tokenizer import ROLE_TOKENS, CharTokenizer
+from .bpe import bpe_size
+from .tokenizers import Tokenizer
+
+if TYPE_CHECKING:
+    from .bpe import BPETokenizer
 
 CHUNK_BYTES = 1 << 22  # 4 MiB per read: big enough to be fast, small enough to bound memory
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: written without a map, with the validation split's text size
 VAL_FRACTION = 0.1
 
 
 @dataclass
 class Corpus:
     ids: np.ndarray  # all ids, memmapped
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     summary: CorpusSummary
     cache_path: Path | None = None
+    val_chars: int = 0  # characters of the validation split's text (a special token is one)
+    val_bytes: int = 0  # and its UTF-8 bytes
+
+    @property
+    def chars_per_token(self) -> float:
+        """Of the validation split: loss per token / this = loss per character."""
+        n = len(self.ids) - self.split
+        return self.val_chars / n if n and self.val_chars else 1.0
+
+    @property
+    def bytes_per_token(self) -> float:
+        n = len(self.ids) - self.split
+        return self.val_bytes / n if n and self.val_bytes else 1.0
 
     @property
     def split(self) -> int:
@@ -319,6 +337,7 @@ def _read(path: Path):
 def inspect(
     paths: Iterable[str | os.PathLike],
     progress: Callable[[int, int], None] | None = None,
+    collect_chars: bool = True,
 ) -> tuple[CorpusSummary, list[Path], str]:
     """Check the corpus and count it without encoding anything.
 
@@ -338,14 +357,16 @@ def inspect(
         visible = False
         for what, item in _read(f):
             if what == "text":
-                chars.update(item)
+                if collect_chars:
+                    chars.update(item)
                 n_file += len(item)
                 if not visible and item.strip():
                     visible = True
             else:
                 summary.conversations += 1
                 for _, content in item:
-                    chars.update(content)
+                    if collect_chars:
+                        chars.update(content)
                     n_file += len(content) + 2
                 visible = True
         if not visible:
@@ -383,15 +404,19 @@ def _first_file_with(files: list[Path], wanted: set[str]) -> Path:
     return files[0]
 
 
-def _cache_key(files: list[Path], tokenizer: CharTokenizer) -> str:
+def _cache_key(files: list[Path], tokenizer: Tokenizer) -> str:
     h = hashlib.sha256()
     h.update(f"charchat-corpus-{CACHE_FORMAT}\n".encode())
+    _hash_files(h, files)
+    h.update(tokenizer.to_json().encode())
+    return h.hexdigest()[:32]
+
+
+def _hash_files(h, files: list[Path]) -> None:
     for f in files:
         st = f.stat()
         # fsencode: a file name need not be valid UTF-8.
         h.update(os.fsencode(f.resolve()) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    h.update(tokenizer.to_json().encode())
-    return h.hexdigest()[:32]
 
 
 def _lookup_table(tokenizer: CharTokenizer, dtype) -> np.ndarray:
@@ -406,22 +431,261 @@ def _codepoints(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
 
 
+def id_dtype(vocab_size: int):
+    """uint16 where every id fits, uint32 above."""
+    return np.uint16 if vocab_size <= 65536 else np.uint32
+
+
+class IdFile:
+    """An .npy file of ids, written front to back with plain writes.
+
+    Written chunk by chunk and never mapped while it is written, so memory stays bounded by the
+    chunk whatever the corpus size (dirty pages of a writable map count as the process's own
+    memory: mapping the whole output held ~2x the text in memory). The header has a fixed size
+    and is written last, when the number of ids is known. With a size known beforehand (the
+    character path), the disk's room is checked and the blocks are allocated first."""
+
+    HEADER = 128
+
+    def __init__(self, path: Path, dtype, expected: int | None = None) -> None:
+        self.path, self.dtype, self.n = path, np.dtype(dtype), 0
+        self.folder = path.parent
+        if expected is not None:
+            size = self.HEADER + expected * self.dtype.itemsize
+            store.check_free_space(self.folder, size, f"the corpus cache ({expected:,} ids)")
+        try:
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC |
+                              getattr(os, "O_BINARY", 0), 0o666)
+        except OSError as e:
+            raise self._error(e) from None
+        try:
+            if expected is not None:
+                store.allocate(self.fd, self.HEADER + expected * self.dtype.itemsize)
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            store.write_all(self.fd, self._header(0))
+        except OSError as e:
+            self.abort()
+            raise self._error(e) from None
+
+    def _error(self, e: OSError) -> OSError:
+        return store.no_space(self.folder, "the corpus cache") if store.is_no_space(e) else e
+
+    def _header(self, n: int) -> bytes:
+        d = f"{{'descr': '{np.lib.format.dtype_to_descr(self.dtype)}', 'fortran_order': False, "\
+            f"'shape': ({n},), }}"
+        body = d.ljust(self.HEADER - 10 - 1) + "\n"
+        return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
+
+    def write(self, ids) -> None:
+        a = np.ascontiguousarray(ids, dtype=self.dtype)
+        try:
+            store.write_all(self.fd, a)
+        except OSError as e:
+            raise self._error(e) from None
+        self.n += len(a)
+
+    def finish(self) -> None:
+        try:
+            os.ftruncate(self.fd, self.HEADER + self.n * self.dtype.itemsize)
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            store.write_all(self.fd, self._header(self.n))
+            os.fsync(self.fd)
+        except OSError as e:
+            raise self._error(e) from None
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+
+    def abort(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self.path.unlink(missing_ok=True)
+
+
+def _read_ids(path: Path, start: int, stop: int, chunk: int = 1 << 22) -> Iterator[np.ndarray]:
+    """ids[start:stop] of an .npy file, a chunk at a time, read (not mapped)."""
+    a = np.load(path, mmap_mode="r")
+    offset, dtype = a.offset, a.dtype
+    del a
+    with open(path, "rb") as f:
+        for s in range(start, stop, chunk):
+            n = min(chunk, stop - s)
+            f.seek(offset + s * dtype.itemsize)
+            yield np.fromfile(f, dtype=dtype, count=n)
+
+
+def _text_size(tokenizer: Tokenizer, path: Path, start: int, stop: int) -> tuple[int, int]:
+    """(characters, UTF-8 bytes) of the ids in [start, stop) of the file; a special token counts
+    one of each. The scale of bits per character and per byte."""
+    chars = nbytes = 0
+    if isinstance(tokenizer, CharTokenizer):
+        lengths = np.asarray(tokenizer._utf8_lengths(), dtype=np.int64)
+        for ids in _read_ids(path, start, stop):
+            chars += len(ids)
+            nbytes += int(lengths[ids].sum())
+        return chars, nbytes
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    first_special = tokenizer.n_ranks
+    for ids in _read_ids(path, start, stop):
+        special = ids >= first_special
+        n_special = int(special.sum())
+        data = tokenizer.enc.decode_bytes(ids[~special].tolist())
+        chars += n_special + len(decoder.decode(data))
+        nbytes += n_special + len(data)
+    chars += len(decoder.decode(b"", final=True))
+    return chars, nbytes
+
+
+# ---------------------------------------------------------------------------------------------
+# BPE: training a vocabulary, and encoding on every core
+
+
+def _texts(files: list[Path]) -> Iterator[str]:
+    """The corpus's text in order (dialogue: each turn's content), for training a BPE."""
+    for f in files:
+        for what, item in _read(f):
+            if what == "text":
+                yield item
+            else:
+                for _, content in item:
+                    yield content
+
+
+def _bpe_for(spec: str, files: list[Path], cache_dir: Path,
+             progress: Callable[[str, int, int], None] | None, total: int) -> "BPETokenizer":
+    """GPT-2's, or a BPE trained on the files (kept in the cache, keyed like the ids)."""
+    from . import bpe
+
+    if spec == "gpt2":
+        return bpe.gpt2()
+    n = bpe.bpe_size(spec)
+    if n is None:
+        raise CorpusError(f"unknown tokenizer {spec!r}: use char, gpt2 or bpe:N")
+    h = hashlib.sha256(f"charchat-bpe-1\n{spec}\n{bpe.GPT4_PATTERN}\n".encode())
+    _hash_files(h, files)
+    path = cache_dir / f"bpe-{h.hexdigest()[:32]}.json"
+    if path.exists():
+        try:
+            return bpe.BPETokenizer.from_dict(json.loads(path.read_text()), where=str(path))
+        except (OSError, ValueError):
+            pass  # damaged: trained again
+    done = 0
+
+    def fed() -> Iterator[str]:
+        nonlocal done
+        for text in _texts(files):
+            done += len(text)
+            if progress:
+                progress(f"training {spec}", min(done, total), total)
+            yield text
+
+    tok = bpe.train_bpe(fed(), n)
+    store.atomic_write_text(path, json.dumps(tok.to_dict(inline_ranks=True)))
+    return tok
+
+
+PIECE_CHARS = 1 << 20  # text per encoding task
+_CUT = re.compile(r"\S\n(?=\w)|\w (?=\w)")
+
+
+def _safe_cut(text: str, near: int) -> int:
+    """A position at or after `near` where text can be cut without changing its BPE: after a
+    newline between a non-space and a letter, or before a space between two letters. Both
+    split patterns (GPT-2's, GPT-4's) end a piece there, so encoding the two parts gives the
+    ids of the whole. len(text) if there is none."""
+    for m in _CUT.finditer(text, max(0, near - 1)):
+        i = m.start() + 2 if m.group().endswith("\n") else m.start() + 1
+        if text[i].isalpha() and (text[i - 1] == "\n" or text[i - 2].isalpha()):
+            return i
+    return len(text)
+
+
+def _encode_bpe(files: list[Path], tokenizer: "BPETokenizer", out: IdFile,
+                progress: Callable[[str, int, int], None] | None, total: int) -> None:
+    """Every file's ids into out, in order. Prose is cut at safe places into ~1 MiB pieces that
+    are encoded on every core at once (tiktoken releases the GIL while it encodes); memory stays
+    bounded by a few pieces per core."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = max(1, os.cpu_count() or 1)
+    enc = tokenizer.enc
+    dtype = out.dtype
+
+    def encode(text: str) -> np.ndarray:
+        return enc.encode_to_numpy(text, disallowed_special=())
+
+    with ThreadPoolExecutor(threads) as pool:
+        pending: list = []  # futures in file order
+
+        def drain(keep: int) -> None:
+            while len(pending) > keep:
+                out.write(pending.pop(0).result().astype(dtype, copy=False))
+
+        done = 0
+        for f in files:
+            if _kind_of(f) == "dialogue":
+                for turns in _read_dialogue(f):
+                    pending.append(pool.submit(_encode_conversation, tokenizer, turns))
+                    drain(threads * 64)
+            else:
+                buf = ""
+                for text in _read_prose(f):
+                    buf += text
+                    while len(buf) >= 2 * PIECE_CHARS:
+                        cut = _safe_cut(buf, PIECE_CHARS)
+                        if cut >= len(buf):
+                            break  # no safe place yet: read on
+                        pending.append(pool.submit(encode, buf[:cut]))
+                        buf = buf[cut:]
+                        drain(threads * 2)
+                if buf:
+                    pending.append(pool.submit(encode, buf))
+            drain(threads * 2)
+            done += f.stat().st_size
+            if progress:
+                progress("encoding", done, total)
+        drain(0)
+
+
+def _encode_conversation(tokenizer: "BPETokenizer", turns: list[tuple[str, str]]) -> np.ndarray:
+    ids: list[int] = []
+    for role, content in turns:
+        ids += tokenizer.encode_turn(role, content).ids
+    return np.asarray(ids, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Both kinds
+
+
 def load_corpus(
     paths: Iterable[str | os.PathLike],
-    tokenizer: CharTokenizer | None = None,
+    tokenizer: Tokenizer | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    spec: str = "char",
 ) -> Corpus:
     """Check, encode and cache the corpus; returns ids through a read-only memmap.
 
-    With a tokenizer (resuming, or training further), every character must already be in its
-    vocabulary. progress(stage, done_bytes, total_bytes) is called as files are read.
+    tokenizer: the model's (resuming, or training further); for a character vocabulary every
+    character must already be in it. Without one, spec says which to use: char (the corpus's
+    characters), gpt2, or bpe:N (trained on the corpus). progress(stage, done, total) is called
+    as files are read.
     """
     p1 = (lambda d, t: progress("checking", d, t)) if progress else None
-    summary, files, chars = inspect(paths, p1)
+    is_char = isinstance(tokenizer, CharTokenizer) or (tokenizer is None and spec == "char")
+    summary, files, chars = inspect(paths, p1, collect_chars=is_char)
+    if cache_dir is None:
+        from .store import cache_dir as default_cache_dir
+
+        cache_dir = default_cache_dir()
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
     if tokenizer is None:
-        tokenizer = CharTokenizer(chars)
-    else:
+        tokenizer = (CharTokenizer(chars) if is_char
+                     else _bpe_for(spec, files, cache_dir, progress, summary.chars))
+    elif is_char:
         missing = [c for c in chars if c not in tokenizer.stoi]
         if missing:
             shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in missing[:5])
@@ -429,13 +693,14 @@ def load_corpus(
                 f"{_first_file_with(files, set(missing))}: has {len(missing)} character(s) "
                 f"the model's vocabulary lacks: {shown}"
             )
-    dtype = np.uint16 if tokenizer.vocab_size <= 65535 else np.uint32
-    if cache_dir is None:
-        from .store import cache_dir as default_cache_dir
-
-        cache_dir = default_cache_dir()
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    summary.tokenizer = tokenizer.name
+    if not is_char:
+        summary.vocab_size = tokenizer.n_ranks
+        asked = bpe_size(tokenizer.name)
+        if asked and tokenizer.n_ranks < asked:
+            summary.notes.append(f"{tokenizer.name}: the text gave only {tokenizer.n_ranks:,} "
+                                 f"tokens (every pair of tokens that occurs was merged)")
+    dtype = id_dtype(tokenizer.vocab_size)
     key = _cache_key(files, tokenizer)
     ids_path = cache_dir / f"{key}.npy"
     meta_path = cache_dir / f"{key}.json"
@@ -444,76 +709,65 @@ def load_corpus(
             meta = json.loads(meta_path.read_text())
             ids = np.load(ids_path, mmap_mode="r")
             if len(ids) == meta["n"] and ids.dtype == dtype:
-                return Corpus(ids, tokenizer, summary, ids_path)
-        except (OSError, ValueError, KeyError):
+                summary.tokens = meta["n"]
+                return Corpus(ids, tokenizer, summary, ids_path, *meta["val_size"])
+        except (OSError, ValueError, KeyError, TypeError):
             pass  # a damaged cache entry is rebuilt below
-    n = summary.chars
     tmp = ids_path.with_suffix(f".tmp{os.getpid()}")
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
-              "shape": (n,)}
-    head = io.BytesIO()
-    np.lib.format.write_array_header_1_0(head, header)
-    size = len(head.getvalue()) + n * np.dtype(dtype).itemsize
-    # Room is checked, then the file's blocks are allocated, before the file is mapped: a page
-    # of a map that the disk cannot back kills the process with SIGBUS, not an exception.
-    store.check_free_space(cache_dir, size, f"the corpus cache ({n:,} characters)")
-    out = None
+    out = IdFile(tmp, dtype, expected=summary.chars if is_char else None)
     try:
-        try:
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0),
-                         0o666)
-            try:
-                store.allocate(fd, size)
-                os.lseek(fd, 0, os.SEEK_SET)
-                store.write_all(fd, head.getvalue())
-            finally:
-                os.close(fd)
-        except OSError as e:
-            if store.is_no_space(e):
-                raise store.no_space(cache_dir, "the corpus cache") from None
-            raise
-        out = np.memmap(tmp, dtype=dtype, mode="r+", offset=len(head.getvalue()), shape=(n,))
-        lut = _lookup_table(tokenizer, dtype)
-        pos = 0
-        done = 0
-        for f in files:
-            for what, item in _read(f):
-                if what == "text":
-                    cps = _codepoints(item)
-                    out[pos : pos + len(cps)] = lut[cps]
-                    pos += len(cps)
-                else:
-                    for role, content in item:
-                        out[pos] = tokenizer.special_ids[ROLE_TOKENS[role]]
-                        cps = _codepoints(content)
-                        out[pos + 1 : pos + 1 + len(cps)] = lut[cps]
-                        pos += len(cps) + 1
-                        out[pos] = tokenizer.end_id
-                        pos += 1
-            done += f.stat().st_size
-            if progress:
-                progress("encoding", done, summary.bytes)
-        if pos != n:
-            raise CorpusError(
-                f"corpus changed while it was read ({pos:,} characters, expected {n:,}); try again"
-            )
-        out.flush()
-        out = None
+        if is_char:
+            _encode_chars(files, tokenizer, out, progress, summary.bytes)
+        else:
+            _encode_bpe(files, tokenizer, out, progress, summary.bytes)
+        if is_char and out.n != summary.chars:
+            raise CorpusError(f"corpus changed while it was read ({out.n:,} characters, "
+                              f"expected {summary.chars:,}); try again")
+        out.finish()
+        n = out.n
+        split = int(n * (1 - VAL_FRACTION))
+        val_size = _text_size(tokenizer, tmp, split, n)
         os.replace(tmp, ids_path)
-        store.atomic_write_text(meta_path, json.dumps({"n": n, "summary": summary.to_dict()}))
+        store.atomic_write_text(meta_path, json.dumps(
+            {"n": n, "val_size": list(val_size), "summary": summary.to_dict()}))
     finally:
-        out = None  # the map is closed before its file is removed (Windows needs it)
-        if tmp.exists():
-            tmp.unlink()
-    return Corpus(np.load(ids_path, mmap_mode="r"), tokenizer, summary, ids_path)
+        out.abort()  # removes the temporary file if it is still there
+    summary.tokens = n
+    return Corpus(np.load(ids_path, mmap_mode="r"), tokenizer, summary, ids_path, *val_size)
 
 
-def corpus_from_text(text: str, tokenizer: CharTokenizer | None = None) -> Corpus:
+def _encode_chars(files: list[Path], tokenizer: CharTokenizer, out: IdFile,
+                  progress: Callable[[str, int, int], None] | None, total: int) -> None:
+    lut = _lookup_table(tokenizer, out.dtype)
+    done = 0
+    for f in files:
+        for what, item in _read(f):
+            if what == "text":
+                out.write(lut[_codepoints(item)])
+            else:
+                for role, content in item:
+                    out.write([tokenizer.special_ids[ROLE_TOKENS[role]]])
+                    out.write(lut[_codepoints(content)])
+                    out.write([tokenizer.end_id])
+        done += f.stat().st_size
+        if progress:
+            progress("encoding", done, total)
+
+
+def corpus_from_text(text: str, tokenizer: Tokenizer | None = None) -> Corpus:
     """An in-memory prose corpus, for notebooks and tests."""
     if not text.strip():
         raise CorpusError("text is empty or whitespace only")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise CorpusError(f"text has an unpaired surrogate (\\u{ord(e.object[e.start]):04x}) at "
+                          f"index {e.start}, which is not a character") from None
     tokenizer = tokenizer or CharTokenizer(text)
-    ids = np.asarray(tokenizer.encode(text), dtype=np.uint16 if len(tokenizer) <= 65535 else np.uint32)
-    summary = CorpusSummary(files=["<text>"], bytes=len(text.encode()), chars=len(ids),
-                            vocab_size=len(tokenizer.chars), kind="prose")
-    return Corpus(ids, tokenizer, summary)
+    ids = np.asarray(tokenizer.encode(text), dtype=id_dtype(tokenizer.vocab_size))
+    summary = CorpusSummary(files=["<text>"], bytes=len(text.encode()), chars=len(text),
+                            vocab_size=len(getattr(tokenizer, "chars", ())) or tokenizer.vocab_size,
+                            kind="prose", tokens=len(ids), tokenizer=tokenizer.name)
+    split = int(len(ids) * (1 - VAL_FRACTION))
+    val = tokenizer.decode(ids[split:].tolist())
+    return Corpus(ids, tokenizer, summary, None, len(val), len(val.encode()))

@@ -86,6 +86,7 @@ def generate_ids(
     amp_dtype: torch.dtype | None = None,
     quantize: str | None = None,
     weights: DecodeWeightsCache | None = None,
+    vocab_limit: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield max_new_tokens sampled tokens, each a LongTensor of shape (B,), using a KV cache.
 
@@ -93,6 +94,8 @@ def generate_ids(
     call, never across a yield: it is thread-local state and must not leak into the caller.
     quantize="int8" reads new tokens through int8 weights (CPU; see charchat.decoding).
     weights keeps the decode step's prepared weights between calls (see DecodeWeightsCache).
+    vocab_limit: ids from here up are never sampled (the padding rows of a BPE model's
+    embedding, charchat.bpe).
     """
     if idx.dim() != 2 or idx.size(1) == 0:
         raise ValueError("idx must be a non-empty LongTensor of shape (batch, time)")
@@ -116,6 +119,9 @@ def generate_ids(
         with amp():
             logits = model(ctx, cache=cache, last_only=True)[0][:, -1, :]
         for i in range(max_new_tokens):
+            if vocab_limit is not None and vocab_limit < logits.size(-1):
+                logits = logits.clone()
+                logits[:, vocab_limit:] = float("-inf")
             tok = sample_next(logits, temperature, top_k, top_p, generator)
             yield tok
             if i == max_new_tokens - 1:
@@ -149,7 +155,10 @@ def stream_text(
     weights: DecodeWeightsCache | None = None,
     show_turns: bool = False,
 ) -> Iterator[str]:
-    """Yield the generated text piece by piece (usually one character at a time).
+    """Yield the generated text piece by piece (usually a token at a time).
+
+    Tokens go through the tokenizer's stream decoder: a character whose bytes span several BPE
+    tokens comes out whole, once its last token is read, never as U+FFFD halves.
 
     Turn markers (<|user|> and the like) are structure, not text, and are left out, unless
     show_turns: free sampling from a dialogue model runs turn after turn, which read as one
@@ -177,14 +186,16 @@ def stream_text(
     tokens = generate_ids(
         model, idx, settings.max_new_chars, settings.temperature, top_k, settings.top_p, gen,
         amp_dtype=amp_dtype, quantize=settings.quantize, weights=weights,
+        vocab_limit=tokenizer.vocab_size,
     )
+    decoder = tokenizer.stream_decoder(show_turns)
     try:
         for tok in tokens:
             t = int(tok[0])
             if t in stop_ids:
                 outcome.update(reason="stop_id", token=t)
                 break
-            piece = tokenizer.decode([t]) if show_turns else tokenizer.decode_text([t])
+            piece = decoder.feed(t)
             if not piece:
                 continue
             pending += piece
@@ -202,6 +213,12 @@ def stream_text(
                 out, pending = pending, ""
             if out:
                 yield out
+        pending += decoder.flush()
+        if stops and pending:
+            hit = min((pending.find(s) for s in stops if s in pending), default=-1)
+            if hit >= 0:
+                pending = pending[:hit]
+                outcome["reason"] = "stop"
         if pending:
             yield pending
     finally:

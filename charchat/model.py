@@ -238,16 +238,18 @@ class GPT(nn.Module):
         top_k: int | None = None,
         top_p: float | None = None,
         generator: torch.Generator | None = None,
+        vocab_limit: int | None = None,
     ) -> torch.Tensor:
         """Extend idx (B, T) by max_new_tokens sampled tokens; returns (B, T + max_new_tokens).
 
         temperature 0 picks the likeliest token (greedy). Runs with a KV cache; past block_size
-        the context is shortened as described in charchat.generation.
+        the context is shortened as described in charchat.generation. Ids from vocab_limit
+        up (a padded embedding's spare rows) are never sampled.
         """
         new = list(
             generate_ids(
                 self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                generator=generator,
+                generator=generator, vocab_limit=vocab_limit,
             )
         )
         if not new:
@@ -263,6 +265,7 @@ class GPT(nn.Module):
         top_k: int | None = None,
         top_p: float | None = None,
         generator: torch.Generator | None = None,
+        vocab_limit: int | None = None,
     ):
         """Like generate, for a batch of one, but yields each new token id (an int) as soon as
         it is sampled, so a caller can print it at once and stop whenever it likes."""
@@ -270,6 +273,6 @@ class GPT(nn.Module):
             raise ValueError("generate_stream takes a batch of one sequence; use generate")
         for tok in generate_ids(
             self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-            generator=generator,
+            generator=generator, vocab_limit=vocab_limit,
         ):
             yield int(tok[0])

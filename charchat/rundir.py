@@ -12,7 +12,8 @@ import os
 import time
 from pathlib import Path
 
-from . import locking, store
+from . import locking, store, tokenizers
+from .bpe import RANKS_FILE
 from .config import CorpusSummary, TrainEvent, TrainingError
 
 CONFIG = "config.json"
@@ -21,7 +22,7 @@ TRAIN_ARGS = "train_args.json"
 CORPUS = "corpus.json"
 METRICS = "metrics.jsonl"
 # What a run writes besides the weights: all of it goes if the run saves no model.
-RUN_FILES = (CONFIG, TOKENIZER, TRAIN_ARGS, CORPUS, METRICS, store.STATE)
+RUN_FILES = (CONFIG, TOKENIZER, RANKS_FILE, TRAIN_ARGS, CORPUS, METRICS, store.STATE)
 
 
 class RunFolder:
@@ -111,19 +112,20 @@ class RunFolder:
                     device: str, notes: list[str], corpus: CorpusSummary) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         store.atomic_write_json(self.path / CONFIG, model_config)
-        store.atomic_write_text(self.path / TOKENIZER, tokenizer.to_json() + "\n")
+        for file, data in tokenizers.folder_files(tokenizer).items():
+            store.atomic_write_bytes(self.path / file, data)
         store.atomic_write_json(self.path / TRAIN_ARGS, {
             "config": config, "corpus_paths": [str(p) for p in corpus_paths],
             "device": device, "notes": notes})
         store.atomic_write_json(self.path / CORPUS, corpus.to_dict())
 
     def recorded_length(self) -> int | None:
-        """The corpus length in corpus.json (rewritten only by write_setup)."""
+        """The corpus length in ids in corpus.json (rewritten only by write_setup)."""
         try:
-            chars = json.loads((self.path / CORPUS).read_text()).get("chars")
-        except (OSError, ValueError, AttributeError):
+            d = json.loads((self.path / CORPUS).read_text())
+        except (OSError, ValueError):
             return None
-        return chars if isinstance(chars, int) and not isinstance(chars, bool) else None
+        return CorpusSummary.from_dict(d).ids or None
 
     # -- the log -------------------------------------------------------------------------------
     def open_metrics(self, append: bool, through_step: int | None = None) -> None:
@@ -186,11 +188,12 @@ class RunFolder:
 
     # -- the best model ------------------------------------------------------------------------
     def save_best(self, model, tokenizer, *, step: int, val: float, corpus: CorpusSummary,
-                  device: str) -> None:
+                  device: str, bpc: float | None = None) -> None:
         store.save_model(self.path, model, tokenizer,
                          {"step": step, "val_loss": val, "corpus_kind": corpus.kind})
         now = time.time()
         self.describe(params=model.num_params(), best_val_loss=val, best_step=step,
+                      best_bpc=bpc, tokenizer=tokenizer.name,
                       corpus=corpus, created=store.read_meta(self.path).get("created", now),
                       updated=now, device=device)
 

@@ -212,11 +212,12 @@ def saved_paths(name: str) -> list[str]:
 # Running it
 
 
-def load_corpus(p: RunPlan):
-    """Read the plan's corpus (with the model's vocabulary when resuming). CorpusError."""
+def load_corpus(p: RunPlan, progress: Callable[[str, int, int], None] | None = None):
+    """Read the plan's corpus (with the model's vocabulary when resuming, else the tokenizer
+    its settings name). CorpusError. progress(stage, done, total) as in corpus.load_corpus."""
     from .corpus import load_corpus as load
 
-    return load(p.paths, tokenizer=p.tokenizer)
+    return load(p.paths, tokenizer=p.tokenizer, spec=p.config.tokenizer, progress=progress)
 
 
 def train(p: RunPlan, on_event: Callable[[TrainEvent], None] | None = None,
@@ -248,7 +249,7 @@ def train_files(corpus, name: str | None = None,
     paths = None
     if not isinstance(corpus, Corpus):
         paths = [str(p) for p in ([corpus] if isinstance(corpus, (str, Path)) else corpus)]
-        corpus = load(paths)
+        corpus = load(paths, spec=overrides.get("tokenizer", "char"))
     if name is None and out_dir is None:
         name = suggest_name([corpus.summary.files[0]])
     return Trainer(corpus, TrainConfig(**overrides), name=name, out_dir=out_dir,
@@ -262,17 +263,25 @@ def train_files(corpus, name: str | None = None,
 
 def evaluate_file(loaded, path: str, device, amp_dtype=None) -> dict:
     """Validation loss of a loaded model on the last 10% of a text file: {"val_loss", "bpc",
-    "ppl", "chars"}. Raises CorpusError, or ConfigError("file") when the text does not fit
-    the model."""
+    "bpb", "ppl", "tokens", "chars"}. Raises CorpusError, or ConfigError("file") when the text
+    does not fit the model."""
     import numpy as np
 
     from .corpus import load_corpus as load
-    from .evaluate import val_loss
 
+    tok = loaded.tokenizer
+    bs = loaded.model.config.block_size
+    if tok.kind == "bpe":  # every text has BPE ids: read with the model's own
+        corpus = load([path], tokenizer=tok)
+        val = corpus.val_ids
+        if len(val) < bs + 1:
+            raise ConfigError("file", f"{path}: its last 10% has {len(val)} tokens; "
+                                      f"model {loaded.name!r} needs at least {bs + 1}")
+        return _scored(loaded, corpus, val, device, amp_dtype)
     # Read with the file's own vocabulary: a character the model lacks matters only in the
     # last 10%, the part scored. (The count of ids, so the split, is the same.)
     corpus = load([path])
-    tok, own = loaded.tokenizer, corpus.tokenizer
+    own = corpus.tokenizer
     to_model = np.array([tok.special_ids.get(c, tok.stoi.get(c, -1)) for c in own.itos],
                         dtype=np.int32)  # 4 bytes an id: a 200 MB file's last tenth is 80 MB
     val = to_model[corpus.val_ids]
@@ -281,11 +290,26 @@ def evaluate_file(loaded, path: str, device, amp_dtype=None) -> dict:
         shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in lacking[:5])
         raise ConfigError("file", f"{path}: its last 10% has {len(lacking)} character(s) "
                                   f"model {loaded.name!r} never saw: {shown}")
-    bs = loaded.model.config.block_size
     if len(val) < bs + 1:
         raise ConfigError("file", f"{path}: its last 10% has {len(val)} characters; "
                                   f"model {loaded.name!r} needs at least {bs + 1}")
-    return val_loss(loaded.model, val, device, amp_dtype)
+    return _scored(loaded, corpus, val, device, amp_dtype)
+
+
+def _scored(loaded, corpus, val, device, amp_dtype) -> dict:
+    """val_loss's figures, with bits per character and per byte of the text: {"val_loss",
+    "bpc", "bpb", "ppl", "tokens", "chars"} ("chars": characters of the text scored)."""
+    import math
+
+    from .evaluate import val_loss
+
+    r = val_loss(loaded.model, val, device, amp_dtype)
+    tokens = r.pop("chars")
+    return {"val_loss": r["val_loss"],
+            "bpc": r["val_loss"] / math.log(2) / corpus.chars_per_token,
+            "bpb": r["val_loss"] / math.log(2) / corpus.bytes_per_token,
+            "ppl": r["ppl"], "tokens": tokens,
+            "chars": round(tokens * corpus.chars_per_token)}
 
 
 __all__ = ["RunRequest", "RunPlan", "plan", "train", "train_files", "suggest_name",

@@ -45,7 +45,9 @@ from typing import TYPE_CHECKING
 from . import locking
 from .config import CorpusSummary
 from .formatting import fmt_size
-from .tokenizer import CharTokenizer, TokenizerError
+from . import tokenizers
+from .tokenizer import TokenizerError
+from .tokenizers import Tokenizer
 
 if TYPE_CHECKING:  # torch is imported on first use, so that listing models stays instant
     import torch
@@ -332,7 +334,7 @@ def safe_torch_load(path: Path, what: str = "model file"):
 # Saving and loading models
 
 
-def save_model(folder: Path, model: "GPT", tokenizer: CharTokenizer, info: dict | None = None,
+def save_model(folder: Path, model: "GPT", tokenizer: Tokenizer, info: dict | None = None,
                dtype: "torch.dtype | None" = None) -> None:
     """Write the weights file atomically. info: small JSON-able facts (step, val_loss, ...).
 
@@ -349,7 +351,8 @@ def save_model(folder: Path, model: "GPT", tokenizer: CharTokenizer, info: dict 
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "config": model.config.to_dict(),
-        "tokenizer": tokenizer.to_json(),
+        # A trained BPE's ranks travel inside (the file loads on its own); GPT-2's are named.
+        "tokenizer": tokenizer.to_json(inline_ranks=True),
         "info": json.dumps(info or {}),
         "state_dict": sd,
     }
@@ -367,7 +370,7 @@ def _plain_state_dict(model) -> dict:
 @dataclass
 class LoadedModel:
     model: "GPT"
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     name: str
     path: Path
     info: dict = field(default_factory=dict)
@@ -379,7 +382,7 @@ class LoadedModel:
         return self.info.get("corpus_kind") or self.meta.get("corpus_kind") or "prose"
 
 
-def read_weights(path: Path) -> tuple[GPT, CharTokenizer, dict]:
+def read_weights(path: Path) -> tuple[GPT, Tokenizer, dict]:
     """Build a GPT from a weights file, checking everything a damaged or foreign file could break."""
     import torch
 
@@ -393,12 +396,12 @@ def read_weights(path: Path) -> tuple[GPT, CharTokenizer, dict]:
         raise StoreError(f"{path}: unsupported model file version {obj.get('version')!r}")
     try:
         config = GPTConfig.from_dict(obj["config"])
-        tokenizer = CharTokenizer.from_json(obj["tokenizer"])
+        tokenizer = tokenizers.from_json(obj["tokenizer"], "the vocabulary")
         info = json.loads(obj.get("info") or "{}")
         sd = obj["state_dict"]
     except (KeyError, TypeError, ValueError, TokenizerError) as e:
         raise StoreError(f"{path}: damaged model file ({e})") from None
-    if config.vocab_size != tokenizer.vocab_size:
+    if config.vocab_size != tokenizer.padded_vocab_size:
         raise StoreError(
             f"{path}: damaged model file (vocabulary has {tokenizer.vocab_size} tokens, "
             f"model expects {config.vocab_size})"
@@ -528,11 +531,12 @@ def read_training_record(folder: Path) -> dict:
     return d
 
 
-def read_tokenizer(folder: Path) -> CharTokenizer:
-    """A model folder's vocabulary (tokenizer.json), for resuming; StoreError names the file."""
+def read_tokenizer(folder: Path) -> Tokenizer:
+    """A model folder's vocabulary (tokenizer.json, and tokenizer.tiktoken for a trained BPE),
+    for resuming; StoreError names the file."""
     path = Path(folder) / "tokenizer.json"
     try:
-        return CharTokenizer.from_json(path.read_text())
+        return tokenizers.read_folder(folder)
     except (OSError, ValueError) as e:
         raise StoreError(f"{path}: cannot resume, vocabulary unreadable ({e})") from None
 
@@ -582,6 +586,8 @@ class SavedModel:
     meta: dict = field(default_factory=dict)
     training: int | None = None  # pid of the run training it now (0: unknown), else None
     corpus_summary: CorpusSummary | None = None  # the corpus as data, when recorded
+    tokenizer: str = "char"  # char, gpt2 or bpe:N
+    best_bpc: float | None = None  # best_val_loss in bits per character of the text
 
 
 def _info_for(folder: Path, bundled: bool = False) -> SavedModel:
@@ -592,11 +598,13 @@ def _info_for(folder: Path, bundled: bool = False) -> SavedModel:
         updated = weights.stat().st_mtime
     except OSError:
         size, updated = 0, 0.0
+    best = _typed(meta, "best_val_loss", (int, float))
+    tokenizer = _typed(meta, "tokenizer", (str,), "char")
     return SavedModel(
         name=BUNDLED_NAME if bundled else folder.name,
         path=folder,
         params=_typed(meta, "params", (int,)),
-        best_val_loss=_typed(meta, "best_val_loss", (int, float)),
+        best_val_loss=best,
         corpus=_typed(meta, "corpus", (str,), ""),
         updated=updated,
         size_bytes=size,
@@ -604,6 +612,10 @@ def _info_for(folder: Path, bundled: bool = False) -> SavedModel:
         meta=meta,
         training=None if bundled else locking.holder(folder),
         corpus_summary=read_corpus_summary(folder, meta),
+        tokenizer=tokenizer,
+        best_bpc=_typed(meta, "best_bpc", (int, float)) or (
+            # a character model from before bpc was recorded: a token is a character
+            best / math.log(2) if best is not None and tokenizer == "char" else None),
     )
 
 

@@ -43,7 +43,24 @@ class EncodeResult:
     unknown: set[str]  # characters replaced or dropped by the unknown-character rule
 
 
+class CharStreamDecoder:
+    """Token ids in, text out, one at a time (the same interface as charchat.bpe's)."""
+
+    def __init__(self, tokenizer: "CharTokenizer", show_specials: bool) -> None:
+        self._itos = tokenizer.itos
+        self._first = 0 if show_specials else len(tokenizer.specials)
+
+    def feed(self, token: int) -> str:
+        return self._itos[token] if token >= self._first else ""
+
+    def flush(self) -> str:
+        return ""
+
+
 class CharTokenizer:
+    kind = "char"
+    name = "char"
+
     def __init__(self, chars: str | list[str]) -> None:
         chars = sorted(set(chars))
         for c in chars:
@@ -78,8 +95,15 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.itos)
 
+    @property
+    def padded_vocab_size(self) -> int:
+        return self.vocab_size  # a few dozen rows: padding would only change saved models
+
     def __len__(self) -> int:
         return self.vocab_size
+
+    def describe(self) -> str:
+        return f"char ({len(self.chars)} characters)"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CharTokenizer) and self.chars == other.chars
@@ -133,6 +157,30 @@ class CharTokenizer:
         itos = self.itos
         return "".join(itos[int(i)] for i in ids if int(i) >= n)
 
+    def stream_decoder(self, show_specials: bool = False) -> CharStreamDecoder:
+        return CharStreamDecoder(self, show_specials)
+
+    def start_ids(self) -> list[int]:
+        """What free sampling starts from when given no prompt: a newline, or an end of turn
+        for a vocabulary without one."""
+        return [self.stoi["\n"]] if "\n" in self.stoi else [self.end_id]
+
+    def text_size(self, ids) -> tuple[int, int]:
+        """(characters, UTF-8 bytes) of ids' text, each special token counting one of each."""
+        lengths = self._utf8_lengths()
+        n = 0
+        nbytes = 0
+        for i in ids:
+            n += 1
+            nbytes += lengths[int(i)]
+        return n, nbytes
+
+    def _utf8_lengths(self) -> list[int]:
+        if not hasattr(self, "_lengths"):
+            self._lengths = [1] * len(self.specials) + [len(c.encode("utf-8", "surrogatepass"))
+                                                        for c in self.chars]
+        return self._lengths
+
     def encode_turn(self, role: str, content: str, lenient: bool = False) -> EncodeResult:
         """A dialogue turn: role token, the content's characters, end-of-turn token."""
         if role not in ROLE_TOKENS:
@@ -144,7 +192,7 @@ class CharTokenizer:
         ids = [self.special_ids[ROLE_TOKENS[role]], *body.ids, self.end_id]
         return EncodeResult(ids, body.unknown)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, inline_ranks: bool = False) -> dict:
         return {"format": "charchat-tokenizer", "version": 1, "specials": list(self.specials),
                 "chars": "".join(self.chars)}
 
@@ -161,7 +209,7 @@ class CharTokenizer:
             raise TokenizerError("tokenizer file has no character list")
         return cls(chars)
 
-    def to_json(self) -> str:
+    def to_json(self, inline_ranks: bool = False) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False)
 
     @classmethod

@@ -119,7 +119,8 @@ class Trainer:
                                          max(1, c.eval_tokens // c.block_size))
         torch.manual_seed(c.seed)
         self.sampler = WindowSampler(len(self.train_ids), c.block_size, c.seed)
-        self.model = GPT(c.model_config(self.corpus.tokenizer.vocab_size)).to(self.dev.device)
+        self.model = GPT(c.model_config(self.corpus.tokenizer.padded_vocab_size)).to(
+            self.dev.device)
         self.optimizers = make_optimizers(self.model, c, self.dev.device.type)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dev.needs_scaler)
         self.n = checkpoint.Counters()
@@ -170,7 +171,8 @@ class Trainer:
             return
         self._score_saved_best()
         # The listing's score is this one from now on (the weights have not changed).
-        self.run_dir.describe(best_val_loss=self.n.best_val, corpus=self.corpus.summary)
+        self.run_dir.describe(best_val_loss=self.n.best_val, best_bpc=self._bits(self.n.best_val),
+                              corpus=self.corpus.summary)
         was = f" (val {old:.4f} on its old text)" if old is not None else ""
         self.notes.append(
             f"the corpus is not the one {self.name} last trained on: its best model{was} "
@@ -215,13 +217,20 @@ class Trainer:
         checkpoint.save(self.run_dir.state, self.model, self.optimizers, self.scaler, self.n,
                         self.sampler, self._corpus_id, self.config)
 
+    def _bits(self, loss: float, per: str = "char") -> float:
+        """Loss per token in bits per character (or per UTF-8 byte) of the validation text:
+        the one scale on which character and BPE models compare."""
+        ratio = self.corpus.chars_per_token if per == "char" else self.corpus.bytes_per_token
+        return loss / math.log(2) / ratio
+
     def _sample_text(self) -> str:
         tok, prose = self.corpus.tokenizer, self.corpus.summary.kind == "prose"
         prompt = [int(i) for i in self.val_ids[:16]] if prose else [tok.user_id]
         gen = torch.Generator(device=self.dev.device)
         gen.manual_seed(self.n.step)
         idx = torch.tensor([prompt], dtype=torch.long, device=self.dev.device)
-        ids = self.model.generate(idx, 160, temperature=0.8, top_p=0.95, generator=gen)[0].tolist()
+        ids = self.model.generate(idx, 160, temperature=0.8, top_p=0.95, generator=gen,
+                                  vocab_limit=tok.vocab_size)[0].tolist()
         self.model.train()
         # Dialogue samples show the turn markers (they are the structure being learned);
         # prose has none to show, even if an untrained model emits them.
@@ -368,13 +377,15 @@ class Trainer:
             n.bad_evals = 0 if big else n.bad_evals + 1
             n.best_val, n.best_step = val, n.step
             self.run_dir.save_best(self.model, self.corpus.tokenizer, step=n.step, val=val,
-                                   corpus=self.corpus.summary, device=self.dev.label)
+                                   corpus=self.corpus.summary, device=self.dev.label,
+                                   bpc=self._bits(val))
         else:
             n.bad_evals += 1
         elapsed = self._elapsed()
         self._emit(TrainEvent(
             "eval", step=n.step, max_steps=self.config.max_steps, val_loss=val,
             best_val_loss=n.best_val, ppl=math.exp(min(val, 50.0)), lr=lr, elapsed=elapsed,
+            bpc=self._bits(val), bpb=self._bits(val, per="byte"),
             improved=improved, progress=self._done(elapsed),
             details={"final": final, "bad_evals": n.bad_evals}))
         if not final:

@@ -205,12 +205,15 @@ def test_eval(capsys, model):
     lines = out.splitlines()
     assert len(lines) == 1
     r = json.loads(lines[0])
-    assert set(r) == {"val_loss", "bpc", "ppl", "chars"}
+    assert set(r) == {"val_loss", "bpc", "bpb", "ppl", "tokens", "chars"}
     loaded = store.load_model("tiny")
     expected = val_loss(loaded.model, load_corpus([model], tokenizer=loaded.tokenizer).val_ids)
     assert r["val_loss"] == pytest.approx(expected["val_loss"], abs=1e-6)
-    assert r["chars"] == expected["chars"] and r["chars"] % 16 == 0
+    assert r["tokens"] == expected["chars"] and r["tokens"] % 16 == 0
+    # A character model: a token is a character, and this text's characters are one byte each.
+    assert r["chars"] == r["tokens"]
     assert r["bpc"] == pytest.approx(r["val_loss"] / math.log(2), abs=1e-5)
+    assert r["bpb"] == pytest.approx(r["bpc"], abs=1e-5)
     assert r["ppl"] == pytest.approx(math.exp(r["val_loss"]), rel=1e-5)
 
 

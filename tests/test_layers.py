@@ -25,13 +25,14 @@ ROOT = Path(__file__).resolve().parents[1] / "charchat"
 LAYERS = {
     0: {"config", "formatting", "locking", "schedule", "allocator", "tokenizer"},
     1: {"model", "generation", "decoding", "optimizer", "adamw", "muon", "optimizers", "device",
-        "batches", "evaluate"},
+        "batches", "evaluate", "bpe", "tokenizers"},
     2: {"store", "corpus", "checkpoint", "rundir", "recipe", "preferences", "conversations",
         "catalog", "chat", "trainer"},
     3: {"runs", "modelops"},
     4: {"cli", "__main__", "tui"},
 }
-EXTERNAL = {"torch", "numpy", "textual", "rich", "platformdirs", "textual_plot"}
+EXTERNAL = {"torch", "numpy", "textual", "rich", "platformdirs", "textual_plot", "tiktoken",
+            "rustbpe"}
 
 
 def module_files() -> dict[str, Path]:

@@ -116,7 +116,7 @@ def test_evaluate_file_maps_the_vocabulary_and_refuses_unknown_characters(tiny_m
     loaded = store.load_model(tiny_model)
     text = pattern_text(3000, seed=5)  # the kind of text it was trained on
     r = runs.evaluate_file(loaded, write_file("ok.txt", text), "cpu")
-    assert set(r) == {"val_loss", "bpc", "ppl", "chars"} and r["chars"] > 0
+    assert set(r) == {"val_loss", "bpc", "bpb", "ppl", "tokens", "chars"} and r["chars"] > 0
     with pytest.raises(ConfigError, match="never saw"):
         runs.evaluate_file(loaded, write_file("bad.txt", text + "\u4e2d" * 400), "cpu")
     assert json.dumps(r)

@@ -79,7 +79,8 @@ def charchat(seconds: float, text: Path, work: Path, flags: list[str] = ()) -> d
     # warm corpus cache, and taken off the budget so that the whole process fits in `seconds`.
     probe_t = time.perf_counter()
     subprocess.run(exe + ["train", str(text), "--name", "probe", "--max-steps", "1",
-                          "--eval-interval", "1", "--quiet"], env=env, capture_output=True)
+                          "--eval-interval", "1", "--quiet", *flags], env=env,
+                   capture_output=True)
     startup = min(15.0, time.perf_counter() - probe_t)
     minutes = max(0.1, (seconds - startup) / 60.0)
     t = time.perf_counter()
@@ -95,7 +96,8 @@ def charchat(seconds: float, text: Path, work: Path, flags: list[str] = ()) -> d
     args = json.loads((work / "home" / "models" / "bench" / "train_args.json").read_text())
     rec = {"bench": "quality", "who": "charchat", "wall_s": round(wall, 1),
            "minutes_flag": round(minutes, 4), "startup_s": round(startup, 1),
-           "val_loss": lines[0]["val_loss"], "flags": list(flags), "config": args["config"]}
+           "val_loss": lines[0]["val_loss"], "bpc": lines[0].get("bpc"),
+           "bpb": lines[0].get("bpb"), "flags": list(flags), "config": args["config"]}
     emit(rec)
     return rec
 

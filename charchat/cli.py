@@ -159,7 +159,8 @@ def cmd_train(args) -> int:
     if not quiet:
         console.print(f"[bold]Reading corpus[/] {' '.join(str(p) for p in paths)}")
     try:
-        corpus = runs.load_corpus(plan)
+        with _reading_progress(console, quiet) as progress:
+            corpus = runs.load_corpus(plan, progress)
     except CorpusError as e:
         raise CLIError(str(e)) from None
     if not quiet:
@@ -207,6 +208,37 @@ def cmd_train(args) -> int:
     if result.stop_reason == "non_finite":
         return 1
     return 130 if result.stop_reason == "cancelled" else 0
+
+
+class _reading_progress:
+    """A bar while the corpus is checked, encoded (or a BPE vocabulary trained), on a terminal:
+    a large text takes minutes. Yields the callback for corpus.load_corpus, or None."""
+
+    def __init__(self, console, quiet: bool) -> None:
+        self.live = console.is_terminal and not quiet
+        self.console = console
+
+    def __enter__(self):
+        if not self.live:
+            return None
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, \
+            TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("  {task.description}"), BarColumn(), DownloadColumn(),
+                            TimeRemainingColumn(), console=self.console, transient=True)
+        self.bar.__enter__()
+        self.tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in self.tasks:
+                self.tasks[stage] = self.bar.add_task(stage, total=total)
+            self.bar.update(self.tasks[stage], completed=done, total=total)
+
+        return progress
+
+    def __exit__(self, *exc):
+        if self.live:
+            self.bar.__exit__(*exc)
 
 
 class _TrainView:

@@ -168,8 +168,32 @@ def stream_text(
 
     Generation ends at a token in stop_ids (not shown), at any of settings.stop (the text is cut
     before it), or after settings.max_new_chars characters. Text that might be the start of a
-    stop sequence is held back until it is clear that it is not.
+    stop sequence is held back until it is clear that it is not. (A BPE model samples at most
+    max_new_chars tokens, and its text is cut at max_new_chars characters.)
     """
+    if outcome is None:
+        outcome = {}
+    pieces = _stream(model, tokenizer, prompt_ids, settings, stop_ids, amp_dtype, outcome,
+                     weights, show_turns)
+    if tokenizer.kind != "bpe":
+        yield from pieces
+        return
+    left = settings.max_new_chars
+    try:
+        for piece in pieces:
+            if len(piece) >= left:
+                if left:
+                    yield piece[:left]
+                outcome["reason"] = "length"
+                return
+            left -= len(piece)
+            yield piece
+    finally:
+        pieces.close()
+
+
+def _stream(model, tokenizer, prompt_ids, settings, stop_ids, amp_dtype, outcome, weights,
+            show_turns) -> Iterator[str]:
     device = model.lm_head.weight.device
     gen = None
     if settings.seed is not None:
@@ -179,8 +203,6 @@ def stream_text(
     stop_ids = set(stop_ids)
     stops = [s for s in settings.stop if s]
     pending = ""  # text held back because it could begin a stop sequence
-    if outcome is None:
-        outcome = {}
     outcome["reason"] = "length"
     top_k = settings.top_k or None
     tokens = generate_ids(

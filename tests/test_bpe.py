@@ -345,3 +345,20 @@ def test_resume_refuses_a_changed_ranks_file(capsys, write_file, charchat_home):
     code, _, err = cli(capsys, "train", "--resume", "r", "--max-steps", "5")
     assert code == 1 and str(ranks.parent / "tokenizer.json") in err and "SHA-256" in err
     assert err.count("\n") == 1
+
+
+def test_a_bpe_reply_is_cut_at_the_longest_reply_in_characters(monkeypatch):
+    """max_new_chars counts characters for a BPE model too (a token holds several)."""
+    from charchat.config import SamplingSettings
+    from charchat import generation
+
+    g = bpe.gpt2()
+    want = g.encode(" the cat sat on the mat and the dog ran") * 3
+    monkeypatch.setattr(generation, "generate_ids",
+                        lambda model, idx, n, *a, **k: iter(torch.tensor([t]) for t in want[:n]))
+    model = GPT(GPTConfig(vocab_size=g.padded_vocab_size, block_size=8, n_layer=1, n_head=1,
+                          n_embd=8))
+    outcome = {}
+    text = "".join(generation.stream_text(model, g, [g.eot_id],
+                                          SamplingSettings(max_new_chars=10), outcome=outcome))
+    assert text == " the cat s" and outcome["reason"] == "length"

@@ -8,7 +8,8 @@ lines of the file are alike across copies), then, back to back:
   per token: over 10 GB here). Only the encode calls are timed, not reading the file.
 - charchat: ``load_corpus(spec="gpt2")`` from the file to the finished id cache (checking,
   reading, encoding on every core, writing, the validation split's text size), in a child
-  process whose peak resident memory (ru_maxrss) is read after it ends.
+  process; its peak resident memory (ru_maxrss) plus that of its encoding workers (the largest
+  one's peak times their number: an upper bound of all of them at once).
 - the character path the same way (``spec="char"``), held to the same memory bound.
 
 And rustbpe training a bpe:8192 vocabulary on the first 10 MB (charchat's train_bpe).
@@ -80,14 +81,19 @@ def reference_seconds(path: Path) -> tuple[float, int]:
 
 
 CHILD = """
-import json, resource, sys, time
+import json, os, resource, sys, time
 sys.path.insert(0, {root!r})
 from charchat.corpus import load_corpus
 t0 = time.perf_counter()
 c = load_corpus([{path!r}], spec={spec!r}, cache_dir={cache!r})
 s = time.perf_counter() - t0
-print(json.dumps({{"seconds": s, "tokens": len(c.ids),
-                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest one
+n = os.cpu_count() if workers else 0
+# An upper bound of the peak of all processes together: each at its own peak at once.
+print(json.dumps({{"seconds": s, "tokens": len(c.ids), "main_rss_mb": me,
+                   "worker_rss_mb": workers, "workers": n,
+                   "peak_rss_mb": me + n * workers}}))
 """
 
 

@@ -150,13 +150,23 @@ def bpe_for_property():
     return _PROPERTY_BPE[0]
 
 
-def test_a_large_file_is_encoded_in_pieces_on_threads(write_file, tmp_path, monkeypatch):
+@pytest.mark.parametrize("processes", [False, True])
+def test_a_large_file_is_encoded_in_pieces(write_file, tmp_path, monkeypatch, processes,
+                                           small_bpe):
+    """Cut into pieces (and, past PROCESS_BYTES, encoded by worker processes), the ids are
+    those of the whole text, in order, for GPT-2's vocabulary and a trained one."""
     monkeypatch.setattr(corpus_mod, "PIECE_CHARS", 500)
+    monkeypatch.setattr(corpus_mod, "PROCESS_BYTES", 0 if processes else 1 << 40)
+    monkeypatch.setattr(corpus_mod, "CONVERSATIONS_PER_TASK", 3)
     text = pattern_text(30000, seed=2).replace(".\n", ". ")  # long lines: cuts between words
-    path = write_file("big.txt", text)
-    c = load_corpus([path], spec="gpt2", cache_dir=tmp_path / "cache")
-    assert np.asarray(c.ids).tolist() == bpe.gpt2().encode(text)
-    assert c.ids.dtype == np.uint16 and c.summary.tokens == len(c.ids)
+    conv = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    paths = [write_file("big.txt", text), write_file("d.jsonl", (json.dumps(conv) + "\n") * 10)]
+    for tok in (bpe.gpt2(), small_bpe):
+        c = load_corpus(paths, tokenizer=tok, cache_dir=tmp_path / "cache")
+        dialogue = [tok.user_id, *tok.encode("hi"), tok.end_id,
+                    tok.assistant_id, *tok.encode("yo"), tok.end_id] * 10
+        assert np.asarray(c.ids).tolist() == tok.encode(text) + dialogue
+        assert c.ids.dtype == np.uint16 and c.summary.tokens == len(c.ids)
 
 
 # ---------------------------------------------------------------------------------------------

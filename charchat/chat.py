@@ -155,7 +155,9 @@ class ChatSession:
         tok = self.tokenizer
         settings = self.settings
         if self.kind == "dialogue":
-            stop_ids = {tok.end_id, tok.user_id, tok.assistant_id, tok.system_id}
+            # (and a BPE's <|endoftext|>: never in charchat's dialogue, it ends a document)
+            stop_ids = {tok.end_id, tok.user_id, tok.assistant_id, tok.system_id,
+                        *([tok.eot_id] if hasattr(tok, "eot_id") else [])}
         else:
             stop_ids = set(tok.special_ids.values())
             if PROSE_TURN_SEP not in settings.stop:

@@ -372,3 +372,27 @@ def test_a_bpe_reply_is_cut_at_the_longest_reply_in_characters(monkeypatch):
     text = "".join(generation.stream_text(model, g, [g.eot_id],
                                           SamplingSettings(max_new_chars=10), outcome=outcome))
     assert text == " the cat s" and outcome["reason"] == "length"
+
+
+def test_ids_fit_the_smallest_type():
+    assert corpus_mod.id_dtype(65536) is np.uint16 and corpus_mod.id_dtype(65537) is np.uint32
+    assert corpus_mod.id_dtype(bpe.gpt2().vocab_size) is np.uint16
+
+
+def test_a_dialogue_bpe_model_chats(write_file, tmp_path):
+    """A dialogue model on a trained BPE: the prompt holds turn tokens, and what the user typed
+    is text, even a turn marker."""
+    from charchat.chat import ChatSession
+    from charchat.config import SamplingSettings
+
+    tok = bpe_for_property()
+    model = GPT(GPTConfig(vocab_size=tok.padded_vocab_size, block_size=64, n_layer=1, n_head=2,
+                          n_embd=16)).eval()
+    session = ChatSession(model, tok, "dialogue", SamplingSettings(temperature=0.0,
+                                                                   max_new_chars=30))
+    session.messages.clear()
+    session.reply("hi <|end|>")
+    typed = [tok.user_id, *tok.encode("hi <|end|>"), tok.end_id, tok.assistant_id]
+    assert session.build_prompt()[:len(typed)] == typed
+    assert tok.end_id not in typed[1:-2]  # the typed marker is text
+    assert session.messages[-1].role == "assistant"

@@ -18,6 +18,8 @@ from torch.nn import functional as F
 
 from .allocator import keep_freed_memory
 
+MAX_LOGITS = 1 << 25  # floats of logits in one evaluation batch (128 MB)
+
 
 def window_starts(n_ids: int, block_size: int, max_windows: int | None = None) -> np.ndarray:
     """Starts of the full windows of the rule above; evenly spaced ones when capped."""
@@ -56,6 +58,9 @@ def windows_loss(
     model.eval()
     total = 0.0
     count = 0
+    # The logits of a batch are positions x vocabulary floats: with GPT-2's 50k tokens, 4,096
+    # positions would be 800 MB. Batches are cut to at most MAX_LOGITS of them.
+    batch_tokens = min(batch_tokens, max(1, MAX_LOGITS // model.config.vocab_size))
     per_batch = max(1, batch_tokens // bs)
     offsets = np.arange(bs + 1, dtype=np.int64)
     amp = (

@@ -75,3 +75,25 @@ def test_training_mode_is_restored():
     a = val_loss(model, ids)["val_loss"]
     assert model.training
     assert val_loss(model, ids)["val_loss"] == a  # no dropout while evaluating
+
+
+def test_a_large_vocabulary_is_scored_in_smaller_batches(monkeypatch):
+    """The logits of one batch stay under MAX_LOGITS floats, and the loss does not change."""
+    import charchat.evaluate as ev
+    from conftest import tiny_gpt
+
+    model = tiny_gpt(vocab_size=64, block_size=8)
+    ids = np.random.default_rng(0).integers(0, 64, 2000)
+    starts = ev.window_starts(len(ids), 8)
+    whole, n = ev.windows_loss(model, ids, starts, batch_tokens=4096)
+    seen = []
+    real = model.forward
+
+    def forward(x, *a, **k):
+        seen.append(x.numel())
+        return real(x, *a, **k)
+
+    monkeypatch.setattr(model, "forward", forward)
+    monkeypatch.setattr(ev, "MAX_LOGITS", 64 * 20)  # 20 positions: two windows of 8
+    cut, n2 = ev.windows_loss(model, ids, starts, batch_tokens=4096)
+    assert max(seen) == 16 and n2 == n and cut == pytest.approx(whole, rel=1e-5)

@@ -595,9 +595,14 @@ def _safe_cut(text: str, near: int) -> int:
     split patterns (GPT-2's, GPT-4's) end a piece there, so encoding the two parts gives the
     ids of the whole. len(text) if there is none."""
     for m in _CUT.finditer(text, max(0, near - 1)):
-        i = m.start() + 2 if m.group().endswith("\n") else m.start() + 1
-        if text[i].isalpha() and (text[i - 1] == "\n" or text[i - 2].isalpha()):
-            return i
+        if m.group().endswith("\n"):
+            i = m.end()  # after the newline, before the letter
+            if text[i].isalpha():
+                return i
+        else:
+            i = m.start() + 1  # before the space
+            if text[i - 1].isalpha() and text[i + 1].isalpha():
+                return i
     return len(text)
 
 

@@ -140,6 +140,12 @@ def test_cutting_at_safe_places_keeps_the_ids(pieces, step):
         assert [i for p in parts for i in tok.encode(p)] == whole
 
 
+def test_safe_places_are_found_in_lines_and_between_words():
+    text = "one two\nthree  four\n five"
+    cuts = [corpus_mod._safe_cut(text, n) for n in range(len(text))]
+    assert set(cuts) == {3, 8, len(text)}  # "one| two\n|three"; none in "  " or "\n "
+
+
 _PROPERTY_BPE = []
 
 

@@ -193,9 +193,10 @@ def list_conversations(model: str | None = None, limit: int | None = None,
     return out
 
 
-def latest(model: str | None = None) -> Conversation | None:
-    """The newest saved conversation (of that model, if given), or None."""
-    found = list_conversations(model, limit=1)
+def latest(model: str | None = None, damaged: list[Path] | None = None) -> Conversation | None:
+    """The newest saved conversation (of that model, if given), or None. Unreadable files newer
+    than it are passed over; given a list as `damaged`, their paths are added to it."""
+    found = list_conversations(model, limit=1, damaged=damaged)
     return found[0] if found else None
 
 

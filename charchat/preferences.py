@@ -148,8 +148,13 @@ def _update(change: Callable[[dict], None]) -> None:
                 state = {}
             change(state)
             store.atomic_write_json(state_file(), state)
-        except (OSError, _Unreadable):
-            pass  # remembering is a convenience; never fail over it
+        except _Unreadable:
+            note = f"could not save your settings: {state_file()} cannot be read"
+        except OSError as e:
+            # Remembering is a convenience: never fail over it, but say that it was not kept.
+            why = ("no space left on the disk" if store.is_no_space(e)
+                   else (e.strerror or e.__class__.__name__).lower())
+            note = f"could not save your settings in {state_file()}: {why}"
     if note:
         reporter(note)
 

@@ -164,3 +164,24 @@ def test_a_loaded_models_recommendation_can_be_passed_in(charchat_home):
     stored = json.loads((charchat_home / "state.json").read_text())["sampling"]["some-folder"]
     assert stored == {"top_k": 5}
     assert preferences.base_sampling("some-folder", {"temperature": 0.1})["top_k"] is None
+
+
+def test_a_change_that_cannot_be_saved_is_reported(charchat_home, monkeypatch):
+    """A full disk (or another write error) loses the change, but says so, naming the file."""
+    import errno
+
+    from charchat import store
+
+    preferences.set_default_model("kept")
+    notes = []
+    monkeypatch.setattr(preferences, "reporter", notes.append)
+
+    def full(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "atomic_write_json", full)
+    preferences.set_default_model("lost")
+    preferences.remember_theme("nord")
+    assert len(notes) == 2 and all("no space left on the disk" in n for n in notes)
+    assert str(preferences.state_file()) in notes[0] and "\n" not in notes[0]
+    assert preferences.default_model() == "kept"  # the file as it was

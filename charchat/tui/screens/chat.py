@@ -260,8 +260,16 @@ class ChatScreen(Screen):
                 if name is None:
                     self.post_message(self.LoadFailed(load_id, None, ""))
                     return
+                damaged: list = []
                 self.to_restore = None if self.fresh_load else conversation or (
-                    None if name in self.cleared else conversations.latest(name))
+                    None if name in self.cleared else conversations.latest(name, damaged))
+                if damaged:  # newer than the one reopened: it may be the one the user wanted
+                    n = len(damaged)
+                    self._notice_from_worker(
+                        f"{n} saved conversation file{'s' if n > 1 else ''} could not be read "
+                        f"and {'were' if n > 1 else 'was'} passed over: "
+                        f"{', '.join(p.name for p in damaged[:3])}{' …' if n > 3 else ''} in "
+                        f"{damaged[0].parent} (kept as they are; ctrl+g lists them)")
                 self.post_message(self.Loading(load_id, name))
                 info = self.engine.load(name, on_notice=self._notice_from_worker)
                 if load_id != self.load_id:

@@ -1,5 +1,6 @@
 """The models screen: every saved model (and the bundled default) with its size, parameters,
-best validation loss, corpus and date; chat with one, delete, rename, resume training, or pin it
+tokenizer, best validation loss (and in bits per character, which compares across tokenizers),
+corpus and date; chat with one, delete, rename, resume training, or pin it
 as the default for chat."""
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from ..messages import ModelRemoved, ModelRenamed, OpenModel
 from ..widgets.footer import Footer
 from ..widgets.status import StatusLine
 from .modals import ConfirmModal, RenameModal
+
+
+def tokenizer_words(name: str) -> str:
+    """A tokenizer's name with what it is."""
+    if name.startswith("bpe:"):
+        return f"{name} (a BPE trained on its corpus)"
+    return {"char": "char (a token a character)", "gpt2": "gpt2 (GPT-2's BPE)"}.get(name, name)
 
 
 class ModelsScreen(Screen):
@@ -61,8 +69,9 @@ class ModelsScreen(Screen):
         self.title = "charchat"
         self.sub_title = "models"
         table = self.query_one(DataTable)
-        for key, label in (("name", "name"), ("params", "params"), ("val", "best val"),
-                           ("size", "size"), ("updated", "updated"), ("corpus", "corpus")):
+        for key, label in (("name", "name"), ("params", "params"), ("tokens", "tokens"),
+                           ("val", "best val"), ("bpc", "bpc"), ("size", "size"),
+                           ("updated", "updated"), ("corpus", "corpus")):
             table.add_column(label, key=key)
         self.refresh_list()
 
@@ -102,7 +111,9 @@ class ModelsScreen(Screen):
             table.add_row(
                 name,
                 fmt_params(m.params),
+                m.tokenizer,
                 f"{m.best_val_loss:.4f}" if m.best_val_loss is not None else "–",
+                f"{m.best_bpc:.3f}" if m.best_bpc is not None else "–",
                 fmt_size(m.size_bytes),
                 fmt_date(m.updated, "%Y-%m-%d"),
                 corpus_label(m.corpus_summary) if m.corpus_summary else m.corpus[:30],
@@ -151,8 +162,11 @@ class ModelsScreen(Screen):
         rows = [
             ("folder", str(m.path)),
             ("parameters", f"{m.params:,}" if m.params else "?"),
+            ("tokenizer", tokenizer_words(m.tokenizer)),
             ("best val loss", (f"{m.best_val_loss:.4f}" if m.best_val_loss is not None else "–")
              + (f" at step {meta['best_step']}" if meta.get("best_step") is not None else "")),
+            ("bits/char", f"{m.best_bpc:.3f} (of the validation text)"
+             if m.best_bpc is not None else "–"),
             ("corpus", m.corpus or "?"),
             ("kind", str(meta.get("corpus_kind", "?"))),
             ("trained on", str(meta.get("device", "?"))),

@@ -68,6 +68,8 @@ class RunPanel(Vertical):
                 f" · {fmt_params(d.params)} params on {d.device} · "
                 f"{c.get('n_layer')}×{c.get('n_embd')}, {c.get('n_head')} heads, "
                 f"context {c.get('block_size')}, batch {c.get('batch_size')}"
+                + (f", {c.get('tokenizer')} tokens" if c.get("tokenizer", "char") != "char"
+                   else "")
                 + (" · resumed" if d.resumed else "")))
             said.append("training… " + "; ".join(d.notes))
             stats.set_values(step=ev.step, max_steps=ev.max_steps)
@@ -83,10 +85,12 @@ class RunPanel(Vertical):
             plot.add_val(ev.step, ev.val_loss)
             if ev.ppl is None:
                 continue  # from the run's earlier sessions (its history)
-            stats.set_values(step=ev.step, val=ev.val_loss, ppl=ev.ppl, best=ev.best_val_loss,
+            stats.set_values(step=ev.step, val=ev.val_loss, ppl=ev.ppl, bpc=ev.bpc,
+                             best=ev.best_val_loss,
                              best_step=ev.step if ev.improved else None, elapsed=ev.elapsed)
             bar.update(progress=ev.progress)
             said.append(f"step {ev.step}: val loss {ev.val_loss:.4f}"
+                        + (f" ({ev.bpc:.3f} bits a character)" if ev.bpc is not None else "")
                         + (" · best so far, saved" if ev.improved else ""))
         if b.sample is not None:
             sample = self.query_one("#sample", Static)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shlex
+import threading
+import time
 
 from rich.text import Text
 from textual import on, work
@@ -17,6 +19,7 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Collapsible, Input, Label, Select, Static
+from textual.worker import get_current_worker
 
 from ... import runs, store
 from ...config import SETTING, SETTINGS, SHAPE_KEYS, ConfigError
@@ -33,6 +36,19 @@ PRESET_HELP = {"auto": "auto (fits the budget)", "tiny": "tiny · 2×64", "small
 DEFAULT_MINUTES = "2"
 TOO_SHORT = "Cannot train on this corpus"
 CORPUS_HINT = "Text files are prose; .jsonl files are dialogue. ctrl+b browses."
+# The tokenizer's choices (any other bpe:N can be typed in the advanced field of that name).
+TOKENIZER_HELP = {"char": "char · a token a character", "gpt2": "gpt2 · GPT-2's 50,257",
+                  "bpe:1024": "bpe:1024 · trained on it", "bpe:4096": "bpe:4096 · trained on it",
+                  "bpe:8192": "bpe:8192 · trained on it"}
+TYPED_TOKENIZER = "{} · typed below"
+PROGRESS_EVERY = 0.1  # seconds between progress messages of an encoding check
+# One encoding check at a time: two of the same corpus and tokenizer would write the same
+# temporary cache file (a stale one stops at its next progress call, see _inspect).
+_ENCODING = threading.Lock()
+
+
+class _Stale(Exception):
+    """A check whose paths or tokenizer changed meanwhile: stopped, its result unwanted."""
 
 
 class FormError(Exception):
@@ -54,6 +70,11 @@ class TrainForm(VerticalScroll):
             super().__init__()
             self.req, self.summary, self.error = req, summary, error
 
+    class CorpusProgress(Message):
+        def __init__(self, req: int, stage: str, done: int, total: int) -> None:
+            super().__init__()
+            self.req, self.stage, self.done, self.total = req, stage, done, total
+
     class DefaultsResolved(Message):
         def __init__(self, req: int, values: dict | None, notes: list[str], device: str,
                      error: str | None) -> None:
@@ -72,6 +93,8 @@ class TrainForm(VerticalScroll):
         self.req = 0
         self.defaults_req = 0
         self.locked = False  # a run is going: the form neither changes nor checks
+        self.checked_spec = "char"  # the tokenizer of the latest check (pending or done)
+        self.encoding = False  # a check that encodes the corpus (gpt2, bpe:N) is under way
         self._debounce_timers: dict[str, object] = {}
 
     def compose(self) -> ComposeResult:
@@ -89,6 +112,11 @@ class TrainForm(VerticalScroll):
             yield Label("Size")
             yield Select([(PRESET_HELP[p], p) for p in PRESET_CHOICES], value="auto",
                          allow_blank=False, id="preset", compact=True)
+            yield Label("Tokenizer")
+            yield Select(list((v, k) for k, v in TOKENIZER_HELP.items()), value="char",
+                         allow_blank=False, id="tokenizer", compact=True,
+                         tooltip=SETTING["tokenizer"].help + ". Any bpe:N can be typed in "
+                         "the advanced section.")
         with Collapsible(title="Advanced hyperparameters", id="advanced"):
             yield Static("Filled in with the defaults charchat picks for this corpus, "
                          "budget and size; change any. Empty = automatic.", classes="hint")
@@ -145,6 +173,8 @@ class TrainForm(VerticalScroll):
                 field = self.query_one(f"#adv-{key}", Input)
                 field.value = str(config.get(key, ""))
                 field.disabled = True
+        self.set_tokenizer(str(config.get("tokenizer", "char")))
+        self.query_one("#tokenizer", Select).disabled = True
 
     def show_request(self, req: RunRequest) -> None:
         """Fill the form with what a run was started with (a screen opened on a running or
@@ -163,6 +193,8 @@ class TrainForm(VerticalScroll):
             self.query_one("#name", Input).value = self.name_auto = req.name or ""
             if req.preset in PRESET_CHOICES:
                 self.query_one("#preset", Select).value = req.preset
+        if not req.resume:
+            self.set_tokenizer(str(req.overrides.get("tokenizer", "char")))
         values = dict(req.overrides, max_steps=req.max_steps)
         for s in ADVANCED:
             value = values.get(s.name)
@@ -204,6 +236,50 @@ class TrainForm(VerticalScroll):
     def _preset_changed(self) -> None:
         self._debounce("defaults", 0.1, self.resolve_defaults)
 
+    # -- the tokenizer: a choice above, or any value typed in its advanced field -----------------
+    @property
+    def tokenizer(self) -> str:
+        return str(self.query_one("#tokenizer", Select).value)
+
+    def set_tokenizer(self, value: str) -> None:
+        """Choose a tokenizer (one not among the choices is added to them), in both fields."""
+        select = self.query_one("#tokenizer", Select)
+        if value not in TOKENIZER_HELP:
+            select.set_options([*((v, k) for k, v in TOKENIZER_HELP.items()),
+                                (TYPED_TOKENIZER.format(value), value)])
+        select.value = value
+        field = self.query_one("#adv-tokenizer", Input)
+        if (field.value.strip().lower() or "char") != value:  # empty: automatic, char
+            field.value = value
+
+    @on(Select.Changed, "#tokenizer")
+    def _tokenizer_chosen(self) -> None:
+        # The current value, not the event's: set_options posts a change to the first choice
+        # just before the one set.
+        value = self.tokenizer
+        field = self.query_one("#adv-tokenizer", Input)
+        if (field.value.strip().lower() or "char") != value and not field.disabled:
+            field.value = value
+        if self.locked:
+            return
+        if value != self.checked_spec:
+            self.check_corpus_soon(0.1)  # the token count is the new tokenizer's
+        else:
+            self._debounce("defaults", 0.1, self.resolve_defaults)
+
+    @on(Input.Changed, "#adv-tokenizer")
+    def _tokenizer_typed(self) -> None:
+        field = self.query_one("#adv-tokenizer", Input)
+        if field.disabled or self.locked:
+            return
+        raw = field.value.strip()
+        try:
+            value = SETTING["tokenizer"].parse(raw) if raw else "char"
+        except ValueError:
+            return  # read_request names the field and why
+        if value != self.tokenizer:
+            self.set_tokenizer(value)
+
     @on(Input.Changed, "#name")
     def _name_changed(self, event: Input.Changed) -> None:
         if event.value != self.name_auto:
@@ -240,6 +316,7 @@ class TrainForm(VerticalScroll):
         # Forget the last result: a length check meanwhile must not show it for these paths.
         self.summary = None
         self.corpus_error = self.length_error = None
+        self.encoding = False
         summary_w = self.query_one("#corpus-summary", Static)
         try:
             paths = self.paths()
@@ -251,24 +328,65 @@ class TrainForm(VerticalScroll):
             summary_w.update(Text(CORPUS_HINT))
             summary_w.set_classes("hint")
             return
-        summary_w.update(Text("checking the corpus…"))
+        spec = self.checked_spec = self.tokenizer
+        self.encoding = spec != "char"
+        summary_w.update(Text("checking the corpus…" if spec == "char"
+                              else f"checking the corpus and counting its {spec} tokens…"))
         summary_w.set_classes("hint")
-        self._inspect(self.req, paths)
+        self._inspect(self.req, paths, spec, self.resume_name)
 
     @work(thread=True, group="inspect")
-    def _inspect(self, req: int, paths: list[str]) -> None:
-        from ...corpus import inspect
+    def _inspect(self, req: int, paths: list[str], spec: str, resume: str | None) -> None:
+        """Check the corpus. For gpt2 or bpe:N, encode it (training bpe:N's vocabulary first)
+        to count its tokens: the ids and the vocabulary are cached, so the run that follows
+        starts at once. Resuming, the model's own vocabulary encodes it."""
+        from ...corpus import inspect, load_corpus
 
+        worker = get_current_worker()
         try:
-            summary, _, _ = inspect(paths)
+            if spec == "char":
+                summary, _, _ = inspect(paths)
+            else:
+                last = [0.0]
+
+                def progress(stage: str, done: int, total: int) -> None:
+                    if req != self.req or worker.is_cancelled:  # changed, or screen gone
+                        raise _Stale
+                    now = time.monotonic()
+                    if now - last[0] >= PROGRESS_EVERY or done >= total:
+                        last[0] = now
+                        self.post_message(self.CorpusProgress(req, stage, done, total))
+
+                tokenizer = (store.read_tokenizer(store.resolve(resume)[1]) if resume
+                             else None)
+                with _ENCODING:
+                    if req != self.req:
+                        return
+                    summary = load_corpus(paths, tokenizer=tokenizer, spec=spec,
+                                          progress=progress).summary
             self.post_message(self.CorpusChecked(req, summary, None))
+        except _Stale:
+            return
         except Exception as e:
             self.post_message(self.CorpusChecked(req, None, describe_error(e)))
+
+    @on(CorpusProgress)
+    def _corpus_progress(self, msg: CorpusProgress) -> None:
+        if msg.req != self.req:
+            return
+        what = ("checking the corpus" if msg.stage == "checking"
+                else f"encoding the corpus into {self.checked_spec} tokens"
+                if msg.stage == "encoding"
+                else f"training the {self.checked_spec} vocabulary on the corpus"
+                if msg.stage.startswith("training") else msg.stage)
+        pct = f" {100 * msg.done / msg.total:.0f}%" if msg.total else ""
+        self.query_one("#corpus-summary", Static).update(Text(f"{what}…{pct}"))
 
     @on(CorpusChecked)
     def _corpus_checked(self, msg: CorpusChecked) -> None:
         if msg.req != self.req:
             return  # the paths changed meanwhile
+        self.encoding = False
         self.summary = msg.summary
         self.corpus_error = msg.error
         self._show_summary()
@@ -306,7 +424,7 @@ class TrainForm(VerticalScroll):
             return
         raw = self.query_one("#adv-block_size", Input).value.strip()
         block = int(raw) if raw.isdigit() and int(raw) > 0 else auto_block
-        problem = too_short(self.summary.chars, block) if block else None
+        problem = too_short(self.summary.ids, block) if block else None
         if problem != self.length_error:  # redrawn only when it changes
             self.length_error = problem
             self._show_summary()
@@ -330,13 +448,15 @@ class TrainForm(VerticalScroll):
             self.post_message(self.DefaultsResolved(self.defaults_req, values, notes, device,
                                                     None))
             return
-        request = RunRequest(minutes=minutes, preset=str(self.query_one("#preset", Select).value))
-        self._defaults(self.defaults_req, request, self.summary.chars, self.summary.kind)
+        request = RunRequest(minutes=minutes, preset=str(self.query_one("#preset", Select).value),
+                             overrides={"tokenizer": self.tokenizer})
+        # The corpus's length in tokens of the tokenizer chosen (characters for char).
+        self._defaults(self.defaults_req, request, self.summary.ids, self.summary.kind)
 
     @work(thread=True, group="defaults")
-    def _defaults(self, req: int, request: RunRequest, n_chars: int, kind: str) -> None:
+    def _defaults(self, req: int, request: RunRequest, n_ids: int, kind: str) -> None:
         try:
-            values, notes, device = runs.resolved_defaults(request, n_chars, kind)
+            values, notes, device = runs.resolved_defaults(request, n_ids, kind)
             self.post_message(self.DefaultsResolved(req, values, notes, device, None))
         except Exception as e:
             self.post_message(self.DefaultsResolved(req, None, [], "", describe_error(e)))
@@ -383,6 +503,9 @@ class TrainForm(VerticalScroll):
         """The run the form describes, or FormError naming the field."""
         if self.corpus_error or self.length_error:
             raise FormError(f"corpus: {self.corpus_error or self.length_error}", "paths")
+        if self.encoding:
+            raise FormError(f"the corpus is still being encoded into {self.checked_spec} "
+                            "tokens: start once its check shows the token count")
         paths = self.paths()
         if not paths:
             raise FormError("choose a corpus: type a file or folder, or press ctrl+b to browse",
@@ -404,6 +527,8 @@ class TrainForm(VerticalScroll):
             except ValueError as e:
                 raise FormError(f"{s.label}: {e}", f"adv-{s.name}") from None
         max_steps = overrides.pop("max_steps", None)
+        if not self.resume_name:
+            overrides["tokenizer"] = self.tokenizer  # the choice (a typed one is in it too)
         return RunRequest(paths=paths, name=name, minutes=self._minutes(), max_steps=max_steps,
                           preset=str(self.query_one("#preset", Select).value),
                           overrides=overrides, resume=self.resume_name, sample_every=2)
@@ -418,7 +543,7 @@ class TrainForm(VerticalScroll):
     # -- around a run --------------------------------------------------------------------------
     def set_enabled(self, enabled: bool) -> None:
         self.locked = not enabled
-        fixed = {"name", "preset", *(f"adv-{k}" for k in SHAPE_KEYS)}
+        fixed = {"name", "preset", "tokenizer", *(f"adv-{k}" for k in SHAPE_KEYS)}
         for w in self.query("Input, Select, Button"):
             if enabled and self.resume_name and w.id in fixed:
                 continue

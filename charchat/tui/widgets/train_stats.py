@@ -46,23 +46,27 @@ class TrainStats(Static):
         tps_s = f"{tps / 1000:.1f}k" if isinstance(tps, (int, float)) and tps >= 1000 else num("tps", ".0f")
         eta = v.get("eta")
         time_s = fmt_time(v.get("elapsed")) + (f" ({fmt_time(eta)} left)" if eta else "")
-        wide = self.size.width >= 70 or self.size.width == 0
-        if wide:
-            # Four figures a row: step/best, train loss/lr, val loss/tokens, perplexity/time
-            # (the plot below is titled "loss").
+        # Bits per character of the validation text: the scale on which models with different
+        # tokenizers compare (loss and perplexity are per token).
+        bpc = num("bpc", ".3f")
+        width = self.size.width or 100
+        if width >= 70:
+            # Short labels, five figures a row (four under 90 columns, where five would crop
+            # the time); the plot below is titled "loss".
             cells = [
                 ("step", step), ("train", num("train", ".4f")),
-                ("val", num("val", ".4f")), ("ppl", num("ppl", ".3f")),
+                ("val", num("val", ".4f")), ("bpc", bpc), ("ppl", num("ppl", ".3f")),
                 ("best", best), ("lr", num("lr", ".2e")),
                 ("tok/s", tps_s), ("time", time_s),
             ]
-            cols = 4
+            cols = 5 if width >= 90 else 4
         else:
             cells = [
                 ("step", step), ("train loss", num("train", ".4f")),
-                ("val loss", num("val", ".4f")), ("perplexity", num("ppl", ".3f")),
-                ("best val", best), ("learning rate", num("lr", ".2e")),
-                ("tokens/s", tps_s), ("time", time_s),
+                ("val loss", num("val", ".4f")), ("bits/char", bpc),
+                ("perplexity", num("ppl", ".3f")), ("best val", best),
+                ("learning rate", num("lr", ".2e")), ("tokens/s", tps_s),
+                ("time", time_s),
             ]
             cols = 2
         table = Table.grid(padding=(0, 1), expand=True)

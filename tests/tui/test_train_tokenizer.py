@@ -116,7 +116,7 @@ async def test_a_bpe_run_saves_its_tokenizer_shows_bpc_and_is_listed(tiny_corpus
         assert isinstance(models, ModelsScreen)
         table = models.query_one("#models-table")
         row = table.get_row("bytes")
-        assert row[2] == "bpe:300" and row[4] == f"{model.best_bpc:.3f}", row
+        assert row[2] == "bpe:300" and row[3] == f"{model.best_bpc:.3f}", row
         details = plain(models.query_one("#details").content)
         assert "bpe:300 (a BPE trained on its corpus)" in details
         assert f"bits/char {model.best_bpc:.3f}" in details, details
@@ -143,4 +143,4 @@ async def test_char_models_show_their_bits_per_character(tiny_model, charchat_ho
         model = {m.name: m for m in store.list_models()}["tiny"]
         row = app.screen.query_one("#models-table").get_row("tiny")
         assert row[2] == "char"
-        assert row[4] == f"{model.best_val_loss / math.log(2):.3f}"
+        assert row[3] == f"{model.best_val_loss / math.log(2):.3f}"

@@ -1,6 +1,6 @@
 """The models screen: every saved model (and the bundled default) with its size, parameters,
-tokenizer, best validation loss (and in bits per character, which compares across tokenizers),
-corpus and date; chat with one, delete, rename, resume training, or pin it
+tokenizer, best validation score in bits per character (which compares across tokenizers), corpus
+and date; chat with one, delete, rename, resume training, or pin it
 as the default for chat."""
 
 from __future__ import annotations
@@ -69,9 +69,11 @@ class ModelsScreen(Screen):
         self.title = "charchat"
         self.sub_title = "models"
         table = self.query_one(DataTable)
-        for key, label in (("name", "name"), ("params", "params"), ("tokens", "tokens"),
-                           ("val", "best val"), ("bpc", "bpc"), ("size", "size"),
-                           ("updated", "updated"), ("corpus", "corpus")):
+        # Best bits per character, not the loss per token: the figure that compares models
+        # with different tokenizers (the details give the loss).
+        for key, label in (("name", "name"), ("params", "params"), ("tokens", "tokenizer"),
+                           ("bpc", "best bpc"), ("size", "size"), ("updated", "updated"),
+                           ("corpus", "corpus")):
             table.add_column(label, key=key)
         self.refresh_list()
 
@@ -112,7 +114,6 @@ class ModelsScreen(Screen):
                 name,
                 fmt_params(m.params),
                 m.tokenizer,
-                f"{m.best_val_loss:.4f}" if m.best_val_loss is not None else "–",
                 f"{m.best_bpc:.3f}" if m.best_bpc is not None else "–",
                 fmt_size(m.size_bytes),
                 fmt_date(m.updated, "%Y-%m-%d"),

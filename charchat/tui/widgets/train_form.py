@@ -37,10 +37,9 @@ DEFAULT_MINUTES = "2"
 TOO_SHORT = "Cannot train on this corpus"
 CORPUS_HINT = "Text files are prose; .jsonl files are dialogue. ctrl+b browses."
 # The tokenizer's choices (any other bpe:N can be typed in the advanced field of that name).
-TOKENIZER_HELP = {"char": "char · a token a character", "gpt2": "gpt2 · GPT-2's 50,257",
-                  "bpe:1024": "bpe:1024 · trained on it", "bpe:4096": "bpe:4096 · trained on it",
-                  "bpe:8192": "bpe:8192 · trained on it"}
-TYPED_TOKENIZER = "{} · typed below"
+TOKENIZER_HELP = {"char": "char · a token a character", "gpt2": "gpt2 · GPT-2's 50,257 tokens",
+                  **{f"bpe:{n}": f"bpe:{n} · trained on the corpus" for n in (1024, 4096, 8192)}}
+TYPED_TOKENIZER = "{} · trained on the corpus"  # one typed in the advanced field
 PROGRESS_EVERY = 0.1  # seconds between progress messages of an encoding check
 # One encoding check at a time: two of the same corpus and tokenizer would write the same
 # temporary cache file (a stale one stops at its next progress call, see _inspect).
@@ -263,7 +262,9 @@ class TrainForm(VerticalScroll):
         if self.locked:
             return
         if value != self.checked_spec:
-            self.check_corpus_soon(0.1)  # the token count is the new tokenizer's
+            # The token count is the new tokenizer's. Typed, bpe:300 is on the way to
+            # bpe:3000: wait for the typing to pause.
+            self.check_corpus_soon(0.5 if self.app.focused is field else 0.1)
         else:
             self._debounce("defaults", 0.1, self.resolve_defaults)
 

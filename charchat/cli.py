@@ -451,7 +451,8 @@ def cmd_models(args) -> int:
             fmt_params(m.params),
             f"{m.best_val_loss:.4f}" if m.best_val_loss is not None else "?",
             f"{m.best_bpc:.4f}" if m.best_bpc is not None else "?",
-            corpus_label(m.corpus_summary) if m.corpus_summary else m.corpus,
+            (corpus_label(m.corpus_summary) if m.corpus_summary else m.corpus)
+            + (f", {m.tokenizer}" if m.tokenizer != "char" else ""),
             fmt_date(m.updated),
             fmt_size(m.size_bytes),
         )

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
@@ -79,16 +80,18 @@ class Corpus:
 
     def check_window(self, block_size: int) -> None:
         """Both splits must hold at least one window of block_size + 1 ids."""
-        problem = too_short(len(self.ids), block_size)
+        problem = too_short(len(self.ids), block_size,
+                            "character" if self.tokenizer.kind == "char" else "token")
         if problem:
             files = self.summary.files
             where = files[0] + (f" and {len(files) - 1} more" if len(files) > 1 else "")
             raise CorpusError(f"{where}: {problem}")
 
 
-def too_short(n_ids: int, block_size: int) -> str | None:
+def too_short(n_ids: int, block_size: int, unit: str = "character") -> str | None:
     """Why a corpus of n_ids ids cannot train with this context (both splits must hold a window
-    of block_size + 1), or None. Also used to warn before a run starts."""
+    of block_size + 1), or None. Also used to warn before a run starts. unit: what an id is
+    (character, or token for BPE)."""
     need = block_size + 1
     n_train = int(n_ids * (1 - VAL_FRACTION))
     n_val = n_ids - n_train
@@ -107,9 +110,9 @@ def too_short(n_ids: int, block_size: int) -> str | None:
         mid = (low + high) // 2
         low, high = (low, mid) if enough(mid) else (mid, high)
     total_needed = high
-    return (f"corpus too short: {n_ids:,} characters give a {n_val:,}-character validation "
+    return (f"corpus too short: {n_ids:,} {unit}s give a {n_val:,}-{unit} validation "
             f"split, but one window needs {need} (block_size {block_size} + 1); add text "
-            f"(at least {total_needed:,} characters) or use a smaller block size")
+            f"(at least {total_needed:,} {unit}s) or use a smaller block size")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -654,14 +657,18 @@ def _tasks(files: list[Path], progress: Callable[[str, int, int], None] | None, 
                 yield "turns", batch
         else:
             buf = ""
+            size, read = f.stat().st_size, 0
             for text in _read_prose(f):
                 buf += text
+                read += len(text)  # characters: bytes for ASCII, a little under otherwise
                 while len(buf) >= 2 * PIECE_CHARS:
                     cut = _safe_cut(buf, PIECE_CHARS)
                     if cut >= len(buf):
                         break  # no safe place yet: read on
                     yield "text", buf[:cut]
                     buf = buf[cut:]
+                if progress:  # within a large file too, so a caller may stop early
+                    progress("encoding", done + min(read, size), total)
             if buf:
                 yield "text", buf
         done += f.stat().st_size
@@ -754,7 +761,8 @@ def load_corpus(
                 return Corpus(ids, tokenizer, summary, ids_path, *meta["val_size"])
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a damaged cache entry is rebuilt below
-    tmp = ids_path.with_suffix(f".tmp{os.getpid()}")
+    # The process and the thread: the app may check a corpus while a run reads the same one.
+    tmp = ids_path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
     out = IdFile(tmp, dtype, expected=summary.chars if is_char else None)
     try:
         if is_char:

@@ -58,8 +58,7 @@ def corpus_label(summary) -> str:
         return "?"
     n = summary.chars
     size = f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
-    tokenizer = getattr(summary, "tokenizer", "char")
-    return f"{size} chars, {summary.kind}" + (f", {tokenizer}" if tokenizer != "char" else "")
+    return f"{size} chars, {summary.kind}"
 
 
 def short_path(p: str) -> str:

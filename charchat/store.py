@@ -613,10 +613,15 @@ def _info_for(folder: Path, bundled: bool = False) -> SavedModel:
         training=None if bundled else locking.holder(folder),
         corpus_summary=read_corpus_summary(folder, meta),
         tokenizer=tokenizer,
-        best_bpc=_typed(meta, "best_bpc", (int, float)) or (
-            # a character model from before bpc was recorded: a token is a character
-            best / math.log(2) if best is not None and tokenizer == "char" else None),
+        best_bpc=_best_bpc(meta, best, tokenizer),
     )
+
+
+def _best_bpc(meta: dict, best: float | None, tokenizer: str) -> float | None:
+    bpc = _typed(meta, "best_bpc", (int, float))
+    if bpc is None and best is not None and tokenizer == "char":
+        bpc = best / math.log(2)  # a character model from before bpc was recorded
+    return bpc
 
 
 def read_corpus_summary(folder: Path, meta: dict | None = None) -> CorpusSummary | None:

@@ -425,7 +425,8 @@ class TrainForm(VerticalScroll):
             return
         raw = self.query_one("#adv-block_size", Input).value.strip()
         block = int(raw) if raw.isdigit() and int(raw) > 0 else auto_block
-        problem = too_short(self.summary.ids, block) if block else None
+        unit = "character" if self.summary.tokenizer == "char" else "token"
+        problem = too_short(self.summary.ids, block, unit) if block else None
         if problem != self.length_error:  # redrawn only when it changes
             self.length_error = problem
             self._show_summary()

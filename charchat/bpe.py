@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from .config import BPE_RANGE
-from .tokenizer import ASSISTANT, END, ROLE_TOKENS, SYSTEM, USER, EncodeResult, TokenizerError
+from .tokenizer import (ASSISTANT, END, SYSTEM, USER, EncodeResult, TokenizerError,
+                        TurnTokens)
 
 ENDOFTEXT = "<|endoftext|>"
 BPE_SPECIALS = (ENDOFTEXT, USER, ASSISTANT, SYSTEM, END)
@@ -139,7 +140,7 @@ class StreamDecoder:
         return self._utf8.decode(b"", final=True)
 
 
-class BPETokenizer:
+class BPETokenizer(TurnTokens):
     """A byte-level BPE vocabulary with charchat's special tokens after its ranks."""
 
     kind = "bpe"
@@ -162,26 +163,9 @@ class BPETokenizer:
             special_tokens=dict(self.special_ids), explicit_n_vocab=n + len(BPE_SPECIALS))
         self._bytes_cache: dict[int, bytes] = {}
 
-    # ids of the special tokens
     @property
     def eot_id(self) -> int:
         return self.special_ids[ENDOFTEXT]
-
-    @property
-    def user_id(self) -> int:
-        return self.special_ids[USER]
-
-    @property
-    def assistant_id(self) -> int:
-        return self.special_ids[ASSISTANT]
-
-    @property
-    def system_id(self) -> int:
-        return self.special_ids[SYSTEM]
-
-    @property
-    def end_id(self) -> int:
-        return self.special_ids[END]
 
     @property
     def vocab_size(self) -> int:
@@ -214,12 +198,6 @@ class BPETokenizer:
 
     def encode_batch(self, texts: list[str], threads: int) -> list[list[int]]:
         return self.enc.encode_ordinary_batch(texts, num_threads=threads)
-
-    def encode_turn(self, role: str, content: str, lenient: bool = False) -> EncodeResult:
-        if role not in ROLE_TOKENS:
-            raise TokenizerError(f"unknown role {role!r} (expected user, assistant or system)")
-        return EncodeResult([self.special_ids[ROLE_TOKENS[role]], *self.encode(content),
-                             self.end_id], set())
 
     def start_ids(self) -> list[int]:
         """What free sampling starts from when given no prompt: a newline."""

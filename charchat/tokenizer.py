@@ -57,24 +57,12 @@ class CharStreamDecoder:
         return ""
 
 
-class CharTokenizer:
-    kind = "char"
-    name = "char"
+class TurnTokens:
+    """What both kinds of tokenizer share: the ids of the turn tokens (from `special_ids`) and
+    how a dialogue turn is encoded with them."""
 
-    def __init__(self, chars: str | list[str]) -> None:
-        chars = sorted(set(chars))
-        for c in chars:
-            if len(c) != 1:
-                raise TokenizerError(f"tokenizer characters must be single characters, got {c!r}")
-        self.chars: list[str] = chars
-        self.specials: tuple[str, ...] = SPECIAL_TOKENS
-        n = len(self.specials)
-        self.stoi: dict[str, int] = {c: i + n for i, c in enumerate(chars)}
-        self.itos: list[str] = list(self.specials) + chars
-        self.special_ids: dict[str, int] = {s: i for i, s in enumerate(self.specials)}
-        self._fallback_cache: dict[str, str] = {}
+    special_ids: dict[str, int]
 
-    # ids of the special tokens
     @property
     def user_id(self) -> int:
         return self.special_ids[USER]
@@ -90,6 +78,35 @@ class CharTokenizer:
     @property
     def end_id(self) -> int:
         return self.special_ids[END]
+
+    def encode_turn(self, role: str, content: str, lenient: bool = False) -> EncodeResult:
+        """A dialogue turn: role token, the content's tokens, end-of-turn token."""
+        if role not in ROLE_TOKENS:
+            raise TokenizerError(f"unknown role {role!r} (expected user, assistant or system)")
+        if lenient:
+            body = self.encode_lenient(content)
+        else:
+            body = EncodeResult(self.encode(content), set())
+        ids = [self.special_ids[ROLE_TOKENS[role]], *body.ids, self.end_id]
+        return EncodeResult(ids, body.unknown)
+
+
+class CharTokenizer(TurnTokens):
+    kind = "char"
+    name = "char"
+
+    def __init__(self, chars: str | list[str]) -> None:
+        chars = sorted(set(chars))
+        for c in chars:
+            if len(c) != 1:
+                raise TokenizerError(f"tokenizer characters must be single characters, got {c!r}")
+        self.chars: list[str] = chars
+        self.specials: tuple[str, ...] = SPECIAL_TOKENS
+        n = len(self.specials)
+        self.stoi: dict[str, int] = {c: i + n for i, c in enumerate(chars)}
+        self.itos: list[str] = list(self.specials) + chars
+        self.special_ids: dict[str, int] = {s: i for i, s in enumerate(self.specials)}
+        self._fallback_cache: dict[str, str] = {}
 
     @property
     def vocab_size(self) -> int:
@@ -180,17 +197,6 @@ class CharTokenizer:
             self._lengths = [1] * len(self.specials) + [len(c.encode("utf-8", "surrogatepass"))
                                                         for c in self.chars]
         return self._lengths
-
-    def encode_turn(self, role: str, content: str, lenient: bool = False) -> EncodeResult:
-        """A dialogue turn: role token, the content's characters, end-of-turn token."""
-        if role not in ROLE_TOKENS:
-            raise TokenizerError(f"unknown role {role!r} (expected user, assistant or system)")
-        if lenient:
-            body = self.encode_lenient(content)
-        else:
-            body = EncodeResult(self.encode(content), set())
-        ids = [self.special_ids[ROLE_TOKENS[role]], *body.ids, self.end_id]
-        return EncodeResult(ids, body.unknown)
 
     def to_dict(self, inline_ranks: bool = False) -> dict:
         return {"format": "charchat-tokenizer", "version": 1, "specials": list(self.specials),

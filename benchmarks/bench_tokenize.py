@@ -56,7 +56,7 @@ def reference_seconds(path: Path) -> tuple[float, int]:
     pattern ends a piece anyway (so the ids are those of the whole text; tests/test_bpe.py
     checks the rule). Only the encode calls are timed."""
     from charchat.bpe import gpt2
-    from charchat.corpus import _safe_cut
+    from charchat.idcache import safe_cut
 
     enc = gpt2().enc
     total = 0.0
@@ -67,7 +67,7 @@ def reference_seconds(path: Path) -> tuple[float, int]:
             block = f.read(1 << 22)
             text = carry + block
             if block:
-                cut = _safe_cut(text, max(0, len(text) - 4096))
+                cut = safe_cut(text, max(0, len(text) - 4096))
                 text, carry = text[:cut], text[cut:]
             else:
                 carry = ""

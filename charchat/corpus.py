@@ -23,7 +23,6 @@ import codecs
 import hashlib
 import json
 import os
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,9 @@ import numpy as np
 from . import store
 from .config import CorpusError, CorpusSummary  # noqa: F401  (re-exported)
 from .tokenizer import ROLE_TOKENS, CharTokenizer
+from . import idcache
 from .bpe import bpe_size
+from .idcache import IdFile, encode_tasks, id_dtype, safe_cut, text_size
 from .tokenizers import Tokenizer
 
 if TYPE_CHECKING:
@@ -434,112 +435,6 @@ def _codepoints(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
 
 
-def id_dtype(vocab_size: int):
-    """uint16 where every id fits, uint32 above."""
-    return np.uint16 if vocab_size <= 65536 else np.uint32
-
-
-class IdFile:
-    """An .npy file of ids, written front to back with plain writes.
-
-    Written chunk by chunk and never mapped while it is written, so memory stays bounded by the
-    chunk whatever the corpus size (dirty pages of a writable map count as the process's own
-    memory: mapping the whole output held ~2x the text in memory). The header has a fixed size
-    and is written last, when the number of ids is known. With a size known beforehand (the
-    character path), the disk's room is checked and the blocks are allocated first."""
-
-    HEADER = 128
-
-    def __init__(self, path: Path, dtype, expected: int | None = None) -> None:
-        self.path, self.dtype, self.n = path, np.dtype(dtype), 0
-        self.folder = path.parent
-        if expected is not None:
-            size = self.HEADER + expected * self.dtype.itemsize
-            store.check_free_space(self.folder, size, f"the corpus cache ({expected:,} ids)")
-        try:
-            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC |
-                              getattr(os, "O_BINARY", 0), 0o666)
-        except OSError as e:
-            raise self._error(e) from None
-        try:
-            if expected is not None:
-                store.allocate(self.fd, self.HEADER + expected * self.dtype.itemsize)
-            os.lseek(self.fd, 0, os.SEEK_SET)
-            store.write_all(self.fd, self._header(0))
-        except OSError as e:
-            self.abort()
-            raise self._error(e) from None
-
-    def _error(self, e: OSError) -> OSError:
-        return store.no_space(self.folder, "the corpus cache") if store.is_no_space(e) else e
-
-    def _header(self, n: int) -> bytes:
-        d = f"{{'descr': '{np.lib.format.dtype_to_descr(self.dtype)}', 'fortran_order': False, "\
-            f"'shape': ({n},), }}"
-        body = d.ljust(self.HEADER - 10 - 1) + "\n"
-        return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
-
-    def write(self, ids) -> None:
-        a = np.ascontiguousarray(ids, dtype=self.dtype)
-        try:
-            store.write_all(self.fd, a)
-        except OSError as e:
-            raise self._error(e) from None
-        self.n += len(a)
-
-    def finish(self) -> None:
-        try:
-            os.ftruncate(self.fd, self.HEADER + self.n * self.dtype.itemsize)
-            os.lseek(self.fd, 0, os.SEEK_SET)
-            store.write_all(self.fd, self._header(self.n))
-            os.fsync(self.fd)
-        except OSError as e:
-            raise self._error(e) from None
-        finally:
-            os.close(self.fd)
-            self.fd = -1
-
-    def abort(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        self.path.unlink(missing_ok=True)
-
-
-def _read_ids(path: Path, start: int, stop: int, chunk: int = 1 << 22) -> Iterator[np.ndarray]:
-    """ids[start:stop] of an .npy file, a chunk at a time, read (not mapped)."""
-    a = np.load(path, mmap_mode="r")
-    offset, dtype = a.offset, a.dtype
-    del a
-    with open(path, "rb") as f:
-        for s in range(start, stop, chunk):
-            n = min(chunk, stop - s)
-            f.seek(offset + s * dtype.itemsize)
-            yield np.fromfile(f, dtype=dtype, count=n)
-
-
-def _text_size(tokenizer: Tokenizer, path: Path, start: int, stop: int) -> tuple[int, int]:
-    """(characters, UTF-8 bytes) of the ids in [start, stop) of the file; a special token counts
-    one of each. The scale of bits per character and per byte."""
-    chars = nbytes = 0
-    if isinstance(tokenizer, CharTokenizer):
-        lengths = np.asarray(tokenizer._utf8_lengths(), dtype=np.int64)
-        for ids in _read_ids(path, start, stop):
-            chars += len(ids)
-            nbytes += int(lengths[ids].sum())
-        return chars, nbytes
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    first_special = tokenizer.n_ranks
-    for ids in _read_ids(path, start, stop):
-        special = ids >= first_special
-        n_special = int(special.sum())
-        data = tokenizer.enc.decode_bytes(ids[~special].tolist())
-        chars += n_special + len(decoder.decode(data))
-        nbytes += n_special + len(data)
-    chars += len(decoder.decode(b"", final=True))
-    return chars, nbytes
-
-
 # ---------------------------------------------------------------------------------------------
 # BPE: training a vocabulary, and encoding on every core
 
@@ -589,56 +484,7 @@ def _bpe_for(spec: str, files: list[Path], cache_dir: Path,
 
 
 PIECE_CHARS = 1 << 20  # text per encoding task
-_CUT = re.compile(r"\S\n(?=\w)|\w (?=\w)")
-
-
-def _safe_cut(text: str, near: int) -> int:
-    """A position at or after `near` where text can be cut without changing its BPE: after a
-    newline between a non-space and a letter, or before a space between two letters. Both
-    split patterns (GPT-2's, GPT-4's) end a piece there, so encoding the two parts gives the
-    ids of the whole. len(text) if there is none."""
-    for m in _CUT.finditer(text, max(0, near - 1)):
-        if m.group().endswith("\n"):
-            i = m.end()  # after the newline, before the letter
-            if text[i].isalpha():
-                return i
-        else:
-            i = m.start() + 1  # before the space
-            if text[i - 1].isalpha() and text[i + 1].isalpha():
-                return i
-    return len(text)
-
-
-# Above this much text, BPE encoding runs in worker processes (one per core): tiktoken keeps
-# the GIL for part of its work, so threads scaled to ~1.3x on 2 cores where processes reached
-# ~1.9x. Below it, starting the workers (~0.5 s: each imports tiktoken and reads the ranks)
-# costs more than it saves, and the calling thread encodes.
-PROCESS_BYTES = 24 << 20
 CONVERSATIONS_PER_TASK = 512
-
-_WORKER_TOKENIZER = None
-
-
-def _start_worker(record: str) -> None:
-    global _WORKER_TOKENIZER
-    from .tokenizers import from_json
-
-    _WORKER_TOKENIZER = from_json(record)
-
-
-def _encode_task(task, tokenizer=None) -> np.ndarray:
-    """One piece of work: ("text", str) or ("turns", [conversation, ...]) to ids."""
-    tok = tokenizer or _WORKER_TOKENIZER
-    kind, item = task
-    if kind == "text":
-        ids = tok.enc.encode_to_numpy(item, disallowed_special=())
-    else:
-        out: list[int] = []
-        for turns in item:
-            for role, content in turns:
-                out += tok.encode_turn(role, content).ids
-        ids = np.asarray(out, dtype=np.int64)
-    return ids.astype(id_dtype(tok.vocab_size), copy=False)
 
 
 def _tasks(files: list[Path], progress: Callable[[str, int, int], None] | None, total: int):
@@ -662,7 +508,7 @@ def _tasks(files: list[Path], progress: Callable[[str, int, int], None] | None, 
                 buf += text
                 read += len(text)  # characters: bytes for ASCII, a little under otherwise
                 while len(buf) >= 2 * PIECE_CHARS:
-                    cut = _safe_cut(buf, PIECE_CHARS)
+                    cut = safe_cut(buf, PIECE_CHARS)
                     if cut >= len(buf):
                         break  # no safe place yet: read on
                     yield "text", buf[:cut]
@@ -678,29 +524,10 @@ def _tasks(files: list[Path], progress: Callable[[str, int, int], None] | None, 
 
 def _encode_bpe(files: list[Path], tokenizer: "BPETokenizer", out: IdFile,
                 progress: Callable[[str, int, int], None] | None, total: int) -> None:
-    """Every file's ids into out, in order. A large corpus is encoded by one worker process per
-    core; memory stays bounded by a few ~1 MiB pieces per worker whatever the corpus size.
-    Each file is encoded on its own (no token spans two files)."""
-    workers = os.cpu_count() or 1
-    if total < PROCESS_BYTES or workers == 1:
-        for task in _tasks(files, progress, total):
-            out.write(_encode_task(task, tokenizer))
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # spawn, not fork: the caller may have threads (the app's workers, torch's), and a fork
-    # copies their locks in whatever state they are.
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
-                             initargs=(tokenizer.to_json(inline_ranks=True),)) as pool:
-        pending: list = []  # futures in corpus order
-        for task in _tasks(files, progress, total):
-            pending.append(pool.submit(_encode_task, task))
-            while len(pending) > 2 * workers:
-                out.write(pending.pop(0).result())
-        for fut in pending:
-            out.write(fut.result())
+    """Every file's ids into out, in order; each file is encoded on its own (no token spans two
+    files)."""
+    encode_tasks(_tasks(files, progress, total), tokenizer, out,
+                 processes=total >= idcache.PROCESS_BYTES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -775,7 +602,7 @@ def load_corpus(
         out.finish()
         n = out.n
         split = int(n * (1 - VAL_FRACTION))
-        val_size = _text_size(tokenizer, tmp, split, n)
+        val_size = text_size(tokenizer, tmp, split, n)
         os.replace(tmp, ids_path)
         store.atomic_write_text(meta_path, json.dumps(
             {"n": n, "val_size": list(val_size), "summary": summary.to_dict()}))

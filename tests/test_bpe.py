@@ -11,7 +11,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from charchat import bpe, corpus as corpus_mod, store, tokenizers
+from charchat import bpe, corpus as corpus_mod, idcache, store, tokenizers
 from charchat.cli import main
 from charchat.corpus import load_corpus
 from charchat.generation import generate_ids
@@ -133,7 +133,7 @@ def test_cutting_at_safe_places_keeps_the_ids(pieces, step):
         whole = tok.encode(text)
         parts, rest = [], text
         while rest:
-            cut = corpus_mod._safe_cut(rest, step)
+            cut = idcache.safe_cut(rest, step)
             parts.append(rest[:cut])
             rest = rest[cut:]
         assert "".join(parts) == text
@@ -142,7 +142,7 @@ def test_cutting_at_safe_places_keeps_the_ids(pieces, step):
 
 def test_safe_places_are_found_in_lines_and_between_words():
     text = "one two\nthree  four\n five"
-    cuts = [corpus_mod._safe_cut(text, n) for n in range(len(text))]
+    cuts = [idcache.safe_cut(text, n) for n in range(len(text))]
     assert set(cuts) == {3, 8, len(text)}  # "one| two\n|three"; none in "  " or "\n "
 
 
@@ -162,7 +162,7 @@ def test_a_large_file_is_encoded_in_pieces(write_file, tmp_path, monkeypatch, pr
     """Cut into pieces (and, past PROCESS_BYTES, encoded by worker processes), the ids are
     those of the whole text, in order, for GPT-2's vocabulary and a trained one."""
     monkeypatch.setattr(corpus_mod, "PIECE_CHARS", 500)
-    monkeypatch.setattr(corpus_mod, "PROCESS_BYTES", 0 if processes else 1 << 40)
+    monkeypatch.setattr(idcache, "PROCESS_BYTES", 0 if processes else 1 << 40)
     monkeypatch.setattr(corpus_mod, "CONVERSATIONS_PER_TASK", 3)
     text = pattern_text(30000, seed=2).replace(".\n", ". ")  # long lines: cuts between words
     conv = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
@@ -381,8 +381,8 @@ def test_a_bpe_reply_is_cut_at_the_longest_reply_in_characters(monkeypatch):
 
 
 def test_ids_fit_the_smallest_type():
-    assert corpus_mod.id_dtype(65536) is np.uint16 and corpus_mod.id_dtype(65537) is np.uint32
-    assert corpus_mod.id_dtype(bpe.gpt2().vocab_size) is np.uint16
+    assert idcache.id_dtype(65536) is np.uint16 and idcache.id_dtype(65537) is np.uint32
+    assert idcache.id_dtype(bpe.gpt2().vocab_size) is np.uint16
 
 
 def test_a_dialogue_bpe_model_chats(write_file, tmp_path):

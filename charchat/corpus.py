@@ -573,8 +573,8 @@ def load_corpus(
         summary.vocab_size = tokenizer.n_ranks
         asked = bpe_size(tokenizer.name)
         if asked and tokenizer.n_ranks < asked:
-            summary.notes.append(f"{tokenizer.name}: the text gave only {tokenizer.n_ranks:,} "
-                                 f"tokens (every pair of tokens that occurs was merged)")
+            summary.notes.append(f"{tokenizer.name}: a vocabulary of {tokenizer.n_ranks:,} "
+                                 f"(the text had no more pairs to merge)")
     dtype = id_dtype(tokenizer.vocab_size)
     key = _cache_key(files, tokenizer)
     ids_path = cache_dir / f"{key}.npy"

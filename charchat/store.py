@@ -29,7 +29,6 @@ plain containers and refuses any other object: a hostile file cannot run code on
 from __future__ import annotations
 
 import errno
-import io
 import json
 import math
 import os
@@ -40,7 +39,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from . import locking
 from .config import CorpusSummary
@@ -224,9 +223,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write path atomically. A full disk raises DiskFull naming the folder (checked before
     anything is written, when it can be told), and leaves neither a temporary file nor a
     changed path."""
-    path = Path(path)
+    _atomic_write(Path(path), len(data), lambda fd: write_all(fd, data))
+
+
+def _atomic_write(path: Path, size: int, fill: Callable[[int], None]) -> None:
+    """atomic_write_bytes's rule for a file of about `size` bytes that fill(fd) writes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    check_free_space(path.parent, len(data), path.name)
+    check_free_space(path.parent, size, path.name)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
@@ -235,7 +238,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
     try:
         try:
-            write_all(fd, data)
+            fill(fd)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -249,6 +252,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             raise no_space(path.parent, path.name) from None
         raise
     _fsync_dir(path.parent)
+
+
+class _FdWriter:
+    """A file object over an open descriptor for torch.save, which writes through it piece by
+    piece: the file is never built in memory first (a 6 GB model would need 6 GB more)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, data) -> int:
+        write_all(self.fd, data)
+        return memoryview(data).nbytes
+
+    def flush(self) -> None:
+        pass
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -283,11 +301,9 @@ def atomic_torch_save(path: Path, obj) -> None:
     import torch
 
     # The tensors' bytes (with room for the pickled rest) are known before anything is
-    # serialised: a full disk is told before a large file is built in memory.
-    check_free_space(Path(path).parent, _tensor_bytes(obj) + (64 << 10), Path(path).name)
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getbuffer())
+    # serialised: a full disk is told before anything is written.
+    _atomic_write(Path(path), _tensor_bytes(obj) + (64 << 10),
+                  lambda fd: torch.save(obj, _FdWriter(fd)))
 
 
 def _tensor_bytes(obj) -> int:

@@ -92,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("name", nargs="?", help="for get: a name 'corpus list' shows as download")
     k.add_argument("--url", help="download from this mirror instead (the SHA-256 is still checked)")
 
+    i = sub.add_parser("import", help="import OpenAI's GPT-2 weights from a local file")
+    i.add_argument("--from", dest="source", required=True, metavar="FILE",
+                   help="a GPT-2 model.safetensors (the hub's layout or save_pretrained's) or "
+                        "pytorch_model.bin; n_head from a config.json beside it, else from "
+                        "GPT-2's known sizes")
+    i.add_argument("--name", default=None,
+                   help="the model's name (default: gpt2, gpt2-medium, ... by its size)")
+
     c = sub.add_parser("chat", help="chat in the terminal")
     c.add_argument("--plain", action="store_true",
                    help="line by line on stdin/stdout; when stdout is not a terminal, each reply "
@@ -460,6 +468,26 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from . import gpt2import
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r  importing: {done}/{total} tensors", end="", file=sys.stderr, flush=True)
+
+    if sys.stderr.isatty():
+        print(f"Importing {args.source}", file=sys.stderr)
+    try:
+        folder = gpt2import.import_file(args.source, args.name, progress)
+    except gpt2import.ImportFailed as e:
+        raise CLIError(str(e)) from None
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(f"imported as {folder.name} ({folder}); chat with it: charchat chat --plain "
+          f"--model {folder.name}")
+    return 0
+
+
 def cmd_corpus(args) -> int:
     from . import catalog
 
@@ -589,7 +617,8 @@ def main(argv: list[str] | None = None) -> int:
     from .store import StoreError
 
     handlers = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
-                "models": cmd_models, "chat": cmd_chat, "corpus": cmd_corpus}
+                "models": cmd_models, "chat": cmd_chat, "corpus": cmd_corpus,
+                "import": cmd_import}
     try:
         if args.command is None:
             return run_app()

@@ -363,14 +363,21 @@ def save_model(folder: Path, model: "GPT", tokenizer: Tokenizer, info: dict | No
         if dtype is not None and v.is_floating_point():
             v = v.to(dtype)
         sd[k] = v.contiguous()
+    save_weights(folder, model.config, tokenizer, sd, info)
+
+
+def save_weights(folder: Path, config, tokenizer: Tokenizer, state_dict: dict,
+                 info: dict | None = None) -> None:
+    """Write a weights file from a state dict as save_model's (the tied embedding left out:
+    "lm_head.weight" holds it), atomically."""
     payload = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
-        "config": model.config.to_dict(),
+        "config": config.to_dict(),
         # A trained BPE's ranks travel inside (the file loads on its own); GPT-2's are named.
         "tokenizer": tokenizer.to_json(inline_ranks=True),
         "info": json.dumps(info or {}),
-        "state_dict": sd,
+        "state_dict": state_dict,
     }
     atomic_torch_save(Path(folder) / WEIGHTS, payload)
 

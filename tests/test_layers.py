@@ -26,13 +26,13 @@ LAYERS = {
     0: {"config", "formatting", "locking", "schedule", "allocator", "tokenizer"},
     1: {"model", "generation", "decoding", "optimizer", "adamw", "muon", "optimizers", "device",
         "batches", "evaluate", "bpe", "tokenizers"},
-    2: {"store", "corpus", "idcache", "checkpoint", "rundir", "recipe", "preferences", "conversations",
+    2: {"store", "corpus", "idcache", "gpt2import", "checkpoint", "rundir", "recipe", "preferences", "conversations",
         "catalog", "chat", "trainer"},
     3: {"runs", "modelops"},
     4: {"cli", "__main__", "tui"},
 }
 EXTERNAL = {"torch", "numpy", "textual", "rich", "platformdirs", "textual_plot", "tiktoken",
-            "rustbpe"}
+            "rustbpe", "safetensors"}
 
 
 def module_files() -> dict[str, Path]:

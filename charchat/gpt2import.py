@@ -1,0 +1,194 @@
+"""OpenAI's GPT-2 weights as a charchat model (issue 20, first part: from a local file).
+
+Reads a ``model.safetensors`` (the hub's layout, ``h.0.attn.c_attn.weight``, or the layout
+``save_pretrained`` writes, with a ``transformer.`` prefix) or a ``pytorch_model.bin`` (read
+with ``weights_only=True``: loading never runs code from it), and writes a charchat model
+folder that chats, samples and evaluates like any other, with GPT-2's tokenizer.
+
+What changes on the way:
+- GPT-2 stores its four matrices per block as Conv1D weights, (in, out); charchat's Linear
+  layers hold (out, in), so those are transposed.
+- The ``attn.bias`` / ``attn.masked_bias`` buffers (the causal mask, not weights) are dropped.
+- The output head is the token embedding (tied), as in GPT-2.
+- The embedding grows from 50,257 rows to 50,304 (a multiple of 64, charchat.bpe): the four
+  turn tokens and the padding get the mean of GPT-2's rows, a neutral start for fine-tuning;
+  padding is never sampled.
+- The number of heads is read from a ``config.json`` beside the file, else from GPT-2's known
+  shapes (layers, width): 12/768 -> 12 heads, 24/1024 -> 16, 36/1280 -> 20, 48/1600 -> 25.
+
+Memory: tensors are read one at a time from the file (safetensors maps it), and the model file
+is written by torch.save straight to disk, so the import holds about one copy of the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from . import store
+from .bpe import gpt2
+from .tokenizers import folder_files
+
+if TYPE_CHECKING:
+    import torch
+
+KNOWN_HEADS = {(12, 768): 12, (24, 1024): 16, (36, 1280): 20, (48, 1600): 25}
+KNOWN_NAMES = {(12, 768): "gpt2", (24, 1024): "gpt2-medium", (36, 1280): "gpt2-large",
+               (48, 1600): "gpt2-xl"}
+_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+_BUFFERS = (".attn.bias", ".attn.masked_bias")  # not ...c_attn.bias, a weight
+
+
+class ImportFailed(Exception):
+    """A file that cannot be imported. The message is one line naming it."""
+
+
+def _tensors(path: Path):
+    """The file's tensor names, a reader of one tensor at a time, and a reader of one tensor's
+    shape (for safetensors, from the header alone)."""
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            f = safe_open(str(path), framework="pt")
+            return list(f.keys()), f.get_tensor, lambda k: tuple(f.get_slice(k).get_shape())
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ImportFailed(f"{path}: not a readable safetensors file ({e})") from None
+    if path.suffix in (".bin", ".pt", ".pth"):
+        try:
+            sd = store.safe_torch_load(path, "weights file")
+        except store.StoreError as e:
+            raise ImportFailed(str(e)) from None
+        if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+            raise ImportFailed(f"{path}: not a state dict of tensors")
+        return list(sd), sd.__getitem__, lambda k: tuple(sd[k].shape)
+    raise ImportFailed(f"{path}: expected model.safetensors or pytorch_model.bin")
+
+
+def _plain_name(key: str) -> str:
+    return key.removeprefix("transformer.")
+
+
+def read_shape(path: Path) -> dict:
+    """n_layer, n_head, n_embd, block_size and vocab of a GPT-2 checkpoint, without reading its
+    weights (safetensors: from the header)."""
+    names, _, shape_of = _tensors(path)
+    plain = {_plain_name(k): k for k in names}
+    for needed in ("wte.weight", "wpe.weight", "ln_f.weight", "h.0.attn.c_attn.weight"):
+        if needed not in plain:
+            raise ImportFailed(f"{path}: not a GPT-2 checkpoint (no {needed})")
+    layers = {int(k.split(".")[1]) for k in plain if k.startswith("h.")}
+    n_layer = max(layers) + 1
+    if layers != set(range(n_layer)):
+        raise ImportFailed(f"{path}: blocks {sorted(set(range(n_layer)) - layers)} are missing")
+    vocab, n_embd = _matrix(path, plain["wte.weight"], shape_of)
+    block_size, _ = _matrix(path, plain["wpe.weight"], shape_of)
+    n_head = _heads_from_config(path.parent / "config.json") or KNOWN_HEADS.get((n_layer, n_embd))
+    if n_head is None:
+        raise ImportFailed(f"{path}: {n_layer} layers x {n_embd} is not a GPT-2 shape charchat "
+                           f"knows; put the model's config.json (with n_head) beside it")
+    if vocab != gpt2().eot_id + 1:
+        raise ImportFailed(f"{path}: its vocabulary has {vocab:,} tokens; GPT-2's has "
+                           f"{gpt2().eot_id + 1:,}")
+    return {"n_layer": n_layer, "n_head": n_head, "n_embd": n_embd, "block_size": block_size,
+            "vocab": vocab, "bias": "h.0.attn.c_attn.bias" in plain}
+
+
+def _matrix(path: Path, key: str, shape_of) -> tuple[int, int]:
+    shape = shape_of(key)
+    if len(shape) != 2:
+        raise ImportFailed(f"{path}: {key} has shape {shape}, expected 2 dimensions")
+    return int(shape[0]), int(shape[1])
+
+
+def _heads_from_config(path: Path) -> int | None:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    n = d.get("n_head") if isinstance(d, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def _state_dict(path: Path) -> Iterator[tuple[str, "torch.Tensor"]]:
+    """charchat's (name, tensor) pairs, one tensor read at a time."""
+    import torch
+
+    names, get, _ = _tensors(path)
+    for key in names:
+        name = _plain_name(key)
+        if name.endswith(_BUFFERS) or name == "lm_head.weight":
+            continue  # the mask buffers; the head is the embedding
+        t = get(key)
+        if name.endswith(_CONV1D):
+            t = t.t()
+        t = t.to(torch.float32).contiguous()
+        if name == "wte.weight":
+            rows = gpt2().padded_vocab_size
+            grown = torch.empty(rows, t.shape[1], dtype=torch.float32)
+            grown[: t.shape[0]] = t
+            grown[t.shape[0]:] = t.mean(dim=0)  # turn tokens and padding: a neutral start
+            yield "lm_head.weight", grown
+            continue
+        yield f"transformer.{name}", t
+
+
+def import_file(path: str | Path, name: str | None = None,
+                progress: Callable[[int, int], None] | None = None) -> Path:
+    """Import a GPT-2 checkpoint as the model `name` (default: gpt2, gpt2-medium, ... by its
+    shape, made unique). Returns the model's folder. ImportFailed or StoreError otherwise."""
+    import torch
+
+    from .config import GPTConfig
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ImportFailed(f"{path}: no such file")
+    shape = read_shape(path)
+    base = KNOWN_NAMES.get((shape["n_layer"], shape["n_embd"]), "gpt2-import")
+    name = store.check_name(name) if name else store.unique_name(base)
+    folder = store.models_dir() / name
+    if (folder / store.WEIGHTS).exists():
+        raise ImportFailed(f"a model named {name!r} already exists; choose another --name")
+    config = GPTConfig(vocab_size=gpt2().padded_vocab_size, block_size=shape["block_size"],
+                       n_layer=shape["n_layer"], n_head=shape["n_head"], n_embd=shape["n_embd"],
+                       dropout=0.0, bias=shape["bias"])
+    expected = store.expected_shapes(config)
+    sd: dict[str, torch.Tensor] = {}
+    total = len(expected) - 1  # the embedding is one entry, as the head
+    for k, t in _state_dict(path):
+        if k not in expected:
+            raise ImportFailed(f"{path}: unexpected tensor {k}")
+        if tuple(t.shape) != expected[k]:
+            raise ImportFailed(f"{path}: {k} is {tuple(t.shape)}, a GPT-2 of this shape "
+                               f"needs {expected[k]}")
+        if not torch.isfinite(t).all():
+            raise ImportFailed(f"{path}: {k} holds values that are not finite")
+        sd[k] = t
+        if progress:
+            progress(len(sd), total)
+    lacking = sorted(set(expected) - set(sd) - {"transformer.wte.weight"})
+    if lacking:
+        raise ImportFailed(f"{path}: missing {', '.join(lacking[:3])}")
+    tok = gpt2()
+    params = sum(t.numel() for k, t in sd.items() if k != "transformer.wpe.weight")
+    made = not folder.exists()
+    try:
+        store.save_weights(folder, config, tok, sd, {"imported_from": str(path)})
+        store.atomic_write_json(folder / "config.json", config.to_dict())
+        for file, data in folder_files(tok).items():
+            store.atomic_write_bytes(folder / file, data)
+        now = time.time()
+        store.write_meta(folder, name=name, params=params, created=now, updated=now,
+                         corpus=f"OpenAI's {base} weights, imported from {path.name}",
+                         corpus_kind="prose", tokenizer="gpt2", imported_from=str(path))
+    except BaseException:
+        if made:
+            shutil.rmtree(folder, ignore_errors=True)  # no half-made model left listed
+        raise
+    return folder

@@ -1,0 +1,131 @@
+"""Importing GPT-2 checkpoints (issue 20): a GPT-2 made by Hugging Face's transformers, saved in
+each layout charchat reads, imports to a model whose logits are transformers' own."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from charchat import bpe, gpt2import, store
+from charchat.gpt2import import ImportFailed
+
+
+@pytest.fixture(scope="module")
+def hf_gpt2(tmp_path_factory):
+    """A small random GPT-2 in transformers, saved with save_pretrained (safetensors)."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(n_layer=2, n_head=4, n_embd=32, n_positions=64,
+                                  vocab_size=50257)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    folder = tmp_path_factory.mktemp("hf")
+    model.save_pretrained(folder, safe_serialization=True)
+    return model, folder
+
+
+def hf_logits(model, ids):
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0]
+
+
+def check_same_logits(hf_model, name):
+    loaded = store.load_model(name)
+    ids = bpe.gpt2().encode("Hello world, this is GPT-2 speaking.")
+    with torch.no_grad():
+        ours = loaded.model(torch.tensor([ids]))[0][0]
+    assert ours.shape[-1] == 50304
+    torch.testing.assert_close(ours[:, :50257], hf_logits(hf_model, ids), atol=2e-5, rtol=1e-4)
+    return loaded
+
+
+def test_save_pretrained_layout_gives_transformers_logits(hf_gpt2, charchat_home):
+    model, folder = hf_gpt2
+    out = gpt2import.import_file(folder / "model.safetensors", name="tiny-gpt2")
+    loaded = check_same_logits(model, "tiny-gpt2")
+    assert loaded.tokenizer == bpe.gpt2() and loaded.model.config.n_head == 4  # config.json
+    # the rows past GPT-2's vocabulary: the mean of its rows, for the turn tokens and padding
+    wte = loaded.model.transformer.wte.weight
+    torch.testing.assert_close(wte[50257], wte[:50257].mean(0))
+    listed = {m.name: m for m in store.list_models()}["tiny-gpt2"]
+    assert listed.tokenizer == "gpt2" and listed.params == loaded.model.num_params()
+    assert (out / "tokenizer.json").exists() and (out / "config.json").exists()
+
+
+def test_hub_layout_and_a_pytorch_bin_import_the_same(hf_gpt2, charchat_home, tmp_path):
+    """The hub's model.safetensors has no 'transformer.' prefix and keeps the mask buffers;
+    pytorch_model.bin is a pickled state dict, read with weights_only."""
+    from safetensors.torch import save_file
+
+    model, folder = hf_gpt2
+    sd = {k.removeprefix("transformer."): v.clone() for k, v in model.state_dict().items()
+          if k != "lm_head.weight"}
+    for i in range(2):
+        sd[f"h.{i}.attn.bias"] = torch.tril(torch.ones(1, 1, 64, 64))
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    save_file(sd, str(hub / "model.safetensors"))
+    (hub / "config.json").write_text(json.dumps({"n_head": 4}))
+    gpt2import.import_file(hub / "model.safetensors", name="hub")
+    check_same_logits(model, "hub")
+    torch.save(model.state_dict(), hub / "pytorch_model.bin")
+    gpt2import.import_file(hub / "pytorch_model.bin", name="bin")
+    check_same_logits(model, "bin")
+
+
+def test_heads_come_from_the_known_shapes_without_a_config(tmp_path, charchat_home):
+    from safetensors.torch import save_file
+
+    sd = {"wte.weight": torch.zeros(50257, 768), "wpe.weight": torch.zeros(1024, 768),
+          "ln_f.weight": torch.ones(768), "h.0.attn.c_attn.weight": torch.zeros(768, 2304)}
+    for i in range(1, 12):
+        sd[f"h.{i}.ln_1.weight"] = torch.ones(1)
+    save_file(sd, str(tmp_path / "model.safetensors"))
+    shape = gpt2import.read_shape(tmp_path / "model.safetensors")
+    assert (shape["n_layer"], shape["n_head"], shape["n_embd"]) == (12, 12, 768)
+
+
+def _not_gpt2(path):
+    from safetensors.torch import save_file
+
+    save_file({"x.weight": torch.zeros(2, 2)}, str(path))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_bytes(b"not a safetensors file"), "not a readable safetensors file"),
+    (_not_gpt2, "not a GPT-2 checkpoint (no wte.weight)"),
+])
+def test_a_file_that_is_not_gpt2_is_one_line(tmp_path, charchat_home, make, message):
+    path = tmp_path / "model.safetensors"
+    make(path)
+    with pytest.raises(ImportFailed) as e:
+        gpt2import.import_file(path)
+    assert message in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
+    assert not (charchat_home / "models").exists() or not any((charchat_home / "models").iterdir())
+
+
+def test_an_unknown_shape_without_config_asks_for_it(hf_gpt2, tmp_path, charchat_home):
+    import shutil
+
+    _, folder = hf_gpt2
+    shutil.copy(folder / "model.safetensors", tmp_path / "model.safetensors")
+    with pytest.raises(ImportFailed, match="put the model's config.json"):
+        gpt2import.import_file(tmp_path / "model.safetensors")
+
+
+def test_the_command_line_imports_and_samples(hf_gpt2, charchat_home, capsys):
+    from charchat.cli import main
+
+    _, folder = hf_gpt2
+    assert main(["import", "--from", str(folder / "model.safetensors"), "--name", "g"]) == 0
+    out = capsys.readouterr().out
+    assert "imported as g" in out
+    assert main(["sample", "--model", "g", "--prompt", "Hello", "--chars", "10", "--seed",
+                 "1"]) == 0
+    assert capsys.readouterr().out.startswith("Hello")
+    # the same name again is refused, in one line, and the first import is untouched
+    assert main(["import", "--from", str(folder / "model.safetensors"), "--name", "g"]) == 1
+    err = capsys.readouterr().err
+    assert "already exists" in err and err.count("\n") == 1
+    assert store.load_model("g").tokenizer == bpe.gpt2()

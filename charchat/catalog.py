@@ -8,17 +8,12 @@ file beside the destination, hashed, and renamed into place only if the hash mat
 
 from __future__ import annotations
 
-import hashlib
-import os
-import secrets
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import store
+from . import download, store
+from .download import verified
 
 
 class CatalogError(Exception):
@@ -88,13 +83,8 @@ def list_corpora(downloads: bool = True) -> list[CorpusEntry]:
         path = corpora_dir() / d.filename
         # Listed as there only once verified: a cut-short or altered copy is not the corpus.
         out.append(CorpusEntry(d.name, "download", d.description,
-                               path if _verified(d, path) else None))
+                               path if verified(path, d.size, d.sha256) else None))
     return out
-
-
-def _verified(d: Download, path: Path) -> bool:
-    """Whether path holds download d, byte for byte (the size first: it costs no read)."""
-    return path.is_file() and path.stat().st_size == d.size and _sha256(path) == d.sha256
 
 
 def fetch(
@@ -117,81 +107,10 @@ def fetch(
         known = ", ".join(sorted(DOWNLOADS))
         raise CatalogError(f"unknown corpus {name!r} (downloadable: {known})")
     dest = corpora_dir() / d.filename
-    if _verified(d, dest):
+    if verified(dest, d.size, d.sha256):
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    src = url or d.url
-    # Not mkstemp, which makes the file private: a corpus is an ordinary file, so its mode
-    # follows the umask (applied by the kernel: reading the umask would mean setting it).
-    tmp = str(dest.parent / f".{d.filename}.{secrets.token_hex(6)}.part")
-    # The size is known: a disk without room for it is told before anything is written.
     try:
-        store.check_free_space(dest.parent, d.size, f"corpus {name!r}")
-    except store.DiskFull as e:
+        return download.fetch(url or d.url, dest, d.size, d.sha256, f"corpus {name!r}",
+                              progress, timeout)
+    except download.DownloadError as e:
         raise CatalogError(str(e)) from None
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    h = hashlib.sha256()
-    done = 0
-    try:
-        try:
-            with urllib.request.urlopen(src, timeout=timeout) as r:
-                while chunk := r.read(1 << 16):
-                    try:
-                        store.write_all(fd, chunk)
-                    except OSError as e:
-                        raise _write_error(e, dest.parent, name) from None
-                    h.update(chunk)
-                    done += len(chunk)
-                    if done > d.size * 2:
-                        raise CatalogError(f"{src}: download is far larger than expected")
-                    if progress:
-                        progress(done, d.size)
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            reason = getattr(e, "reason", None) or e
-            raise CatalogError(f"{src}: download failed ({reason})") from None
-        try:
-            os.fsync(fd)
-        except OSError as e:
-            raise _write_error(e, dest.parent, name) from None
-        os.close(fd)
-        fd = -1  # closed before the rename (Windows cannot rename an open file)
-        got = h.hexdigest()
-        if done < d.size:
-            raise CatalogError(f"{src}: incomplete download ({done:,} of {d.size:,} bytes; the "
-                               "connection may have dropped): try again")
-        if got != d.sha256:
-            raise CatalogError(
-                f"{src}: SHA-256 mismatch (expected {d.sha256[:16]}..., got {got[:16]}...); "
-                "refusing the file"
-            )
-        os.replace(tmp, dest)
-        for part in dest.parent.glob(f".{d.filename}.*.part"):
-            # Left by a killed download: untouched for an hour (one still running writes on).
-            try:
-                if time.time() - part.stat().st_mtime > 3600:
-                    part.unlink()
-            except OSError:
-                pass
-    finally:
-        # A failed download is not kept to resume (a mirror need not serve byte ranges): its
-        # .part goes, a full disk's included.
-        if fd >= 0:
-            os.close(fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return dest
-
-
-def _write_error(e: OSError, folder: Path, name: str) -> CatalogError:
-    """A download that could not be written, in one line naming the folder."""
-    if store.is_no_space(e):
-        return CatalogError(str(store.no_space(folder, f"corpus {name!r}")))
-    return CatalogError(f"{folder}: cannot write corpus {name!r} ({e.strerror or e})")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()

@@ -92,11 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("name", nargs="?", help="for get: a name 'corpus list' shows as download")
     k.add_argument("--url", help="download from this mirror instead (the SHA-256 is still checked)")
 
-    i = sub.add_parser("import", help="import OpenAI's GPT-2 weights from a local file")
-    i.add_argument("--from", dest="source", required=True, metavar="FILE",
+    i = sub.add_parser("import", help="import OpenAI's GPT-2 weights: 'import gpt2' downloads "
+                                      "them (pinned, resumable), --from FILE reads a local file")
+    i.add_argument("which", nargs="?", help="gpt2: download the pinned 124M weights (548 MB)")
+    i.add_argument("--from", dest="source", metavar="FILE",
                    help="a GPT-2 model.safetensors (the hub's layout or save_pretrained's) or "
                         "pytorch_model.bin; n_head from a config.json beside it, else from "
                         "GPT-2's known sizes")
+    i.add_argument("--url", help="download from this mirror instead (size and SHA-256 are still "
+                                 "checked)")
     i.add_argument("--name", default=None,
                    help="the model's name (default: gpt2, gpt2-medium, ... by its size)")
 
@@ -471,14 +475,24 @@ def cmd_models(args) -> int:
 def cmd_import(args) -> int:
     from . import gpt2import
 
-    def progress(done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            print(f"\r  importing: {done}/{total} tensors", end="", file=sys.stderr, flush=True)
+    if bool(args.which) == bool(args.source):
+        raise UsageError("usage: charchat import gpt2 | charchat import --from FILE "
+                         "(one or the other)")
+    if args.url and not args.which:
+        raise UsageError("--url goes with a download: charchat import gpt2 --url URL")
 
-    if sys.stderr.isatty():
-        print(f"Importing {args.source}", file=sys.stderr)
+    def progress(stage: str, done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            amount = (f"{fmt_size(done)} of {fmt_size(total)}" if stage == "downloading"
+                      else f"{done}/{total} tensors")
+            print(f"\r  {stage}: {amount}   ", end="", file=sys.stderr, flush=True)
+
     try:
-        folder = gpt2import.import_file(args.source, args.name, progress)
+        if args.which:
+            folder = gpt2import.import_pinned(args.which, args.name, args.url, progress)
+        else:
+            folder = gpt2import.import_file(args.source, args.name,
+                                            lambda d, t: progress("importing", d, t))
     except gpt2import.ImportFailed as e:
         raise CLIError(str(e)) from None
     if sys.stderr.isatty():

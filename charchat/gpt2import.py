@@ -25,11 +25,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from . import store
+from . import download, store
 from .bpe import gpt2
+from .formatting import fmt_size
 from .tokenizers import folder_files
 
 if TYPE_CHECKING:
@@ -44,6 +46,63 @@ _BUFFERS = (".attn.bias", ".attn.masked_bias")  # not ...c_attn.bias, a weight
 
 class ImportFailed(Exception):
     """A file that cannot be imported. The message is one line naming it."""
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """GPT-2 weights on the Hugging Face hub, pinned to a revision, size and SHA-256."""
+
+    repo: str
+    revision: str
+    size: int
+    sha256: str
+    n_head: int
+
+    @property
+    def url(self) -> str:
+        return f"https://huggingface.co/{self.repo}/resolve/{self.revision}/model.safetensors"
+
+
+# Only sizes whose hashes could be checked are pinned; the others import with --from.
+PINNED = {
+    "gpt2": Pinned("openai-community/gpt2", "607a30d783dfa663caf39e06633721c8d4cfcd7e",
+                   548_105_171,
+                   "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707", 12),
+}
+
+
+def import_pinned(which: str, name: str | None = None, url: str | None = None,
+                  progress: Callable[[str, int, int], None] | None = None) -> Path:
+    """Download a pinned GPT-2 (resuming a cut download, keeping nothing that does not match
+    the pin), import it as `name` (default: its own name), then delete the download (the model
+    file holds the weights). progress(stage, done, total)."""
+    p = PINNED.get(which)
+    if p is None:
+        raise ImportFailed(f"no pinned download for {which!r} (pinned: {', '.join(PINNED)}); "
+                           f"download its model.safetensors yourself and use --from FILE")
+    name = store.check_name(name) if name else which
+    if (store.models_dir() / name / store.WEIGHTS).exists():
+        raise ImportFailed(f"a model named {name!r} already exists; choose another --name")
+    dest = store.home() / "downloads" / f"{which}-{p.revision[:12]}" / "model.safetensors"
+    if not (dest.is_file() and dest.stat().st_size == p.size):
+        step = (lambda d, t: progress("downloading", d, t)) if progress else None
+        try:
+            download.fetch(url or p.url, dest, p.size, p.sha256, f"{which}'s weights", step,
+                           resume=True)
+        except download.DownloadError as e:
+            raise ImportFailed(str(e)) from None
+    elif not download.verified(dest, p.size, p.sha256):
+        dest.unlink()
+        raise ImportFailed(f"{dest}: changed since it was downloaded (SHA-256); removed, run "
+                           "the same command again")
+    step = (lambda d, t: progress("importing", d, t)) if progress else None
+    folder = import_file(dest, name, step, n_head=p.n_head)
+    dest.unlink()
+    try:
+        dest.parent.rmdir()
+    except OSError:
+        pass
+    return folder
 
 
 def _tensors(path: Path):
@@ -74,7 +133,7 @@ def _plain_name(key: str) -> str:
     return key.removeprefix("transformer.")
 
 
-def read_shape(path: Path) -> dict:
+def read_shape(path: Path, n_head: int | None = None) -> dict:
     """n_layer, n_head, n_embd, block_size and vocab of a GPT-2 checkpoint, without reading its
     weights (safetensors: from the header)."""
     names, _, shape_of = _tensors(path)
@@ -88,7 +147,8 @@ def read_shape(path: Path) -> dict:
         raise ImportFailed(f"{path}: blocks {sorted(set(range(n_layer)) - layers)} are missing")
     vocab, n_embd = _matrix(path, plain["wte.weight"], shape_of)
     block_size, _ = _matrix(path, plain["wpe.weight"], shape_of)
-    n_head = _heads_from_config(path.parent / "config.json") or KNOWN_HEADS.get((n_layer, n_embd))
+    n_head = (n_head or _heads_from_config(path.parent / "config.json")
+              or KNOWN_HEADS.get((n_layer, n_embd)))
     if n_head is None:
         raise ImportFailed(f"{path}: {n_layer} layers x {n_embd} is not a GPT-2 shape charchat "
                            f"knows; put the model's config.json (with n_head) beside it")
@@ -139,7 +199,8 @@ def _state_dict(path: Path) -> Iterator[tuple[str, "torch.Tensor"]]:
 
 
 def import_file(path: str | Path, name: str | None = None,
-                progress: Callable[[int, int], None] | None = None) -> Path:
+                progress: Callable[[int, int], None] | None = None,
+                n_head: int | None = None) -> Path:
     """Import a GPT-2 checkpoint as the model `name` (default: gpt2, gpt2-medium, ... by its
     shape, made unique). Returns the model's folder. ImportFailed or StoreError otherwise."""
     import torch
@@ -149,7 +210,7 @@ def import_file(path: str | Path, name: str | None = None,
     path = Path(path).expanduser()
     if not path.is_file():
         raise ImportFailed(f"{path}: no such file")
-    shape = read_shape(path)
+    shape = read_shape(path, n_head)
     base = KNOWN_NAMES.get((shape["n_layer"], shape["n_embd"]), "gpt2-import")
     name = store.check_name(name) if name else store.unique_name(base)
     folder = store.models_dir() / name
@@ -159,6 +220,8 @@ def import_file(path: str | Path, name: str | None = None,
                        n_layer=shape["n_layer"], n_head=shape["n_head"], n_embd=shape["n_embd"],
                        dropout=0.0, bias=shape["bias"])
     expected = store.expected_shapes(config)
+    _check_room(path, folder, sum(_numel(s) for k, s in expected.items()
+                                  if k != "transformer.wte.weight") * 4)
     sd: dict[str, torch.Tensor] = {}
     total = len(expected) - 1  # the embedding is one entry, as the head
     for k, t in _state_dict(path):
@@ -192,3 +255,34 @@ def import_file(path: str | Path, name: str | None = None,
             shutil.rmtree(folder, ignore_errors=True)  # no half-made model left listed
         raise
     return folder
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _check_room(path: Path, folder: Path, needed: int) -> None:
+    """Refuse, before anything is read, an import that the memory or the disk cannot hold:
+    the weights (float32) are held once in memory and written once to disk."""
+    try:
+        store.check_free_space(folder.parent, needed + (1 << 20), f"importing {path.name}")
+    except store.DiskFull as e:
+        raise ImportFailed(str(e)) from None
+    free = _available_memory()
+    if free is not None and needed > free:
+        raise ImportFailed(f"{path}: importing needs {fmt_size(needed)} of memory, "
+                           f"{fmt_size(free)} is available")
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available (Linux's MemAvailable), or None where it cannot be told."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

@@ -129,3 +129,64 @@ def test_the_command_line_imports_and_samples(hf_gpt2, charchat_home, capsys):
     err = capsys.readouterr().err
     assert "already exists" in err and err.count("\n") == 1
     assert store.load_model("g").tokenizer == bpe.gpt2()
+
+
+def test_the_pin_is_the_one_the_issue_gives():
+    p = gpt2import.PINNED["gpt2"]
+    assert p.url == ("https://huggingface.co/openai-community/gpt2/resolve/"
+                     "607a30d783dfa663caf39e06633721c8d4cfcd7e/model.safetensors")
+    assert p.size == 548_105_171
+    assert p.sha256 == "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707"
+
+
+def test_import_gpt2_downloads_the_pinned_file_and_imports_it(hf_gpt2, charchat_home, capsys,
+                                                             monkeypatch):
+    """Served from 127.0.0.1 (the hub cannot be reached here), pinned by its size and hash."""
+    import hashlib
+    import http.server
+    import threading
+
+    from charchat.cli import main
+
+    model, folder = hf_gpt2
+    data = (folder / "model.safetensors").read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/model.safetensors"
+    try:
+        monkeypatch.setattr(gpt2import, "PINNED", {"gpt2": gpt2import.Pinned(
+            "x/y", "0" * 40, len(data), hashlib.sha256(data).hexdigest(), 4)})
+        assert main(["import", "gpt2", "--url", url]) == 0
+        check_same_logits(model, "gpt2")
+        assert not (charchat_home / "downloads").exists() or not any(
+            (charchat_home / "downloads").rglob("*.safetensors"))  # the model file holds it
+        # a file that is not the pinned one is refused, and nothing is imported
+        monkeypatch.setattr(gpt2import, "PINNED", {"gpt2": gpt2import.Pinned(
+            "x/y", "1" * 40, len(data), "0" * 64, 4)})
+        capsys.readouterr()
+        assert main(["import", "gpt2", "--url", url, "--name", "other"]) == 1
+        err = capsys.readouterr().err
+        assert "SHA-256 mismatch" in err and err.count("\n") == 1
+        assert not (charchat_home / "models" / "other").exists()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_import_needs_one_source(capsys):
+    from charchat.cli import main
+
+    assert main(["import"]) == 2
+    assert main(["import", "gpt2-xl"]) == 1
+    assert "no pinned download for 'gpt2-xl'" in capsys.readouterr().err

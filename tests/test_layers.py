@@ -26,7 +26,7 @@ LAYERS = {
     0: {"config", "formatting", "locking", "schedule", "allocator", "tokenizer"},
     1: {"model", "generation", "decoding", "optimizer", "adamw", "muon", "optimizers", "device",
         "batches", "evaluate", "bpe", "tokenizers"},
-    2: {"store", "corpus", "idcache", "gpt2import", "checkpoint", "rundir", "recipe", "preferences", "conversations",
+    2: {"store", "corpus", "idcache", "gpt2import", "download", "checkpoint", "rundir", "recipe", "preferences", "conversations",
         "catalog", "chat", "trainer"},
     3: {"runs", "modelops"},
     4: {"cli", "__main__", "tui"},

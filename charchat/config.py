@@ -63,10 +63,11 @@ OPTIMIZERS = ("muon", "adamw")
 TOKENIZER_RE = re.compile(r"char|gpt2|bpe:\d+")
 BPE_RANGE = (260, 262_144)  # bpe:N: the 256 bytes plus N - 256 merges (charchat.bpe)
 TOKENIZER_HELP = (
-    "char (one token a character: the best bits per character for a small model on a CPU), "
-    "gpt2 (GPT-2's 50,257-token BPE: the one to fine-tune GPT-2 with; its 50k-row embedding "
-    "is most of a small model) or bpe:N (N tokens trained on your text, e.g. bpe:1024: more "
-    "text per context than char, and a smaller embedding than gpt2)")
+    "char (the default: one token a character, the vocabulary your text's), bpe:N (N tokens "
+    "learned from your text; a 64-token context then holds ~3.5x the text: on 1 MB of "
+    "Shakespeare on a 2-core CPU, bpe:4096 reached 0.10-0.16 fewer bits per character than "
+    "char in 100 s and in 10 minutes) or gpt2 (GPT-2's 50,257 tokens: the one for GPT-2's own "
+    "weights; from scratch on a CPU its 50k-row embedding costs more than it gives)")
 
 
 def tokenizer_problem(value: str) -> str | None:

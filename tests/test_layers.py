@@ -32,7 +32,7 @@ LAYERS = {
     4: {"cli", "__main__", "tui"},
 }
 EXTERNAL = {"torch", "numpy", "textual", "rich", "platformdirs", "textual_plot", "tiktoken",
-            "rustbpe", "safetensors"}
+            "rustbpe"}
 
 
 def module_files() -> dict[str, Path]:

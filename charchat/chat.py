@@ -8,6 +8,11 @@ Two kinds of model, two prompt rules:
 - Prose models (trained on plain text) see the conversation as one running document, and a reply
   continues the user's text: ``user text + reply + "\\n\\n" + next user text + ...``. A reply ends
   at a blank line (two newlines), at a stop sequence, or at the length limit.
+- Framed models (OpenAI's GPT-2 imported: a base model, never trained on chat) see the
+  conversation written out as a plain-text script, FRAME_HEADER then one line a turn,
+  ``User: text`` and ``Assistant: text``, ending with ``Assistant:``; a reply ends where the
+  model starts the next turn's line (a newline and ``User:`` or ``Assistant:``) or at a blank
+  line.
 
 The prompt is the newest part of the conversation that fits in the model's context, with room
 left for the reply (a quarter of the context): whole old turns are dropped first, and only if the
@@ -30,6 +35,9 @@ from .tokenizer import SPECIAL_TOKENS
 from .tokenizers import Tokenizer
 
 PROSE_TURN_SEP = "\n\n"
+FRAME_HEADER = "A conversation between a user and a helpful assistant.\n\n"
+FRAME_ROLES = {"user": "User:", "assistant": "Assistant:"}
+FRAME_STOPS = ("\nUser:", "\nAssistant:", "\n\n")
 
 
 @dataclass
@@ -54,7 +62,8 @@ class ChatSession:
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.kind = "dialogue" if kind in ("dialogue", "mixed") else "prose"
+        self.kind = ("dialogue" if kind in ("dialogue", "mixed") else
+                     "framed" if kind == "framed" else "prose")
         self.settings = settings or SamplingSettings()
         self.amp_dtype = amp_dtype
         self.on_notice = on_notice
@@ -76,7 +85,7 @@ class ChatSession:
 
         dev = loaded.model.lm_head.weight.device
         amp = pick_device(str(dev)).amp_dtype if dev.type == "cuda" else None
-        return cls(loaded.model, loaded.tokenizer, loaded.kind, settings, amp, on_notice)
+        return cls(loaded.model, loaded.tokenizer, loaded.chat_kind, settings, amp, on_notice)
 
     # -----------------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -114,6 +123,12 @@ class ChatSession:
             for m in self.messages:
                 role_id = tok.user_id if m.role == "user" else tok.assistant_id
                 chunks.append([role_id, *self._encode_quiet(m.content), tok.end_id])
+        elif self.kind == "framed":
+            head = self._encode_quiet(FRAME_HEADER)
+            tail = self._encode_quiet(FRAME_ROLES["assistant"])
+            chunks = [self._encode_quiet(f"{FRAME_ROLES[m.role]} {m.content.strip()}\n")
+                      for m in self.messages]
+            return head + _fit(chunks, tail, self._budget() - len(head), keep_role_token=False)
         else:
             tail = []
             chunks = []
@@ -160,9 +175,11 @@ class ChatSession:
                         *([tok.eot_id] if hasattr(tok, "eot_id") else [])}
         else:
             stop_ids = set(tok.special_ids.values())
-            if PROSE_TURN_SEP not in settings.stop:
+            stops = FRAME_STOPS if self.kind == "framed" else (PROSE_TURN_SEP,)
+            missing = [x for x in stops if x not in settings.stop]
+            if missing:
                 settings = SamplingSettings.from_dict(
-                    {**settings.to_dict(), "stop": [*settings.stop, PROSE_TURN_SEP]}
+                    {**settings.to_dict(), "stop": [*settings.stop, *missing]}
                 )
         outcome: dict = {}
         pieces: list[str] = []
@@ -173,6 +190,10 @@ class ChatSession:
             for piece in stream:
                 if cancel is not None and cancel.is_set():
                     break
+                if self.kind == "framed" and not pieces:
+                    piece = piece.lstrip()  # the space after "Assistant:" is the frame's
+                    if not piece:
+                        continue
                 pieces.append(piece)
                 yield piece
             else:

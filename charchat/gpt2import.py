@@ -296,7 +296,12 @@ def import_file(path: str | Path, name: str | None = None,
         now = time.time()
         store.write_meta(folder, name=name, params=params, created=now, updated=now,
                          corpus=f"OpenAI's {base} weights, imported from {path.name}",
-                         corpus_kind="prose", tokenizer="gpt2", imported_from=str(path))
+                         corpus_kind="prose", tokenizer="gpt2", imported_from=str(path),
+                         # a base model: chat writes the conversation out as a script
+                         # (charchat.chat), and samples with these until the user sets others
+                         chat_frame="plain",
+                         sampling={"temperature": 0.7, "top_k": 40, "top_p": 0.95,
+                                   "max_new_chars": 300})
     except BaseException:
         if made:
             shutil.rmtree(folder, ignore_errors=True)  # no half-made model left listed

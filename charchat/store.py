@@ -401,8 +401,14 @@ class LoadedModel:
 
     @property
     def kind(self) -> str:
-        """prose or dialogue: how the chat session builds prompts for this model."""
+        """prose or dialogue: what the model was trained on."""
         return self.info.get("corpus_kind") or self.meta.get("corpus_kind") or "prose"
+
+    @property
+    def chat_kind(self) -> str:
+        """How the chat session builds prompts: the kind, or "framed" for a base model whose
+        folder asks for the plain-text dialogue frame (charchat.chat; an imported GPT-2)."""
+        return "framed" if self.meta.get("chat_frame") == "plain" else self.kind
 
 
 def read_weights(path: Path) -> tuple[GPT, Tokenizer, dict]:

@@ -190,3 +190,28 @@ def test_import_needs_one_source(capsys):
     assert main(["import"]) == 2
     assert main(["import", "gpt2-xl"]) == 1
     assert "no pinned download for 'gpt2-xl'" in capsys.readouterr().err
+
+
+def test_a_base_gpt2_chats_through_the_plain_text_frame(hf_gpt2, charchat_home, monkeypatch):
+    """An imported GPT-2 is a base model: the conversation goes to it as a written script,
+    and its reply ends where it starts the next turn's line."""
+    from charchat import chat, generation
+    from charchat.chat import FRAME_HEADER, ChatSession
+
+    _, folder = hf_gpt2
+    gpt2import.import_file(folder / "model.safetensors", name="base")
+    loaded = store.load_model("base")
+    assert loaded.kind == "prose" and loaded.chat_kind == "framed"
+    assert loaded.meta["sampling"]["temperature"] == 0.7  # its own defaults, until changed
+    session = ChatSession.from_loaded(loaded)
+    tok = loaded.tokenizer
+    script = tok.encode(" Hello there!\nUser: and more")
+    monkeypatch.setattr(generation, "generate_ids",
+                        lambda model, idx, n, *a, **k: iter(torch.tensor([t]) for t in script))
+    assert session.reply("hi <|endoftext|>") == "Hello there!"
+    assert session.messages[-1].ended == "stop"
+    session.messages.append(chat.Message("user", "how are you?"))
+    assert tok.decode(session.build_prompt()) == (
+        FRAME_HEADER + "User: hi <|endoftext|>\nAssistant: Hello there!\n"
+        "User: how are you?\nAssistant:")
+    assert tok.eot_id not in session.build_prompt()  # typed, it is text

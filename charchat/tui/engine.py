@@ -70,7 +70,7 @@ class LoadedInfo:
 
     name: str
     device: str  # cpu, cuda (autocast bf16), ...
-    kind: str  # prose or dialogue
+    kind: str  # prose, dialogue or framed (charchat.chat)
     params: int
     block_size: int
     sampling: dict  # the settings in force

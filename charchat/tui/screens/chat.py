@@ -324,6 +324,10 @@ class ChatScreen(Screen):
         if self.kind == "dialogue":
             text = (f"{self.model_name} learned from conversations: say something, it answers "
                     "turn by turn.")
+        elif self.kind == "framed":
+            text = (f"{self.model_name} is a base model, not trained to chat: your messages go "
+                    "to it as the lines of a written conversation (User: … / Assistant: …), "
+                    "and it writes the next line.")
         else:
             text = (f"{self.model_name} learned from prose: write the start of a text and it "
                     "carries on. A reply ends at a blank line or the length limit.")

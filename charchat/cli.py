@@ -77,9 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="characters to generate (a turn marker of a dialogue model counts as one)")
     _add_sampling(s)
 
-    e = sub.add_parser("eval", help="validation loss of a model on the last 10%% of a file")
+    e = sub.add_parser("eval", help="validation loss of a model on the last 10%% of a file, "
+                                    "or its HellaSwag accuracy")
     e.add_argument("--model", required=True, help="model name or folder")
-    e.add_argument("file", help="text file (its last 10%% is evaluated)")
+    e.add_argument("file", nargs="?", help="text file (its last 10%% is evaluated)")
+    e.add_argument("--hellaswag", metavar="FILE", help="HellaSwag's JSONL (e.g. the 10,042-line "
+                   "validation file): acc and acc_norm, completion style as llm.c scores it")
+    e.add_argument("--limit", type=_positive_int, default=None,
+                   help="with --hellaswag: only the first N examples")
     e.add_argument("--device", default="auto", type=_device_name, help=DEVICE_HELP)
 
     m = sub.add_parser("models", help="list saved models; 'models rm NAME' deletes one")
@@ -411,7 +416,28 @@ def cmd_eval(args) -> int:
     from . import runs
     from .corpus import CorpusError
 
+    if bool(args.file) == bool(args.hellaswag):
+        raise UsageError("usage: charchat eval --model NAME FILE | --hellaswag FILE "
+                         "(one or the other)")
+    if args.limit and not args.hellaswag:
+        raise UsageError("--limit goes with --hellaswag")
     loaded, dev = _load(args.model, args.device)
+    if args.hellaswag:
+        from . import hellaswag
+
+        def progress(done: int, total: int) -> None:
+            if sys.stderr.isatty():
+                print(f"\r  HellaSwag: {done:,}/{total:,}", end="", file=sys.stderr, flush=True)
+
+        try:
+            r = hellaswag.evaluate(loaded.model, loaded.tokenizer, Path(args.hellaswag),
+                                   dev.device, dev.amp_dtype, progress, args.limit)
+        except hellaswag.HellaSwagError as e:
+            raise CLIError(str(e)) from None
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+        print(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}))
+        return 0
     try:
         r = runs.evaluate_file(loaded, args.file, dev.device, dev.amp_dtype)
     except CorpusError as e:

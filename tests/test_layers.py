@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1] / "charchat"
 LAYERS = {
     0: {"config", "formatting", "locking", "schedule", "allocator", "tokenizer"},
     1: {"model", "generation", "decoding", "optimizer", "adamw", "muon", "optimizers", "device",
-        "batches", "evaluate", "bpe", "tokenizers"},
+        "batches", "evaluate", "bpe", "tokenizers", "hellaswag"},
     2: {"store", "corpus", "idcache", "gpt2import", "download", "checkpoint", "rundir", "recipe", "preferences", "conversations",
         "catalog", "chat", "trainer"},
     3: {"runs", "modelops"},

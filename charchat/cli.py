@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("minutes", "max_steps"):
         s = SETTING[name]
         lim.add_argument(s.flag, dest=name, type=_arg(s.parse), help=s.help)
+    t.add_argument("--from", dest="start_from", metavar="MODEL",
+                   help="start from a saved or imported model's weights (fine-tune: a new model, "
+                        "its shape and tokenizer; AdamW at 6e-5, context at most 256 unless set)")
     t.add_argument("--resume", metavar="NAME", help="continue training a saved model (with "
                    "--minutes or --max-steps: that much more; else its schedule goes on)")
     for s in SETTINGS:
@@ -170,7 +173,7 @@ def cmd_train(args) -> int:
         paths=args.paths, name=args.name, minutes=args.minutes, max_steps=args.max_steps,
         overrides={s.name: getattr(args, s.name) for s in SETTINGS
                    if s.cli and getattr(args, s.name) is not None},
-        resume=args.resume))
+        resume=args.resume, start_from=args.start_from))
     paths = plan.paths
     quiet = args.quiet
     if not quiet:

@@ -11,6 +11,7 @@ more steps, counted from where the run stopped; without either the saved schedul
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class RunRequest:
     overrides: dict = field(default_factory=dict)  # TrainConfig fields set by hand
     preset: str = "auto"  # a size from charchat.recipe.PRESETS, under the overrides
     resume: str | None = None  # the name (or folder) of the model to go on training
+    start_from: str | None = None  # a new run starting from this model's weights (fine-tune)
     sample_every: int = 0  # evaluations between text samples (the app shows them)
 
 
@@ -58,8 +60,9 @@ class RunPlan:
     paths: list[str]  # to read, as typed (messages name them so)
     config: TrainConfig
     folder: Path | None = None  # resuming: the model's folder (else models/NAME)
-    tokenizer: object | None = None  # resuming: the model's vocabulary
+    tokenizer: object | None = None  # resuming or fine-tuning: the model's vocabulary
     resume: bool = False
+    init_from: Path | None = None  # fine-tuning: the weights file the run starts from
 
     @property
     def recorded_paths(self) -> list[str]:
@@ -117,6 +120,9 @@ def plan(req: RunRequest) -> RunPlan:
     for key, value in req.overrides.items():
         if key not in SETTING:
             raise ConfigError(key, "not a training setting")
+    if req.resume and req.start_from:
+        raise ConfigError("from", "cannot be used with --resume: --from starts a new model",
+                          code=2)
     return _plan_resume(req) if req.resume else _plan_new(req)
 
 
@@ -126,7 +132,50 @@ def _plan_new(req: RunRequest) -> RunPlan:
                           code=2)
     # --name "" is an invalid name, not "pick one for me"
     name = check_new_name(req.name) if req.name is not None else suggest_name(req.paths)
+    if req.start_from:
+        return _plan_fine_tune(req, name)
     return RunPlan(name, list(req.paths), _new_config(req))
+
+
+# Fine-tuning starts from trained weights: AdamW at a small rate (nanoGPT fine-tunes GPT-2 on
+# Shakespeare at 3e-5; not tuned here), and a context of at most FINE_TUNE_BLOCK unless set
+# (GPT-2's 1,024 is slow on a CPU; the position table is cut to fit).
+FINE_TUNE_LR = 6e-5
+FINE_TUNE_BLOCK = 256
+
+
+def _plan_fine_tune(req: RunRequest, name: str) -> RunPlan:
+    src_name, folder = store.resolve(req.start_from)
+    weights = folder / store.WEIGHTS
+    if not weights.exists():
+        raise store.StoreError(f"{folder}: no model to start from ({store.WEIGHTS} is missing)")
+    try:
+        shape = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise store.StoreError(f"{folder / 'config.json'}: cannot start from {src_name!r} "
+                               f"({e})") from None
+    tokenizer = store.read_tokenizer(folder)
+    fixed = {"n_layer": shape.get("n_layer"), "n_head": shape.get("n_head"),
+             "n_embd": shape.get("n_embd"), "bias": shape.get("bias"),
+             "tokenizer": tokenizer.name}
+    for key, value in fixed.items():
+        if key in req.overrides and req.overrides[key] != value:
+            raise ConfigError(key, f"cannot change when starting from {src_name!r}: it has "
+                                   f"{value}, not {req.overrides[key]}")
+    if req.preset != "auto":
+        raise ConfigError("preset", f"cannot be used with --from: {src_name!r} has its size")
+    overrides = {**fixed, **req.overrides}
+    block = overrides.setdefault("block_size", min(shape.get("block_size", 0), FINE_TUNE_BLOCK))
+    if block > shape.get("block_size", 0):
+        raise ConfigError("block_size", f"must be at most {shape.get('block_size')}, the "
+                                        f"context {src_name!r} was trained with, got {block}")
+    overrides.setdefault("optimizer", "adamw")
+    overrides.setdefault("lr", FINE_TUNE_LR)
+    overrides.setdefault("min_lr", overrides["lr"] / 10)
+    config = _new_config(RunRequest(paths=req.paths, minutes=req.minutes,
+                                    max_steps=req.max_steps, overrides=overrides,
+                                    sample_every=req.sample_every))
+    return RunPlan(name, list(req.paths), config, tokenizer=tokenizer, init_from=weights)
 
 
 def _new_config(req: RunRequest) -> TrainConfig:
@@ -234,7 +283,8 @@ def train(p: RunPlan, on_event: Callable[[TrainEvent], None] | None = None,
     if cancel.is_set():
         raise Cancelled()
     return Trainer(corpus, p.config, name=p.name, out_dir=p.folder, on_event=on_event,
-                   cancel=cancel, resume=p.resume, corpus_paths=p.recorded_paths).run()
+                   cancel=cancel, resume=p.resume, corpus_paths=p.recorded_paths,
+                   init_from=p.init_from).run()
 
 
 def train_files(corpus, name: str | None = None,

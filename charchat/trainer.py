@@ -49,8 +49,10 @@ class Trainer:
         cancel: threading.Event | None = None,
         resume: bool = False,
         corpus_paths: list[str] | None = None,
+        init_from: Path | None = None,
     ) -> None:
         self.corpus = corpus
+        self.init_from = init_from  # a new run that starts from these weights (fine-tuning)
         self.user_config = config or TrainConfig()
         self.on_event = on_event
         self.cancel = cancel or threading.Event()
@@ -121,6 +123,8 @@ class Trainer:
         self.sampler = WindowSampler(len(self.train_ids), c.block_size, c.seed)
         self.model = GPT(c.model_config(self.corpus.tokenizer.padded_vocab_size)).to(
             self.dev.device)
+        if self.init_from is not None and not self.resume:
+            self._load_start_weights()
         self.optimizers = make_optimizers(self.model, c, self.dev.device.type)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dev.needs_scaler)
         self.n = checkpoint.Counters()
@@ -157,6 +161,24 @@ class Trainer:
         self.run_dir.write_setup(self.model.config.to_dict(), self.corpus.tokenizer,
                                  c.to_dict(), self.corpus_paths, self.dev.label, self.notes,
                                  self.corpus.summary)
+
+    def _load_start_weights(self) -> None:
+        """Fine-tuning: the weights of the model it starts from, its position table cut to this
+        run's context. The shapes were matched when the run was planned (charchat.runs)."""
+        try:
+            src, tok, _ = store.read_weights(self.init_from)
+        except store.StoreError as e:
+            raise TrainingError(str(e)) from None
+        if tok != self.corpus.tokenizer:
+            raise TrainingError(f"{self.init_from}: its vocabulary is not the corpus's")
+        sd = src.state_dict()
+        sd["transformer.wpe.weight"] = sd["transformer.wpe.weight"][: self.config.block_size]
+        try:
+            self.model.load_state_dict(sd)
+        except RuntimeError as e:
+            raise TrainingError(f"{self.init_from}: does not fit this run "
+                                f"({str(e).splitlines()[0][:160]})") from None
+        self.notes.append(f"starting from the weights of {self.init_from.parent.name}")
 
     def _rescore_best(self) -> None:
         """Resumed on other text: the best score so far was measured on another validation

@@ -215,3 +215,14 @@ def test_a_base_gpt2_chats_through_the_plain_text_frame(hf_gpt2, charchat_home, 
         FRAME_HEADER + "User: hi <|endoftext|>\nAssistant: Hello there!\n"
         "User: how are you?\nAssistant:")
     assert tok.eot_id not in session.build_prompt()  # typed, it is text
+
+
+def test_an_import_the_memory_cannot_hold_is_refused_first(hf_gpt2, charchat_home, monkeypatch):
+    _, folder = hf_gpt2
+    monkeypatch.setattr(gpt2import, "_available_memory", lambda: 1 << 20)  # 1 MiB free
+    read = []
+    monkeypatch.setattr(gpt2import, "_read_tensor", lambda *a: read.append(a))
+    with pytest.raises(ImportFailed) as e:
+        gpt2import.import_file(folder / "model.safetensors", name="big")
+    assert "of memory" in str(e.value) and "1.0 MB is available" in str(e.value)
+    assert read == [] and not (charchat_home / "models" / "big").exists()

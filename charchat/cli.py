@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("import", help="import OpenAI's GPT-2 weights: 'import gpt2' downloads "
                                       "them (pinned, resumable), --from FILE reads a local file")
-    i.add_argument("which", nargs="?", help="gpt2: download the pinned 124M weights (548 MB)")
+    i.add_argument("which", nargs="?", help="gpt2: download the pinned 124M weights (548 MB); "
+                   "gpt2-medium, gpt2-large, gpt2-xl: not pinned, their hash is shown to accept")
+    i.add_argument("--sha256", help="for an unpinned size: the SHA-256 you accept for its file")
     i.add_argument("--from", dest="source", metavar="FILE",
                    help="a GPT-2 model.safetensors (the hub's layout or save_pretrained's) or "
                         "pytorch_model.bin; n_head from a config.json beside it, else from "
@@ -517,7 +519,20 @@ def cmd_import(args) -> int:
             print(f"\r  {stage}: {amount}   ", end="", file=sys.stderr, flush=True)
 
     try:
-        if args.which:
+        if args.which in gpt2import.UNPINNED:
+            def confirm(sha: str) -> bool:
+                if not sys.stdin.isatty():
+                    return False
+                print(f"\n{args.which} has no pinned hash in charchat. Its model.safetensors "
+                      f"has SHA-256\n  {sha}\nCompare it with the one the hub shows.",
+                      file=sys.stderr)
+                return input("Import it? [y/N] ").strip().lower() in ("y", "yes")
+
+            folder = gpt2import.import_unpinned(args.which, args.name, args.url, progress,
+                                                args.sha256, confirm)
+        elif args.which:
+            if args.sha256:
+                raise UsageError(f"--sha256 is for the unpinned sizes; {args.which} is pinned")
             folder = gpt2import.import_pinned(args.which, args.name, args.url, progress)
         else:
             folder = gpt2import.import_file(args.source, args.name,

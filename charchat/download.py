@@ -50,10 +50,25 @@ def verified(path: Path, size: int, sha256: str) -> bool:
     return path.is_file() and path.stat().st_size == size and sha256_of(path) == sha256
 
 
-def fetch(url: str, dest: Path, size: int, sha256: str, what: str,
+def remote_size(url: str, timeout: float = 30.0) -> int:
+    """The size the server gives for url (a HEAD request, redirects followed)."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"),
+                                    timeout=timeout) as r:
+            n = r.headers.get("Content-Length")
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise DownloadError(f"{url}: cannot reach it ({getattr(e, 'reason', None) or e})") \
+            from None
+    if not n or not n.isdigit():
+        raise DownloadError(f"{url}: the server does not say the file's size")
+    return int(n)
+
+
+def fetch(url: str, dest: Path, size: int, sha256: str | None, what: str,
           progress: Callable[[int, int], None] | None = None, timeout: float = 30.0,
           resume: bool = False) -> Path:
-    """Download url to dest, keeping it only if it has `size` bytes and the SHA-256 `sha256`.
+    """Download url to dest, keeping it only if it has `size` bytes and the SHA-256 `sha256`
+    (None: no pin; the caller checks the file's hash, charchat.gpt2import asks the user).
     `what` names the file in messages ("corpus 'tinyshakespeare'"). progress(done, size)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +100,7 @@ def fetch(url: str, dest: Path, size: int, sha256: str, what: str,
             again = " (run the same command again to go on from there)" if resume else ""
             raise DownloadError(f"{url}: incomplete download ({done:,} of {size:,} bytes; the "
                                 f"connection may have dropped): try again{again}")
-        if got != sha256:
+        if sha256 is not None and got != sha256:
             raise DownloadError(f"{url}: SHA-256 mismatch (expected {sha256[:16]}..., got "
                                 f"{got[:16]}...); refusing the file")
         os.replace(part, dest)

@@ -71,6 +71,54 @@ PINNED = {
 }
 
 
+# The larger sizes: their hashes could not be looked up here, so they are not pinned. The file
+# is downloaded from the hub's main revision and its SHA-256 shown; it is imported only once the
+# user accepts that hash (asked on a terminal, or given with --sha256).
+UNPINNED = {"gpt2-medium": ("openai-community/gpt2-medium", 16),
+            "gpt2-large": ("openai-community/gpt2-large", 20),
+            "gpt2-xl": ("openai-community/gpt2-xl", 25)}
+
+
+def import_unpinned(which: str, name: str | None = None, url: str | None = None,
+                    progress: Callable[[str, int, int], None] | None = None,
+                    sha256: str | None = None,
+                    confirm: Callable[[str], bool] | None = None) -> Path:
+    """Download one of UNPINNED and import it once its SHA-256 is accepted: equal to `sha256`,
+    or confirm(hash) says yes. Otherwise the file waits in the downloads folder (a second run
+    need not download it again) and ImportFailed gives its hash and the command to keep it."""
+    repo, n_head = UNPINNED[which]
+    name = store.check_name(name) if name else which
+    if (store.models_dir() / name / store.WEIGHTS).exists():
+        raise ImportFailed(f"a model named {name!r} already exists; choose another --name")
+    url = url or f"https://huggingface.co/{repo}/resolve/main/model.safetensors"
+    dest = store.home() / "downloads" / f"{which}-main" / "model.safetensors"
+    step = (lambda d, t: progress("downloading", d, t)) if progress else None
+    if not dest.is_file():
+        try:
+            download.fetch(url, dest, download.remote_size(url), None, f"{which}'s weights",
+                           step, resume=True)
+        except download.DownloadError as e:
+            raise ImportFailed(str(e)) from None
+    got = download.sha256_of(dest)
+    if sha256 is not None:
+        if got != sha256.strip().lower():
+            dest.unlink()
+            raise ImportFailed(f"{url}: SHA-256 mismatch (expected {sha256.strip()[:16]}..., "
+                               f"got {got[:16]}...); refusing the file")
+    elif confirm is None or not confirm(got):
+        raise ImportFailed(f"{which} has no pinned hash in charchat; the file's SHA-256 is "
+                           f"{got} (it waits in {dest.parent}); once you have checked it: "
+                           f"charchat import {which} --sha256 {got}")
+    step = (lambda d, t: progress("importing", d, t)) if progress else None
+    folder = import_file(dest, name, step, n_head=n_head)
+    dest.unlink()
+    try:
+        dest.parent.rmdir()
+    except OSError:
+        pass
+    return folder
+
+
 def import_pinned(which: str, name: str | None = None, url: str | None = None,
                   progress: Callable[[str, int, int], None] | None = None) -> Path:
     """Download a pinned GPT-2 (resuming a cut download, keeping nothing that does not match
@@ -78,8 +126,8 @@ def import_pinned(which: str, name: str | None = None, url: str | None = None,
     file holds the weights). progress(stage, done, total)."""
     p = PINNED.get(which)
     if p is None:
-        raise ImportFailed(f"no pinned download for {which!r} (pinned: {', '.join(PINNED)}); "
-                           f"download its model.safetensors yourself and use --from FILE")
+        raise ImportFailed(f"unknown model {which!r}: use {', '.join([*PINNED, *UNPINNED])}, or "
+                           f"--from FILE for a model.safetensors you have")
     name = store.check_name(name) if name else which
     if (store.models_dir() / name / store.WEIGHTS).exists():
         raise ImportFailed(f"a model named {name!r} already exists; choose another --name")

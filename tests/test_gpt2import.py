@@ -188,8 +188,8 @@ def test_import_needs_one_source(capsys):
     from charchat.cli import main
 
     assert main(["import"]) == 2
-    assert main(["import", "gpt2-xl"]) == 1
-    assert "no pinned download for 'gpt2-xl'" in capsys.readouterr().err
+    assert main(["import", "gpt2-huge"]) == 1
+    assert "unknown model" in capsys.readouterr().err
 
 
 def test_a_base_gpt2_chats_through_the_plain_text_frame(hf_gpt2, charchat_home, monkeypatch):
@@ -226,3 +226,52 @@ def test_an_import_the_memory_cannot_hold_is_refused_first(hf_gpt2, charchat_hom
         gpt2import.import_file(folder / "model.safetensors", name="big")
     assert "of memory" in str(e.value) and "1.0 MB is available" in str(e.value)
     assert read == [] and not (charchat_home / "models" / "big").exists()
+
+
+def test_an_unpinned_size_is_imported_only_once_its_hash_is_accepted(hf_gpt2, charchat_home,
+                                                                    capsys, monkeypatch):
+    import hashlib
+    import http.server
+    import threading
+
+    from charchat.cli import main
+
+    model, folder = hf_gpt2
+    data = (folder / "model.safetensors").read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    gets = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_HEAD(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+
+        def do_GET(self):
+            gets.append(self.path)
+            self.do_HEAD()
+            self.wfile.write(data)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/model.safetensors"
+    monkeypatch.setitem(gpt2import.UNPINNED, "gpt2-medium", ("x/y", 4))
+    try:
+        # no terminal to ask on: refused, the hash shown, the file kept for the next run
+        assert main(["import", "gpt2-medium", "--url", url]) == 1
+        err = capsys.readouterr().err
+        assert sha in err and f"--sha256 {sha}" in err and err.count("\n") == 1
+        assert not (charchat_home / "models" / "gpt2-medium").exists()
+        # a hash that is not the file's: refused, and the file removed
+        assert main(["import", "gpt2-medium", "--url", url, "--sha256", "0" * 64]) == 1
+        assert "SHA-256 mismatch" in capsys.readouterr().err
+        # downloaded again, accepted by its hash: imported
+        assert main(["import", "gpt2-medium", "--url", url, "--sha256", sha]) == 0
+        assert len(gets) == 2
+        check_same_logits(model, "gpt2-medium")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -231,11 +231,13 @@ def _plan_resume(req: RunRequest) -> RunPlan:
 
 def resolved_defaults(req: RunRequest, n_chars: int, kind: str) -> tuple[dict, list[str], str]:
     """What the core would pick for a new run of this request on a corpus of n_chars (every
-    setting filled in), its notes, and the device's label. Imports torch."""
+    setting filled in), its notes, and the device's label; with start_from, the fine-tune
+    plan's settings (the model's shape and tokenizer, AdamW at a small rate). Imports torch."""
     from .device import pick_device
     from .recipe import resolve_config
 
-    config = _new_config(req)
+    config = (_plan_fine_tune(req, req.name or "").config if req.start_from
+              else _new_config(req))
     dev = pick_device(config.device)
     c, notes = resolve_config(config, n_tokens=n_chars, device=dev.device.type, kind=kind)
     return c.to_dict(), notes, dev.label

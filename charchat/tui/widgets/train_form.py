@@ -8,6 +8,7 @@ naming the field at fault.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import threading
@@ -24,7 +25,7 @@ from textual.worker import get_current_worker
 from ... import runs, store
 from ...config import SETTING, SETTINGS, SHAPE_KEYS, ConfigError
 from ...corpus import too_short
-from ...formatting import short_path
+from ...formatting import fmt_params, short_path
 from ...runs import PRESET_CHOICES, RunRequest, check_new_name
 from ..engine import describe_error
 from .status import StatusLine
@@ -40,6 +41,11 @@ CORPUS_HINT = "Text files are prose; .jsonl files are dialogue. ctrl+b browses."
 TOKENIZER_HELP = {"char": "char · a token a character", "gpt2": "gpt2 · GPT-2's 50,257 tokens",
                   **{f"bpe:{n}": f"bpe:{n} · trained on the corpus" for n in (1024, 4096, 8192)}}
 TYPED_TOKENIZER = "{} · trained on the corpus"  # one typed in the advanced field
+# Start from: nothing (a new model), or a saved model's weights, whose shape and tokenizer the
+# run keeps (fixed in the form, as resuming fixes them).
+FROM_NOTHING = ""
+FROM_HELP = "nothing (a new model)"
+FROM_SHAPE = ("n_layer", "n_head", "n_embd")  # the shape fields it fixes (and the tokenizer)
 PROGRESS_EVERY = 0.1  # seconds between progress messages of an encoding check
 # One encoding check at a time: two of the same corpus and tokenizer would write the same
 # temporary cache file (a stale one stops at its next progress call, see _inspect).
@@ -54,6 +60,11 @@ class FormError(Exception):
     def __init__(self, message: str, widget_id: str | None = None) -> None:
         super().__init__(message)
         self.widget_id = widget_id
+
+
+def source_label(m: store.SavedModel) -> str:
+    """A model to start from, as the Start from select shows it: "gpt2 · gpt2, 124.44M"."""
+    return f"{m.name} · {m.tokenizer}, {fmt_params(m.params)}"
 
 
 def widget_for(field: str | None) -> str | None:
@@ -94,6 +105,9 @@ class TrainForm(VerticalScroll):
         self.locked = False  # a run is going: the form neither changes nor checks
         self.checked_spec = "char"  # the tokenizer of the latest check (pending or done)
         self.encoding = False  # a check that encodes the corpus (gpt2, bpe:N) is under way
+        self.start_from: str | None = None  # the model a new run starts from, if any
+        self.sources: dict[str, store.SavedModel] = {}  # the models it can start from
+        self._tokenizer_before = "char"  # chosen before a model fixed it (back on "nothing")
         self._debounce_timers: dict[str, object] = {}
 
     def compose(self) -> ComposeResult:
@@ -116,6 +130,12 @@ class TrainForm(VerticalScroll):
                          allow_blank=False, id="tokenizer", compact=True,
                          tooltip=SETTING["tokenizer"].help + ". Any bpe:N can be typed in "
                          "the advanced section.")
+            yield Label("Start from")
+            yield Select([(FROM_HELP, FROM_NOTHING)], value=FROM_NOTHING, allow_blank=False,
+                         id="start-from", compact=True,
+                         tooltip="Fine-tune: start from a saved or imported model's weights, "
+                         "with its shape and tokenizer (charchat train --from MODEL)")
+        yield Static("", id="from-note", classes="hint")
         with Collapsible(title="Advanced hyperparameters", id="advanced"):
             yield Static("Filled in with the defaults charchat picks for this corpus, "
                          "budget and size; change any. Empty = automatic.", classes="hint")
@@ -128,6 +148,8 @@ class TrainForm(VerticalScroll):
             yield Button("Start training", id="start", variant="primary")
 
     def on_mount(self) -> None:
+        self.query_one("#from-note", Static).display = False
+        self.refresh_sources()
         if self.resume_name:
             self.prepare_resume(self.resume_name)
 
@@ -164,6 +186,12 @@ class TrainForm(VerticalScroll):
         name_input.value = self.name_auto = name
         name_input.disabled = True
         self.query_one("#minutes-label", Label).update("More minutes")
+        # Resuming goes on from the model's own weights: nothing else to start from.
+        self.start_from = None
+        self.query_one("#from-note", Static).display = False
+        start_from = self.query_one("#start-from", Select)
+        start_from.value = FROM_NOTHING
+        start_from.disabled = True
         preset = self.query_one("#preset", Select)
         preset.value = "auto"  # the shape is the saved one: a size set before does not apply
         preset.disabled = True
@@ -194,12 +222,103 @@ class TrainForm(VerticalScroll):
                 self.query_one("#preset", Select).value = req.preset
         if not req.resume:
             self.set_tokenizer(str(req.overrides.get("tokenizer", "char")))
+        if req.start_from and not req.resume:
+            try:
+                self._fix_from(req.start_from)
+            except store.StoreError:
+                pass
+            else:
+                if req.start_from in self.sources:
+                    self.query_one("#start-from", Select).value = req.start_from
         values = dict(req.overrides, max_steps=req.max_steps)
         for s in ADVANCED:
             value = values.get(s.name)
             if value is not None:
                 self.query_one(f"#adv-{s.name}", Input).value = (
                     f"{value:g}" if isinstance(value, float) else str(value))
+
+    # -- starting from a saved model ----------------------------------------------------------
+    def refresh_sources(self) -> None:
+        """List the models a run can start from (again after a run saved one)."""
+        self.sources = {m.name: m for m in store.list_models(include_bundled=True)}
+        select = self.query_one("#start-from", Select)
+        current = self.start_from
+        select.set_options([(FROM_HELP, FROM_NOTHING),
+                            *((source_label(m), m.name) for m in self.sources.values())])
+        select.value = current if current in self.sources else FROM_NOTHING
+
+    @on(Select.Changed, "#start-from")
+    def _from_chosen(self) -> None:
+        # The current value, not the event's (set_options posts a change to the first choice).
+        select = self.query_one("#start-from", Select)
+        name = None if select.value == FROM_NOTHING or self.resume_name else str(select.value)
+        if name == self.start_from:
+            return
+        if name is None:
+            self._unfix_from()
+        else:
+            try:
+                self._fix_from(name)
+            except store.StoreError as e:
+                self.status.set(str(e), level="error")
+                select.value = FROM_NOTHING
+                return
+        self.defaults_req += 1  # defaults on the way are the other choice's
+        if not self.locked:
+            self.check_corpus_soon(0.1)  # in the model's tokens, then its defaults
+
+    def _fix_from(self, name: str) -> None:
+        """Starting from a model: its shape and tokenizer are shown and fixed, the size too."""
+        folder = store.resolve(name)[1]
+        try:
+            shape = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError) as e:
+            raise store.StoreError(f"{folder / 'config.json'}: cannot start from {name!r} "
+                                   f"({e})") from None
+        source = self.sources.get(name)
+        tokenizer = source.tokenizer if source else store.read_tokenizer(folder).name
+        if self.start_from is None:
+            self._tokenizer_before = self.tokenizer
+        self.start_from = name
+        preset = self.query_one("#preset", Select)
+        preset.value = "auto"  # the shape is the model's: a size set before does not apply
+        preset.disabled = True
+        for key in FROM_SHAPE:
+            field = self.query_one(f"#adv-{key}", Input)
+            field.value = str(shape.get(key, ""))
+            field.disabled = True
+        self.set_tokenizer(tokenizer)
+        self.query_one("#tokenizer", Select).disabled = True
+        self.query_one("#adv-tokenizer", Input).disabled = True
+        note = self.query_one("#from-note", Static)
+        note.update(Text(f"Starts from the weights of {name}: its shape and {tokenizer} "
+                         "tokenizer are fixed."))
+        note.display = True
+
+    def _unfix_from(self) -> None:
+        """Back to a new model: the size, shape and tokenizer are free (and automatic) again."""
+        self.start_from = None
+        self.query_one("#preset", Select).disabled = False
+        for key in FROM_SHAPE:
+            field = self.query_one(f"#adv-{key}", Input)
+            field.value = ""
+            field.disabled = False
+            self.auto.pop(key, None)
+        self.query_one("#tokenizer", Select).disabled = False
+        self.query_one("#adv-tokenizer", Input).disabled = False
+        self.set_tokenizer(self._tokenizer_before)
+        self.query_one("#from-note", Static).display = False
+
+    def _describe_from(self, values: dict, device: str) -> str:
+        """What a run from the chosen model is: its parameters, shape and fine-tuning."""
+        source = self.sources.get(self.start_from or "")
+        params = fmt_params(source.params) if source else "?"
+        lr = values.get("lr")
+        rate = f" at lr {lr:g}" if isinstance(lr, (int, float)) else ""
+        return (f"Starts from the weights of {self.start_from} ({params} parameters, "
+                f"{values['n_layer']} layers × {values['n_embd']} wide, "
+                f"{values.get('tokenizer')} tokens): fine-tunes with "
+                f"{values.get('optimizer')}{rate}, context {values['block_size']}, on {device}.")
 
     # -- checking as it changes ----------------------------------------------------------------
     def _debounce(self, key: str, delay: float, callback) -> None:
@@ -334,18 +453,20 @@ class TrainForm(VerticalScroll):
         summary_w.update(Text("checking the corpus…" if spec == "char"
                               else f"checking the corpus and counting its {spec} tokens…"))
         summary_w.set_classes("hint")
-        self._inspect(self.req, paths, spec, self.resume_name)
+        self._inspect(self.req, paths, spec, self.resume_name, self.start_from)
 
     @work(thread=True, group="inspect")
-    def _inspect(self, req: int, paths: list[str], spec: str, resume: str | None) -> None:
+    def _inspect(self, req: int, paths: list[str], spec: str, resume: str | None,
+                 start_from: str | None = None) -> None:
         """Check the corpus. For gpt2 or bpe:N, encode it (training bpe:N's vocabulary first)
         to count its tokens: the ids and the vocabulary are cached, so the run that follows
-        starts at once. Resuming, the model's own vocabulary encodes it."""
+        starts at once. Resuming, the model's own vocabulary encodes it; starting from a
+        model, that model's (even a char one: a character it lacks is found here)."""
         from ...corpus import inspect, load_corpus
 
         worker = get_current_worker()
         try:
-            if spec == "char":
+            if spec == "char" and not start_from:
                 summary, _, _ = inspect(paths)
             else:
                 last = [0.0]
@@ -358,7 +479,8 @@ class TrainForm(VerticalScroll):
                         last[0] = now
                         self.post_message(self.CorpusProgress(req, stage, done, total))
 
-                tokenizer = (store.read_tokenizer(store.resolve(resume)[1]) if resume
+                model = resume or start_from
+                tokenizer = (store.read_tokenizer(store.resolve(model)[1]) if model
                              else None)
                 with _ENCODING:
                     if req != self.req:
@@ -450,8 +572,13 @@ class TrainForm(VerticalScroll):
             self.post_message(self.DefaultsResolved(self.defaults_req, values, notes, device,
                                                     None))
             return
-        request = RunRequest(minutes=minutes, preset=str(self.query_one("#preset", Select).value),
-                             overrides={"tokenizer": self.tokenizer})
+        if self.start_from:
+            # The fine-tune plan's settings: the model's shape and tokenizer, AdamW, ...
+            request = RunRequest(minutes=minutes, start_from=self.start_from)
+        else:
+            request = RunRequest(minutes=minutes,
+                                 preset=str(self.query_one("#preset", Select).value),
+                                 overrides={"tokenizer": self.tokenizer})
         # The corpus's length in tokens of the tokenizer chosen (characters for char).
         self._defaults(self.defaults_req, request, self.summary.ids, self.summary.kind)
 
@@ -487,6 +614,11 @@ class TrainForm(VerticalScroll):
             return
         if self.status.level == "error" and not self.status.text.startswith(TOO_SHORT):
             return  # keep the message about what to fix in view (one fixed just now goes)
+        if self.start_from:
+            about = self._describe_from(msg.values, msg.device)
+            self.query_one("#from-note", Static).update(Text(about))
+            self.status.set(f"Ready: {about} ctrl+s starts.")
+            return
         shape = f"{msg.values['n_layer']} layers × {msg.values['n_embd']} wide"
         self.status.set(f"Ready on {msg.device}: {shape}, context {msg.values['block_size']}. "
                         "ctrl+s starts.")
@@ -529,11 +661,12 @@ class TrainForm(VerticalScroll):
             except ValueError as e:
                 raise FormError(f"{s.label}: {e}", f"adv-{s.name}") from None
         max_steps = overrides.pop("max_steps", None)
-        if not self.resume_name:
+        if not self.resume_name and not self.start_from:
             overrides["tokenizer"] = self.tokenizer  # the choice (a typed one is in it too)
         return RunRequest(paths=paths, name=name, minutes=self._minutes(), max_steps=max_steps,
                           preset=str(self.query_one("#preset", Select).value),
-                          overrides=overrides, resume=self.resume_name, sample_every=2)
+                          overrides=overrides, resume=self.resume_name, sample_every=2,
+                          start_from=self.start_from)
 
     def user_value(self, name: str) -> str | None:
         """What the user typed in an advanced field, or None where it is empty, disabled or
@@ -545,9 +678,12 @@ class TrainForm(VerticalScroll):
     # -- around a run --------------------------------------------------------------------------
     def set_enabled(self, enabled: bool) -> None:
         self.locked = not enabled
-        fixed = {"name", "preset", "tokenizer", *(f"adv-{k}" for k in SHAPE_KEYS)}
+        fixed = {"name", "preset", "tokenizer", "start-from", *(f"adv-{k}" for k in SHAPE_KEYS)}
+        from_fixed = {"preset", "tokenizer", "adv-tokenizer", *(f"adv-{k}" for k in FROM_SHAPE)}
         for w in self.query("Input, Select, Button"):
             if enabled and self.resume_name and w.id in fixed:
+                continue
+            if enabled and self.start_from and w.id in from_fixed:
                 continue
             w.disabled = not enabled
 
@@ -566,6 +702,7 @@ class TrainForm(VerticalScroll):
 
     def name_taken(self) -> None:
         """After a run: its name is taken now; suggest the next free one for another run."""
+        self.refresh_sources()  # the run saved a model: it can be started from
         if not self.resume_name and self.name_auto:
             self.name_auto = runs.suggest_name(self.paths()) if self.paths_ok() else ""
             if self.name_auto:

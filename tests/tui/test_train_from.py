@@ -106,3 +106,21 @@ async def test_a_run_started_from_a_model_starts_at_its_weights(tiny_corpus, tin
         # The model it saved can be started from in turn; the form stays on "tiny".
         assert "ft" in screen.form.sources and screen.form.start_from == "tiny"
         assert field(screen, "n_layer").disabled
+
+
+async def test_resuming_checks_the_corpus_with_the_models_vocabulary(tiny_model, charchat_home,
+                                                                     tmp_path):
+    """A character model resumed on a text with characters it never saw: the check says so
+    before the run starts (it used to count the text's own characters and pass)."""
+    other = tmp_path / "other.txt"
+    other.write_text("Zebras \u00f1 quietly.\n" * 400)
+    app = CharChatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        app.action_open_training(resume="tiny")
+        await settle(pilot)
+        screen = app.screen
+        screen.query_one("#paths").value = str(other)
+        screen.form.check_corpus()
+        await wait_for(pilot, lambda: "vocabulary lacks" in str(
+            screen.query_one("#corpus-summary").content), what="the check's error")

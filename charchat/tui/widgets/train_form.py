@@ -466,7 +466,7 @@ class TrainForm(VerticalScroll):
 
         worker = get_current_worker()
         try:
-            if spec == "char" and not start_from:
+            if spec == "char" and not start_from and not resume:
                 summary, _, _ = inspect(paths)
             else:
                 last = [0.0]

@@ -109,14 +109,7 @@ def import_unpinned(which: str, name: str | None = None, url: str | None = None,
         raise ImportFailed(f"{which} has no pinned hash in charchat; the file's SHA-256 is "
                            f"{got} (it waits in {dest.parent}); once you have checked it: "
                            f"charchat import {which} --sha256 {got}")
-    step = (lambda d, t: progress("importing", d, t)) if progress else None
-    folder = import_file(dest, name, step, n_head=n_head)
-    dest.unlink()
-    try:
-        dest.parent.rmdir()
-    except OSError:
-        pass
-    return folder
+    return _import_download(dest, name, n_head, progress)
 
 
 def import_pinned(which: str, name: str | None = None, url: str | None = None,
@@ -143,8 +136,14 @@ def import_pinned(which: str, name: str | None = None, url: str | None = None,
         dest.unlink()
         raise ImportFailed(f"{dest}: changed since it was downloaded (SHA-256); removed, run "
                            "the same command again")
+    return _import_download(dest, name, p.n_head, progress)
+
+
+def _import_download(dest: Path, name: str, n_head: int,
+                     progress: Callable[[str, int, int], None] | None) -> Path:
+    """Import a downloaded file, then delete it: the model file holds the weights."""
     step = (lambda d, t: progress("importing", d, t)) if progress else None
-    folder = import_file(dest, name, step, n_head=p.n_head)
+    folder = import_file(dest, name, step, n_head=n_head)
     dest.unlink()
     try:
         dest.parent.rmdir()

@@ -196,3 +196,20 @@ def tiny_corpus(tmp_path) -> Path:
     path.parent.mkdir(parents=True)
     path.write_text(pattern_text(6000))
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+TINY_FLAGS = ["--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "16",
+              "--batch-size", "8", "--device", "cpu", "--seed", "1", "--eval-interval", "5"]
+
+
+def run_cli(capsys, *args):
+    """Run `charchat ARGS`; returns (exit status, stdout, stderr)."""
+    from charchat.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -12,16 +12,14 @@ import torch
 from hypothesis import given, strategies as st
 
 from charchat import bpe, corpus as corpus_mod, idcache, store, tokenizers
-from charchat.cli import main
 from charchat.corpus import load_corpus
 from charchat.generation import generate_ids
 from charchat.model import GPT, GPTConfig
 from charchat.tokenizer import TokenizerError
 
-from conftest import pattern_text, tiny_train_config
+from conftest import TINY_FLAGS, pattern_text, run_cli, tiny_train_config
 
-TINY = ["--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "16",
-        "--batch-size", "8", "--device", "cpu", "--seed", "1", "--eval-interval", "5"]
+TINY = TINY_FLAGS
 
 
 @pytest.fixture(scope="module")
@@ -311,10 +309,7 @@ def test_training_a_bpe_model_reports_bits_per_character(write_file, tmp_path):
     assert listed.best_bpc == pytest.approx(listed.best_val_loss / math.log(2) / c.chars_per_token)
 
 
-def cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
+cli = run_cli
 
 
 def test_the_command_line_trains_lists_evaluates_samples_and_resumes(capsys, write_file):

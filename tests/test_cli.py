@@ -16,17 +16,13 @@ from charchat.corpus import load_corpus
 from charchat.evaluate import val_loss
 from charchat.config import SamplingSettings
 
-from conftest import pattern_text
+from conftest import pattern_text, run_cli
 
 TINY = ["--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "16",
         "--batch-size", "8", "--device", "cpu", "--seed", "1", "--eval-interval", "10"]
 
 
-def cli(capsys, *args):
-    """Run `charchat ARGS`; returns (exit status, stdout, stderr)."""
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
+cli = run_cli  # (exit status, stdout, stderr)
 
 
 def one_line_error(err: str) -> str:

@@ -8,18 +8,13 @@ import pytest
 import torch
 
 from charchat import store
-from charchat.cli import main
 
-from conftest import pattern_text
+from conftest import TINY_FLAGS, pattern_text, run_cli
 
-TINY = ["--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "16",
-        "--batch-size", "8", "--device", "cpu", "--seed", "1", "--eval-interval", "5"]
+TINY = TINY_FLAGS
 
 
-def cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
+cli = run_cli
 
 
 @pytest.fixture

@@ -25,6 +25,36 @@ def hf_gpt2(tmp_path_factory):
     return model, folder
 
 
+@pytest.fixture
+def served(hf_gpt2):
+    """hf_gpt2's model.safetensors served on 127.0.0.1 (GET and HEAD): (url, bytes, GETs seen)."""
+    import http.server
+    import threading
+
+    data = (hf_gpt2[1] / "model.safetensors").read_bytes()
+    gets = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_HEAD(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+
+        def do_GET(self):
+            gets.append(self.path)
+            self.do_HEAD()
+            self.wfile.write(data)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/model.safetensors", data, gets
+    httpd.shutdown()
+    httpd.server_close()
+
+
 def hf_logits(model, ids):
     with torch.no_grad():
         return model(torch.tensor([ids])).logits[0]
@@ -139,49 +169,29 @@ def test_the_pin_is_the_one_the_issue_gives():
     assert p.sha256 == "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707"
 
 
-def test_import_gpt2_downloads_the_pinned_file_and_imports_it(hf_gpt2, charchat_home, capsys,
-                                                             monkeypatch):
+def test_import_gpt2_downloads_the_pinned_file_and_imports_it(hf_gpt2, served, charchat_home,
+                                                             capsys, monkeypatch):
     """Served from 127.0.0.1 (the hub cannot be reached here), pinned by its size and hash."""
     import hashlib
-    import http.server
-    import threading
 
     from charchat.cli import main
 
-    model, folder = hf_gpt2
-    data = (folder / "model.safetensors").read_bytes()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}/model.safetensors"
-    try:
-        monkeypatch.setattr(gpt2import, "PINNED", {"gpt2": gpt2import.Pinned(
-            "x/y", "0" * 40, len(data), hashlib.sha256(data).hexdigest(), 4)})
-        assert main(["import", "gpt2", "--url", url]) == 0
-        check_same_logits(model, "gpt2")
-        assert not (charchat_home / "downloads").exists() or not any(
-            (charchat_home / "downloads").rglob("*.safetensors"))  # the model file holds it
-        # a file that is not the pinned one is refused, and nothing is imported
-        monkeypatch.setattr(gpt2import, "PINNED", {"gpt2": gpt2import.Pinned(
-            "x/y", "1" * 40, len(data), "0" * 64, 4)})
-        capsys.readouterr()
-        assert main(["import", "gpt2", "--url", url, "--name", "other"]) == 1
-        err = capsys.readouterr().err
-        assert "SHA-256 mismatch" in err and err.count("\n") == 1
-        assert not (charchat_home / "models" / "other").exists()
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    model, _ = hf_gpt2
+    url, data, _ = served
+    monkeypatch.setattr(gpt2import, "PINNED", {"gpt2": gpt2import.Pinned(
+        "x/y", "0" * 40, len(data), hashlib.sha256(data).hexdigest(), 4)})
+    assert main(["import", "gpt2", "--url", url]) == 0
+    check_same_logits(model, "gpt2")
+    assert not (charchat_home / "downloads").exists() or not any(
+        (charchat_home / "downloads").rglob("*.safetensors"))  # the model file holds it
+    # a file that is not the pinned one is refused, and nothing is imported
+    monkeypatch.setattr(gpt2import, "PINNED", {"gpt2": gpt2import.Pinned(
+        "x/y", "1" * 40, len(data), "0" * 64, 4)})
+    capsys.readouterr()
+    assert main(["import", "gpt2", "--url", url, "--name", "other"]) == 1
+    err = capsys.readouterr().err
+    assert "SHA-256 mismatch" in err and err.count("\n") == 1
+    assert not (charchat_home / "models" / "other").exists()
 
 
 def test_import_needs_one_source(capsys):
@@ -228,50 +238,26 @@ def test_an_import_the_memory_cannot_hold_is_refused_first(hf_gpt2, charchat_hom
     assert read == [] and not (charchat_home / "models" / "big").exists()
 
 
-def test_an_unpinned_size_is_imported_only_once_its_hash_is_accepted(hf_gpt2, charchat_home,
-                                                                    capsys, monkeypatch):
+def test_an_unpinned_size_is_imported_only_once_its_hash_is_accepted(hf_gpt2, served,
+                                                                    charchat_home, capsys,
+                                                                    monkeypatch):
     import hashlib
-    import http.server
-    import threading
 
     from charchat.cli import main
 
-    model, folder = hf_gpt2
-    data = (folder / "model.safetensors").read_bytes()
+    model, _ = hf_gpt2
+    url, data, gets = served
     sha = hashlib.sha256(data).hexdigest()
-    gets = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_HEAD(self):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-
-        def do_GET(self):
-            gets.append(self.path)
-            self.do_HEAD()
-            self.wfile.write(data)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}/model.safetensors"
     monkeypatch.setitem(gpt2import.UNPINNED, "gpt2-medium", ("x/y", 4))
-    try:
-        # no terminal to ask on: refused, the hash shown, the file kept for the next run
-        assert main(["import", "gpt2-medium", "--url", url]) == 1
-        err = capsys.readouterr().err
-        assert sha in err and f"--sha256 {sha}" in err and err.count("\n") == 1
-        assert not (charchat_home / "models" / "gpt2-medium").exists()
-        # a hash that is not the file's: refused, and the file removed
-        assert main(["import", "gpt2-medium", "--url", url, "--sha256", "0" * 64]) == 1
-        assert "SHA-256 mismatch" in capsys.readouterr().err
-        # downloaded again, accepted by its hash: imported
-        assert main(["import", "gpt2-medium", "--url", url, "--sha256", sha]) == 0
-        assert len(gets) == 2
-        check_same_logits(model, "gpt2-medium")
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    # no terminal to ask on: refused, the hash shown, the file kept for the next run
+    assert main(["import", "gpt2-medium", "--url", url]) == 1
+    err = capsys.readouterr().err
+    assert sha in err and f"--sha256 {sha}" in err and err.count("\n") == 1
+    assert not (charchat_home / "models" / "gpt2-medium").exists()
+    # a hash that is not the file's: refused, and the file removed
+    assert main(["import", "gpt2-medium", "--url", url, "--sha256", "0" * 64]) == 1
+    assert "SHA-256 mismatch" in capsys.readouterr().err
+    # downloaded again, accepted by its hash: imported
+    assert main(["import", "gpt2-medium", "--url", url, "--sha256", sha]) == 0
+    assert len(gets) == 2
+    check_same_logits(model, "gpt2-medium")

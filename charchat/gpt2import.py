@@ -342,7 +342,7 @@ def import_file(path: str | Path, name: str | None = None,
             store.atomic_write_bytes(folder / file, data)
         now = time.time()
         store.write_meta(folder, name=name, params=params, created=now, updated=now,
-                         corpus=f"OpenAI's {base} weights, imported from {path.name}",
+                         corpus=f"{base} weights (imported)",
                          corpus_kind="prose", tokenizer="gpt2", imported_from=str(path),
                          # a base model: chat writes the conversation out as a script
                          # (charchat.chat), and samples with these until the user sets others

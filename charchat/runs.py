@@ -243,6 +243,42 @@ def resolved_defaults(req: RunRequest, n_chars: int, kind: str) -> tuple[dict, l
     return c.to_dict(), notes, dev.label
 
 
+def fine_tune_speed(start_from: str, block_size: int, device: str = "cpu",
+                    steps: int = 2) -> float:
+    """Training tokens per second of a model shaped like `start_from` at this context, measured
+    now: forward and backward passes of one row, after a warm-up one (the optimizer's step is
+    left out: a rough figure for what the budget buys). Imports torch."""
+    import time
+
+    import torch
+
+    from .config import GPTConfig
+    from .device import pick_device
+    from .model import GPT
+
+    _, folder = store.resolve(start_from)
+    try:
+        shape = json.loads((folder / "config.json").read_text())
+        cfg = GPTConfig.from_dict({**shape, "block_size": block_size, "dropout": 0.0})
+    except (OSError, ValueError, TypeError) as e:
+        raise store.StoreError(f"{folder / 'config.json'}: unreadable ({e})") from None
+    dev = pick_device(device).device
+    model = GPT(cfg).to(dev)
+    x = torch.randint(0, cfg.vocab_size, (1, block_size + 1), device=dev)
+
+    def step() -> None:
+        _, loss = model(x[:, :-1], x[:, 1:])
+        loss.backward()
+
+    step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * block_size / (time.perf_counter() - t)
+
+
 def saved_settings(name: str) -> tuple[dict, list[str], str]:
     """A saved model's settings as resolved_defaults gives them: resuming keeps them. Its
     minutes and steps are left out: resuming, those mean how much more (none: the saved

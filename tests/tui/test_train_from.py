@@ -124,3 +124,29 @@ async def test_resuming_checks_the_corpus_with_the_models_vocabulary(tiny_model,
         screen.form.check_corpus()
         await wait_for(pilot, lambda: "vocabulary lacks" in str(
             screen.query_one("#corpus-summary").content), what="the check's error")
+
+
+async def test_the_note_says_what_the_budget_buys(tiny_corpus, tiny_model, charchat_home,
+                                                  monkeypatch):
+    """Starting from a model, its training speed is measured on this machine and the note
+    says how many tokens the minutes buy, against the corpus's size."""
+    from charchat import runs
+
+    monkeypatch.setattr(runs, "fine_tune_speed", lambda *a, **k: 1234.0)
+    app = CharChatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_training(pilot, tiny_corpus)
+        screen.query_one("#minutes").value = "2"
+        await start_from(pilot, screen, "tiny")
+        note = screen.query_one("#from-note")
+        await wait_for(pilot, lambda: "tokens/s" in str(note.content), what="the speed")
+        ids = screen.form.summary.ids
+        text = str(note.content)
+        assert "about 1,234 tokens/s, so ~148,080 tokens in 2 minutes" in text, text
+        assert f"{148080 / ids:.1f}× your corpus" in text
+
+
+def test_fine_tune_speed_is_measured(tiny_model, charchat_home):
+    from charchat import runs
+
+    assert runs.fine_tune_speed("tiny", 16) > 0

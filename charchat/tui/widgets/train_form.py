@@ -85,6 +85,11 @@ class TrainForm(VerticalScroll):
             super().__init__()
             self.req, self.stage, self.done, self.total = req, stage, done, total
 
+    class SpeedMeasured(Message):
+        def __init__(self, req: int, tokens_per_s: float | None) -> None:
+            super().__init__()
+            self.req, self.tokens_per_s = req, tokens_per_s
+
     class DefaultsResolved(Message):
         def __init__(self, req: int, values: dict | None, notes: list[str], device: str,
                      error: str | None) -> None:
@@ -99,6 +104,7 @@ class TrainForm(VerticalScroll):
         self.corpus_error: str | None = None  # what the latest check found wrong, if anything
         self.length_error: str | None = None  # too short for the context, if so
         self.auto: dict[str, str] = {}  # field -> the default last filled in
+        self._about_from = ""  # starting from a model: what the run is, before the speed
         self.name_auto = ""  # the name last suggested (replaced while untouched)
         self.req = 0
         self.defaults_req = 0
@@ -590,6 +596,32 @@ class TrainForm(VerticalScroll):
         except Exception as e:
             self.post_message(self.DefaultsResolved(req, None, [], "", describe_error(e)))
 
+    @work(thread=True, exclusive=True, group="speed")
+    def _speed(self, req: int, start_from: str, block_size: int, device: str) -> None:
+        """What the budget buys when starting from a model: its training speed on this machine,
+        measured (a few seconds for GPT-2 124M on a CPU)."""
+        try:
+            tps = runs.fine_tune_speed(start_from, block_size, device)
+        except Exception:  # a rough figure: without it the note says the rest
+            tps = None
+        self.post_message(self.SpeedMeasured(req, tps))
+
+    @on(SpeedMeasured)
+    def _speed_measured(self, msg: SpeedMeasured) -> None:
+        if msg.req != self.defaults_req or not self.start_from or not msg.tokens_per_s:
+            return
+        try:
+            minutes = self._minutes()
+        except FormError:
+            minutes = None
+        text = f"{self._about_from} On this machine: about {msg.tokens_per_s:,.0f} tokens/s"
+        if minutes:
+            tokens = msg.tokens_per_s * minutes * 60
+            corpus = self.summary.ids if self.summary is not None else 0
+            passes = f", {tokens / corpus:.1f}× your corpus" if corpus else ""
+            text += f", so ~{tokens:,.0f} tokens in {minutes:g} minutes{passes}"
+        self.query_one("#from-note", Static).update(Text(text + "."))
+
     @on(DefaultsResolved)
     def _defaults_resolved(self, msg: DefaultsResolved) -> None:
         if msg.req != self.defaults_req or self.locked:
@@ -618,6 +650,9 @@ class TrainForm(VerticalScroll):
             about = self._describe_from(msg.values, msg.device)
             self.query_one("#from-note", Static).update(Text(about))
             self.status.set(f"Ready: {about} ctrl+s starts.")
+            self._about_from = about
+            self._speed(msg.req, self.start_from, int(msg.values["block_size"]),
+                        str(msg.values.get("device") or "auto"))
             return
         shape = f"{msg.values['n_layer']} layers × {msg.values['n_embd']} wide"
         self.status.set(f"Ready on {msg.device}: {shape}, context {msg.values['block_size']}. "

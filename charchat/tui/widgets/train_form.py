@@ -105,6 +105,7 @@ class TrainForm(VerticalScroll):
         self.length_error: str | None = None  # too short for the context, if so
         self.auto: dict[str, str] = {}  # field -> the default last filled in
         self._about_from = ""  # starting from a model: what the run is, before the speed
+        self._checked_value: str | None = None  # the paths field's text at the last check
         self.name_auto = ""  # the name last suggested (replaced while untouched)
         self.req = 0
         self.defaults_req = 0
@@ -343,8 +344,12 @@ class TrainForm(VerticalScroll):
 
     @on(Input.Changed, "#paths")
     def _paths_changed(self) -> None:
-        if not self.locked:
-            self.check_corpus_soon()
+        if self.locked:
+            return
+        if (self.query_one("#paths", Input).value == self._checked_value
+                and self.checked_spec == self.tokenizer):
+            return  # checked already (the change came in after a check asked for directly)
+        self.check_corpus_soon()
 
     @on(Input.Changed, "#adv-block_size")
     def _block_size_changed(self) -> None:
@@ -438,6 +443,13 @@ class TrainForm(VerticalScroll):
             return False
 
     def check_corpus(self) -> None:
+        # A check asked for now makes a pending one (from typing) moot: left to fire, it would
+        # start over and clear this one's result, and a ctrl+s between the two started a run
+        # on a corpus already found bad (a flaky test showed it).
+        pending = self._debounce_timers.pop("corpus", None)
+        if pending is not None:
+            pending.stop()
+        self._checked_value = self.query_one("#paths", Input).value
         self.req += 1
         # Forget the last result: a length check meanwhile must not show it for these paths.
         self.summary = None

@@ -31,7 +31,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from .config import BPE_RANGE
 from .tokenizer import (ASSISTANT, END, SYSTEM, USER, EncodeResult, TokenizerError,
@@ -196,9 +196,6 @@ class BPETokenizer(TurnTokens):
     def encode_lenient(self, text: str) -> EncodeResult:
         return EncodeResult(self.encode(text), set())  # every byte has a token: nothing unknown
 
-    def encode_batch(self, texts: list[str], threads: int) -> list[list[int]]:
-        return self.enc.encode_ordinary_batch(texts, num_threads=threads)
-
     def start_ids(self) -> list[int]:
         """What free sampling starts from when given no prompt: a newline."""
         return self.encode("\n")
@@ -229,22 +226,6 @@ class BPETokenizer(TurnTokens):
 
     def stream_decoder(self, show_specials: bool = False) -> StreamDecoder:
         return StreamDecoder(self, show_specials)
-
-    def text_size(self, ids: Iterable[int]) -> tuple[int, int]:
-        """(characters, UTF-8 bytes) of ids' text, each special token counting one of each: the
-        scale bits per character and per byte are measured on."""
-        n = self.n_ranks
-        chars = nbytes = 0
-        ordinary: list[int] = []
-        for i in ids:
-            i = int(i)
-            if i < n:
-                ordinary.append(i)
-            else:
-                chars += 1
-                nbytes += 1
-        data = self.enc.decode_bytes(ordinary)
-        return chars + len(data.decode("utf-8", "replace")), nbytes + len(data)
 
     # storing
     def to_dict(self, inline_ranks: bool = False) -> dict:

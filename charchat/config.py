@@ -64,7 +64,7 @@ TOKENIZER_RE = re.compile(r"char|gpt2|bpe:\d+")
 BPE_RANGE = (260, 262_144)  # bpe:N: the 256 bytes plus N - 256 merges (charchat.bpe)
 TOKENIZER_HELP = (
     "char (the default: one token a character, the vocabulary your text's), bpe:N (N tokens "
-    "learned from your text; a 64-token context then holds ~3.5x the text: on 1 MB of "
+    "learned from your text; a context then holds more text, ~3.6x with bpe:4096: on 1 MB of "
     "Shakespeare on a 2-core CPU, bpe:4096 reached 0.10-0.16 fewer bits per character than "
     "char in 100 s and in 10 minutes) or gpt2 (GPT-2's 50,257 tokens: the one for GPT-2's own "
     "weights; from scratch on a CPU its 50k-row embedding costs more than it gives)")

@@ -23,6 +23,7 @@ is written by torch.save straight to disk, so the import holds about one copy of
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -202,7 +203,7 @@ def _safetensors_table(path: Path) -> tuple[dict, int]:
             raise ImportFailed(f"{path}: tensor {name} is not float32/16 or its entry is damaged")
         begin, end = t["data_offsets"]
         itemsize = 2 if t["dtype"] in ("F16", "BF16") else 8 if t["dtype"] == "F64" else 4
-        if end - begin != _numel(tuple(t["shape"])) * itemsize or 8 + n + end > size:
+        if end - begin != math.prod(tuple(t["shape"])) * itemsize or 8 + n + end > size:
             raise ImportFailed(f"{path}: tensor {name} does not fit the file (cut short?)")
     return header, 8 + n
 
@@ -314,7 +315,7 @@ def import_file(path: str | Path, name: str | None = None,
                        n_layer=shape["n_layer"], n_head=shape["n_head"], n_embd=shape["n_embd"],
                        dropout=0.0, bias=shape["bias"])
     expected = store.expected_shapes(config)
-    _check_room(path, folder, sum(_numel(s) for k, s in expected.items()
+    _check_room(path, folder, sum(math.prod(s) for k, s in expected.items()
                                   if k != "transformer.wte.weight") * 4)
     sd: dict[str, torch.Tensor] = {}
     total = len(expected) - 1  # the embedding is one entry, as the head
@@ -354,13 +355,6 @@ def import_file(path: str | Path, name: str | None = None,
             shutil.rmtree(folder, ignore_errors=True)  # no half-made model left listed
         raise
     return folder
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _check_room(path: Path, folder: Path, needed: int) -> None:

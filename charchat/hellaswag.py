@@ -22,6 +22,8 @@ from typing import Callable, Iterator
 import torch
 from torch.nn import functional as F
 
+from .generation import _amp_context
+
 
 class HellaSwagError(ValueError):
     """A file that is not HellaSwag's JSONL. The message is one line naming the line."""
@@ -76,23 +78,13 @@ def score_example(model, tokenizer, ctx: str, endings: list[str], device,
         x[i, : len(r)] = torch.tensor(r)
         m[i, : len(k)] = torch.tensor(k, dtype=torch.float32)
     x, m = x.to(device), m.to(device)
-    amp = (torch.autocast(device_type="cuda", dtype=amp_dtype)
-           if amp_dtype is not None and torch.device(device).type == "cuda" else _null())
-    with amp:
+    with _amp_context(torch.device(device), amp_dtype)():
         logits, _ = model(x[:, :-1])
     losses = F.cross_entropy(logits.float().transpose(1, 2), x[:, 1:], reduction="none")
     mask = m[:, 1:]
     summed = (losses * mask).sum(dim=1)
     mean = summed / mask.sum(dim=1).clamp(min=1)
     return summed.tolist(), mean.tolist()
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def evaluate(model, tokenizer, path: Path, device="cpu", amp_dtype=None,

@@ -117,7 +117,7 @@ def text_size(tokenizer: Tokenizer, path: Path, start: int, stop: int) -> tuple[
     one of each. The scale of bits per character and per byte."""
     chars = nbytes = 0
     if isinstance(tokenizer, CharTokenizer):
-        lengths = np.asarray(tokenizer._utf8_lengths(), dtype=np.int64)
+        lengths = np.asarray(tokenizer.utf8_lengths(), dtype=np.int64)
         for ids in read_ids(path, start, stop):
             chars += len(ids)
             nbytes += int(lengths[ids].sum())

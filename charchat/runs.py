@@ -11,7 +11,6 @@ more steps, counted from where the run stopped; without either the saved schedul
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from dataclasses import dataclass, field
@@ -149,11 +148,7 @@ def _plan_fine_tune(req: RunRequest, name: str) -> RunPlan:
     weights = folder / store.WEIGHTS
     if not weights.exists():
         raise store.StoreError(f"{folder}: no model to start from ({store.WEIGHTS} is missing)")
-    try:
-        shape = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise store.StoreError(f"{folder / 'config.json'}: cannot start from {src_name!r} "
-                               f"({e})") from None
+    shape = store.read_shape(folder)
     tokenizer = store.read_tokenizer(folder)
     fixed = {"n_layer": shape.get("n_layer"), "n_head": shape.get("n_head"),
              "n_embd": shape.get("n_embd"), "bias": shape.get("bias"),
@@ -256,12 +251,12 @@ def fine_tune_speed(start_from: str, block_size: int, device: str = "cpu",
     from .device import pick_device
     from .model import GPT
 
-    _, folder = store.resolve(start_from)
+    folder = store.resolve(start_from)[1]
     try:
-        shape = json.loads((folder / "config.json").read_text())
-        cfg = GPTConfig.from_dict({**shape, "block_size": block_size, "dropout": 0.0})
-    except (OSError, ValueError, TypeError) as e:
-        raise store.StoreError(f"{folder / 'config.json'}: unreadable ({e})") from None
+        cfg = GPTConfig.from_dict({**store.read_shape(folder), "block_size": block_size,
+                                   "dropout": 0.0})
+    except (ValueError, TypeError) as e:
+        raise store.StoreError(f"{folder / 'config.json'}: not a model shape ({e})") from None
     dev = pick_device(device).device
     model = GPT(cfg).to(dev)
     x = torch.randint(0, cfg.vocab_size, (1, block_size + 1), device=dev)

@@ -570,6 +570,19 @@ def read_tokenizer(folder: Path) -> Tokenizer:
         raise StoreError(f"{path}: cannot resume, vocabulary unreadable ({e})") from None
 
 
+def read_shape(folder: Path) -> dict:
+    """A model folder's config.json (its network's shape, GPTConfig's fields) as a dict;
+    StoreError names the file."""
+    path = Path(folder) / "config.json"
+    try:
+        shape = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{path}: model shape unreadable ({e})") from None
+    if not isinstance(shape, dict):
+        raise StoreError(f"{path}: model shape unreadable (not an object)")
+    return shape
+
+
 def read_meta(folder: Path) -> dict:
     """A model's meta.json (a description, never needed to load it); {} if missing or damaged."""
     return read_description(folder, META)

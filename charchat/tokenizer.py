@@ -182,17 +182,8 @@ class CharTokenizer(TurnTokens):
         for a vocabulary without one."""
         return [self.stoi["\n"]] if "\n" in self.stoi else [self.end_id]
 
-    def text_size(self, ids) -> tuple[int, int]:
-        """(characters, UTF-8 bytes) of ids' text, each special token counting one of each."""
-        lengths = self._utf8_lengths()
-        n = 0
-        nbytes = 0
-        for i in ids:
-            n += 1
-            nbytes += lengths[int(i)]
-        return n, nbytes
-
-    def _utf8_lengths(self) -> list[int]:
+    def utf8_lengths(self) -> list[int]:
+        """UTF-8 bytes of each id's text, a special token counting one (bits per byte)."""
         if not hasattr(self, "_lengths"):
             self._lengths = [1] * len(self.specials) + [len(c.encode("utf-8", "surrogatepass"))
                                                         for c in self.chars]

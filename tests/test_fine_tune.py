@@ -72,3 +72,9 @@ def test_an_imported_gpt2_fine_tunes_on_your_text(capsys, write_file, charchat_h
     assert "gpt2 tokens" in out and "bpc" in out
     ft = store.load_model("g-ft")
     assert ft.tokenizer.name == "gpt2" and ft.model.config.block_size == 32
+
+
+def test_a_source_whose_shape_is_unreadable_is_one_line(capsys, base, write_file):
+    (store.models_dir() / "base" / "config.json").write_text("{not json")
+    code, _, err = cli(capsys, "train", base, "--from", "base", "--name", "x", "--max-steps", "3")
+    assert code == 1 and "config.json: model shape unreadable" in err and err.count("\n") == 1

@@ -8,7 +8,6 @@ naming the field at fault.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import threading
@@ -277,11 +276,7 @@ class TrainForm(VerticalScroll):
     def _fix_from(self, name: str) -> None:
         """Starting from a model: its shape and tokenizer are shown and fixed, the size too."""
         folder = store.resolve(name)[1]
-        try:
-            shape = json.loads((folder / "config.json").read_text())
-        except (OSError, ValueError) as e:
-            raise store.StoreError(f"{folder / 'config.json'}: cannot start from {name!r} "
-                                   f"({e})") from None
+        shape = store.read_shape(folder)
         source = self.sources.get(name)
         tokenizer = source.tokenizer if source else store.read_tokenizer(folder).name
         if self.start_from is None:

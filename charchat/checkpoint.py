@@ -33,6 +33,7 @@ class Counters:
     best_step: int | None = None
     bad_evals: int = 0  # evaluations since the last improvement larger than min_delta
     evals: int = 0
+    world: int = 1  # how many processes trained it last (charchat.distributed)
 
 
 def fingerprint(n_ids: int, val_ids: np.ndarray) -> str:
@@ -61,6 +62,7 @@ def save(path: Path, model, optimizers, scaler, counters: Counters, sampler, cor
         "best_step": -1 if counters.best_step is None else counters.best_step,
         "bad_evals": counters.bad_evals,
         "evals": counters.evals,
+        "world": counters.world,
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "data_sampler": sampler.state(),
@@ -113,6 +115,7 @@ def restore(path: Path, name: str, config: TrainConfig, model, optimizers, scale
         best_val=None if math.isnan(best) else best,
         best_step=None if int(st["best_step"]) < 0 else int(st["best_step"]),
         bad_evals=int(st["bad_evals"]), evals=int(st["evals"]),
+        world=int(st.get("world", 1)),
     )
     torch.set_rng_state(st["torch_rng"])
     if st["cuda_rng"] and torch.cuda.is_available():

@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
             # --compile alone means --compile true
             extra = {"nargs": "?", "const": True} if s.name == "compile" else {}
             t.add_argument(s.flag, dest=s.name, type=_arg(s.parse), help=s.help, **extra)
+    t.add_argument("--gpus", type=_positive_int, metavar="N",
+                   help="train on N GPUs of this machine: starts N processes with torchrun's "
+                        "engine (DistributedDataParallel over NCCL; batch size is per process). "
+                        "With --device cpu: N processes sharing the CPU (gloo). Several "
+                        "machines: run torchrun on each (see the README)")
+    t.add_argument("--events", action="store_true", help=argparse.SUPPRESS)  # JSON lines out
     t.add_argument("--quiet", action="store_true", help="print only the final line")
 
     s = sub.add_parser("sample", help="generate text from a model (streams to stdout)")
@@ -148,12 +154,45 @@ def _version() -> str:
 
 
 def cmd_train(args) -> int:
+    from . import distributed
+
+    if args.gpus and args.gpus > 1 and distributed.env_world() <= 1:
+        return _launch(args)
+    try:
+        dist = distributed.start(args.device) if distributed.env_world() > 1 else None
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    return _train(args, dist)  # (main() leaves the process group, once errors are said)
+
+
+def _launch(args) -> int:
+    """--gpus N: the same command in N processes (charchat.launch)."""
+    from . import launch, runs
+
+    try:
+        device = launch.check(args.gpus, args.device)
+    except launch.LaunchError as e:
+        raise (CLIError if e.code == 1 else UsageError)(str(e)) from None
+    argv = launch.without_gpus(args.argv)
+    if not args.resume and args.name is None and args.paths:
+        # One name for every process, chosen once (each would pick the same free one, unless
+        # another run took it in between).
+        argv += ["--name", runs.suggest_name(args.paths)]
+    try:
+        return launch.run(args.gpus, argv, device)
+    except launch.LaunchError as e:
+        raise CLIError(str(e)) from None
+
+
+def _train(args, dist) -> int:
     from rich.console import Console
 
     from . import runs
     from .corpus import CorpusError
+    from .distributed import Dist
 
     cancel = threading.Event()
+    d = dist or Dist()
 
     class _Console(Console):
         closed = False
@@ -171,20 +210,27 @@ def cmd_train(args) -> int:
     console = _Console(stderr=False, highlight=False)
     if not args.paths and not args.resume:
         raise UsageError("no corpus given: charchat train FILE_OR_FOLDER... (see --help)")
-    plan = runs.plan(runs.RunRequest(
-        paths=args.paths, name=args.name, minutes=args.minutes, max_steps=args.max_steps,
-        overrides={s.name: getattr(args, s.name) for s in SETTINGS
-                   if s.cli and getattr(args, s.name) is not None},
-        resume=args.resume, start_from=args.start_from))
+    with d.together():
+        plan = runs.plan(runs.RunRequest(
+            paths=args.paths, name=args.name, minutes=args.minutes, max_steps=args.max_steps,
+            overrides={s.name: getattr(args, s.name) for s in SETTINGS
+                       if s.cli and getattr(args, s.name) is not None},
+            resume=args.resume, start_from=args.start_from))
     paths = plan.paths
-    quiet = args.quiet
+    # Across processes rank 0 speaks for the run; --events: JSON lines for a program to follow.
+    quiet = args.quiet or not d.main or args.events
     if not quiet:
         console.print(f"[bold]Reading corpus[/] {' '.join(str(p) for p in paths)}")
-    try:
-        with _reading_progress(console, quiet) as progress:
-            corpus = runs.load_corpus(plan, progress)
-    except CorpusError as e:
-        raise CLIError(str(e)) from None
+    corpus = None
+    # Rank 0 reads (and caches) the corpus first; the other ranks then find it in the cache.
+    for readers in ((True,), (False,)) if d.on else ((True, False),):
+        with d.together():
+            if d.main in readers:
+                try:
+                    with _reading_progress(console, quiet) as progress:
+                        corpus = runs.load_corpus(plan, progress)
+                except CorpusError as e:
+                    raise CLIError(str(e)) from None
     if not quiet:
         for note in corpus.summary.notes[:20]:
             console.print(f"  [dim]note: {note}[/]")
@@ -192,7 +238,7 @@ def cmd_train(args) -> int:
             console.print(f"  [dim]... and {len(corpus.summary.notes) - 20} more notes[/]")
         console.print(f"  {corpus.summary.describe()}")
 
-    view = _TrainView(console, quiet)
+    view = _EventLines() if args.events and d.main else _TrainView(console, quiet)
     presses = {"n": 0}
 
     def on_sigint(signum, frame):
@@ -202,10 +248,15 @@ def cmd_train(args) -> int:
         cancel.set()
         view.say("[yellow]Stopping after this step; the best model is kept (Ctrl-C again to abort).[/]")
 
+    def on_sigterm(signum, frame):
+        # Stop as Ctrl-C does (torchrun's engine passes a stop on as SIGTERM or SIGINT).
+        cancel.set()
+
     old = signal.signal(signal.SIGINT, on_sigint)
+    old_term = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         with view:
-            result = runs.train(plan, view.on_event, cancel, corpus=corpus)
+            result = runs.train(plan, view.on_event, cancel, corpus=corpus, dist=dist)
     except runs.Cancelled:
         raise KeyboardInterrupt from None
     except ConfigError:
@@ -214,6 +265,9 @@ def cmd_train(args) -> int:
         raise CLIError(str(e)) from None
     finally:
         signal.signal(signal.SIGINT, old)
+        signal.signal(signal.SIGTERM, old_term)
+    if not d.main:
+        return 130 if result.stop_reason == "cancelled" else int(result.stop_reason == "non_finite")
     if result.best_val_loss is not None:
         _remember_model(result.name, result.path)
     if console.closed:
@@ -230,6 +284,24 @@ def cmd_train(args) -> int:
     if result.stop_reason == "non_finite":
         return 1
     return 130 if result.stop_reason == "cancelled" else 0
+
+
+class _EventLines:
+    """--events: each TrainEvent as one JSON line on stdout (how the app follows a run that
+    trains in other processes)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def say(self, text: str) -> None:
+        pass
+
+    def on_event(self, ev) -> None:
+        sys.stdout.write(ev.to_json() + "\n")
+        sys.stdout.flush()
 
 
 class _reading_progress:
@@ -672,6 +744,8 @@ def _remember_model(name: str, folder: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    from .distributed import QuietExit, current
     from .store import StoreError
 
     handlers = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
@@ -681,11 +755,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             return run_app()
         return handlers[args.command](args)
+    except QuietExit as e:
+        return e.code  # another process of the run said why
     except ConfigError as e:
-        print(f"charchat: error: {_config_message(e, args)}", file=sys.stderr)
+        print(f"charchat: error: {_rank()}{_config_message(e, args)}", file=sys.stderr)
         return e.code
     except (CLIError, StoreError) as e:
-        print(f"charchat: error: {e}", file=sys.stderr)
+        print(f"charchat: error: {_rank()}{e}", file=sys.stderr)
         return getattr(e, "code", 1)
     except KeyboardInterrupt:
         print("charchat: interrupted", file=sys.stderr)
@@ -695,8 +771,23 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # e.g. a data folder that cannot be written: the path and why
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         reason = e.strerror.lower() if e.strerror else str(e)  # "Not a directory" -> lower
-        print(f"charchat: error: {where}{reason}", file=sys.stderr)
+        print(f"charchat: error: {_rank()}{where}{reason}", file=sys.stderr)
         return 1
+    finally:
+        # A training process of several leaves the group last: the ranks wait there for each
+        # other, so a rank that fails quietly does not end before the one saying why has.
+        d = current()
+        if d is not None:
+            sys.stderr.flush()
+            d.finish()
+
+
+def _rank() -> str:
+    """'rank N: ' in a training process other than rank 0 (rank 0 speaks for the run)."""
+    from .distributed import current
+
+    d = current()
+    return f"rank {d.rank}: " if d is not None and d.rank > 0 else ""
 
 
 def _config_message(e: ConfigError, args) -> str:

@@ -303,9 +303,10 @@ def load_corpus(p: RunPlan, progress: Callable[[str, int, int], None] | None = N
 
 
 def train(p: RunPlan, on_event: Callable[[TrainEvent], None] | None = None,
-          cancel: threading.Event | None = None, corpus=None) -> TrainResult:
-    """Run a plan: read the corpus unless given, then train. Raises the core's errors, and
-    Cancelled when cancel was set before training began."""
+          cancel: threading.Event | None = None, corpus=None, dist=None) -> TrainResult:
+    """Run a plan: read the corpus unless given, then train (as one rank of `dist`, a
+    charchat.distributed.Dist, when torchrun started several processes). Raises the core's
+    errors, and Cancelled when cancel was set before training began."""
     from .trainer import Trainer
 
     cancel = cancel or threading.Event()
@@ -317,7 +318,7 @@ def train(p: RunPlan, on_event: Callable[[TrainEvent], None] | None = None,
         raise Cancelled()
     return Trainer(corpus, p.config, name=p.name, out_dir=p.folder, on_event=on_event,
                    cancel=cancel, resume=p.resume, corpus_paths=p.recorded_paths,
-                   init_from=p.init_from).run()
+                   init_from=p.init_from, dist=dist).run()
 
 
 def train_files(corpus, name: str | None = None,

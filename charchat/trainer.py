@@ -5,6 +5,9 @@ Progress goes out through a plain callback that receives TrainEvent objects, and
 figures go to metrics.jsonl next to the model; nothing here knows about any user interface.
 A threading.Event set from another thread stops the loop within one optimiser step.
 
+Across processes (torchrun), the same loop runs on every rank: charchat.distributed says who
+does what (rank 0 alone writes the folder; every decision to stop is taken together).
+
 The best model on disk always equals the lowest validation loss logged: it is written, atomically,
 at every evaluation that improves on the best so far, and at no other time. Early stopping counts
 only improvements larger than min_delta, but any improvement is saved.
@@ -25,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import checkpoint, schedule, store
+from . import checkpoint, distributed, schedule, store
 from .allocator import keep_freed_memory
 from .batches import WindowSampler
 from .config import (OUT_OF_MEMORY, RunStart, TrainConfig, TrainEvent, TrainingError,
@@ -50,8 +53,10 @@ class Trainer:
         resume: bool = False,
         corpus_paths: list[str] | None = None,
         init_from: Path | None = None,
+        dist: distributed.Dist | None = None,
     ) -> None:
         self.corpus = corpus
+        self.dist = dist or distributed.Dist()
         self.init_from = init_from  # a new run that starts from these weights (fine-tuning)
         self.user_config = config or TrainConfig()
         self.on_event = on_event
@@ -70,13 +75,17 @@ class Trainer:
 
     # -----------------------------------------------------------------------------------------
     def _emit(self, event: TrainEvent, log: bool = True) -> None:
+        if not self.dist.main:
+            return  # rank 0 reports for the run
         if log:
             self.run_dir.log(event)
         if self.on_event is not None:
             self.on_event(event)
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        ix = self.sampler.next(self.config.batch_size)
+        # Every rank draws the global batch and trains on its own slice of it.
+        b, d = self.config.batch_size, self.dist
+        ix = self.sampler.next(b * d.world)[d.rank * b:(d.rank + 1) * b]
         rows = self.train_ids[ix[:, None] + self._offsets]
         t = torch.from_numpy(rows.astype(np.int64))
         if self.dev.device.type == "cuda":
@@ -91,10 +100,18 @@ class Trainer:
         return torch.autocast(device_type=self.dev.device.type, dtype=self.dev.amp_dtype)
 
     def _evaluate(self, model: GPT | None = None) -> float:
-        """Validation loss of the model in training (or of `model`, the saved best)."""
-        loss, _ = windows_loss(self.model if model is None else model, self.val_ids,
-                               self.eval_starts, self.dev.device, self.dev.amp_dtype)
-        return loss
+        """Validation loss of the model in training (or of `model`, the saved best). Across
+        processes each rank scores every world-th window and the sums are added: the loss of
+        one process scoring them all."""
+        model = self.model if model is None else model
+        if not self.dist.on:
+            return windows_loss(model, self.val_ids, self.eval_starts, self.dev.device,
+                                self.dev.amp_dtype)[0]
+        starts = self.eval_starts[self.dist.rank::self.dist.world]
+        loss, count = (windows_loss(model, self.val_ids, starts, self.dev.device,
+                                    self.dev.amp_dtype) if len(starts) else (0.0, 0))
+        total, count = self.dist.sum([loss * count, float(count)])
+        return total / count if count else float("nan")
 
     def _elapsed(self) -> float:
         return self.n.elapsed + (time.perf_counter() - self._t0)
@@ -107,7 +124,7 @@ class Trainer:
     def _setup(self) -> None:
         keep_freed_memory()
         try:
-            self.dev: DeviceInfo = pick_device(self.user_config.device)
+            self.dev: DeviceInfo = self.dist.device or pick_device(self.user_config.device)
         except ValueError as e:
             raise TrainingError(str(e)) from None
         self.config, self.notes = resolve_config(
@@ -130,11 +147,12 @@ class Trainer:
         self.n = checkpoint.Counters()
         self._t0 = time.perf_counter()
         self._corpus_id = checkpoint.fingerprint(len(self.corpus.ids), self.val_ids)
+        self._to_score = None  # the saved best to score once every rank is set up
         if self.resume and self.run_dir.has_model() and not self.run_dir.state.exists():
             # Killed between its first best model and its first state (the model is written
             # first): nothing to go on from, yet the name is taken. The run starts again from
             # step 0 (the same seed, the same steps), with the saved model's score as the mark.
-            self._score_saved_best()
+            self._to_score = "saved"
             self.notes.append(f"{self.name} stopped before its training state was saved: "
                               f"training starts again from step 0")
         elif self.resume:
@@ -146,10 +164,21 @@ class Trainer:
             else:  # a state saved before the fingerprint: the length the folder recorded
                 other_text = self.run_dir.recorded_length() not in (None, len(self.corpus.ids))
             if other_text:
-                self._rescore_best()
+                self._to_score = "rescore"
+            if n_was := self.n.world if self.n.world != self.dist.world else 0:
+                b = c.batch_size
+                self.notes.append(
+                    f"{self.name} last trained on {n_was} process(es), now on "
+                    f"{self.dist.world}: the data order goes on from where it stopped, "
+                    f"{b * self.dist.world} windows a step ({b} a process) instead of "
+                    f"{b * n_was}")
         elif self.run_dir.has_model():
             raise TrainingError(f"a model named {self.name!r} already exists at {self.folder}; "
                                 "resume it or choose another name")
+        self.n.world = self.dist.world
+        if self.dist.on and self.dist.rank > 0:
+            # A rank's own dropout stream, from (seed, rank, step): the same on a resume.
+            torch.manual_seed(distributed.rank_seed(c.seed, self.dist.rank, self.n.step))
         self.train_model = self.model
         if c.compile:  # probed on fixed windows: the run's data order must not move
             starts = np.linspace(0, len(self.train_ids) - c.block_size - 1,
@@ -158,9 +187,28 @@ class Trainer:
             t = t.to(self.dev.device)
             self.train_model, note = compiled_or_eager(self.model, t[:, :-1], t[:, 1:], self.dev)
             self.notes += [note] if note else []
+        if not self.dist.main:
+            return
         self.run_dir.write_setup(self.model.config.to_dict(), self.corpus.tokenizer,
-                                 c.to_dict(), self.corpus_paths, self.dev.label, self.notes,
+                                 c.to_dict(), self.corpus_paths, self._where(), self.notes,
                                  self.corpus.summary)
+
+    def _setup_together(self) -> None:
+        """What setup does with the other ranks, once every rank has set up on its own:
+        score a saved best model, and wrap the model for DistributedDataParallel."""
+        if self._to_score == "saved":
+            self._score_saved_best()
+        elif self._to_score == "rescore":
+            self._rescore_best()
+        if self.dist.on:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.dev.device.index] if self.dev.device.type == "cuda" else None
+            try:
+                self.train_model = DDP(self.train_model, device_ids=ids,
+                                       gradient_as_bucket_view=True)
+            except RuntimeError as e:
+                raise self.dist.lost(e) from None
 
     def _load_start_weights(self) -> None:
         """Fine-tuning: the weights of the model it starts from, its position table cut to this
@@ -193,8 +241,11 @@ class Trainer:
             return
         self._score_saved_best()
         # The listing's score is this one from now on (the weights have not changed).
-        self.run_dir.describe(best_val_loss=self.n.best_val, best_bpc=self._bits(self.n.best_val),
-                              corpus=self.corpus.summary)
+        with self.dist.together():
+            if self.dist.main:
+                self.run_dir.describe(best_val_loss=self.n.best_val,
+                                      best_bpc=self._bits(self.n.best_val),
+                                      corpus=self.corpus.summary)
         was = f" (val {old:.4f} on its old text)" if old is not None else ""
         self.notes.append(
             f"the corpus is not the one {self.name} last trained on: its best model{was} "
@@ -203,10 +254,11 @@ class Trainer:
 
     def _score_saved_best(self) -> None:
         """Make the saved best model's loss on this corpus's validation split the mark."""
-        try:
-            best, _, _ = store.read_weights(self.run_dir.weights)
-        except store.StoreError as e:
-            raise TrainingError(str(e)) from None
+        with self.dist.together():
+            try:
+                best, _, _ = store.read_weights(self.run_dir.weights)
+            except store.StoreError as e:
+                raise TrainingError(str(e)) from None
         self.n.best_val = self._evaluate(best.to(self.dev.device))
 
     def _apply_gradients(self, params: list[torch.Tensor]) -> torch.Tensor:
@@ -260,28 +312,50 @@ class Trainer:
 
     # -----------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
-        self.run_dir.acquire(self.resume)
+        with self.dist.together():
+            if self.dist.main:
+                self.run_dir.acquire(self.resume)
         try:
             return self._run()
         except (torch.OutOfMemoryError, MemoryError):
             raise TrainingError(OUT_OF_MEMORY) from None
+        except distributed.PeerLost as e:
+            raise TrainingError(self._lost_message(str(e))) from None
         except RuntimeError as e:
             # The CPU allocator reports a failed allocation as a plain RuntimeError.
             if "can't allocate memory" in str(e) or "not enough memory" in str(e):
                 raise TrainingError(OUT_OF_MEMORY) from None
+            if self.dist.on and _is_comm_error(e):  # DDP's all-reduce inside backward()
+                raise TrainingError(self._lost_message(str(self.dist.lost(e)))) from None
             raise
         finally:
-            self.run_dir.release()
+            if self.dist.main:
+                self.run_dir.release()
+            # The DDP wrapper holds the process group: let it go now, so that leaving the group
+            # frees it (left for the end of the interpreter, gloo's threads abort the exit).
+            self.train_model = getattr(self, "model", None)
+
+    def _lost_message(self, why: str) -> str:
+        n = getattr(self, "n", None)
+        at = f" at step {n.step}" if n is not None else ""
+        kept = ""
+        if self.dist.main and self.run_dir.has_model():
+            kept = (f"; the best model so far is in {self.folder} (go on: charchat train "
+                    f"--resume {self.name})")
+        return f"training stopped{at}: {why}{kept}"
 
     def _run(self) -> TrainResult:
-        self._setup()
+        with self.dist.together():
+            self._setup()
+        self._setup_together()
         c, n = self.config, self.n
-        self.run_dir.open_metrics(append=self.resume, through_step=n.step)
+        if self.dist.main:
+            self.run_dir.open_metrics(append=self.resume, through_step=n.step)
         self._t0 = time.perf_counter()
         params = self.model.num_params()
         self._emit(TrainEvent("start", step=n.step, max_steps=c.max_steps,
-                              message=f"{params / 1e6:.2f}M parameters on {self.dev.label}",
-                              start=RunStart(c.to_dict(), params, self.dev.label, self.notes,
+                              message=f"{params / 1e6:.2f}M parameters on {self._where()}",
+                              start=RunStart(c.to_dict(), params, self._where(), self.notes,
                                              self.corpus.summary.to_dict(), str(self.folder),
                                              self.resume)))
         stop = self._loop()
@@ -293,7 +367,9 @@ class Trainer:
             if self._eval_and_save(lr, final=True) == "non_finite":
                 stop = "non_finite"
         if stop != "non_finite":
-            self._save_state()
+            with self.dist.together():
+                if self.dist.main:
+                    self._save_state()
         msg = stop_message(stop, n.step, n.best_val, n.best_step, self.folder)
         result = TrainResult(self.name, self.folder, stop, msg, n.step, n.best_val,
                              n.best_step, self._elapsed(), c)
@@ -311,7 +387,7 @@ class Trainer:
         loss_n = steps_since_log = 0
         train_time = 0.0  # time in optimiser steps since the last log, for tokens/s
         last_log_t = time.perf_counter()
-        tokens_per_step = c.batch_size * c.block_size * c.grad_accum
+        tokens_per_step = c.batch_size * c.block_size * c.grad_accum * self.dist.world
         self._last_eval = n.step if self.resume else -1
         eval_cost = 0.0
         # Without a set eval interval, evaluate about every eval_period seconds: the interval in
@@ -321,11 +397,23 @@ class Trainer:
             c.eval_interval = 1 << 40
             if c.max_steps and not self.user_config.minutes:
                 c.eval_interval, timing = schedule.step_eval_interval(c.max_steps), False
-        probe = (n.step + 2, None)
+        probe = (n.step + 2, None)  # (step, clock then)
+        mark_warmup = False
         self._zero_grad()
         while True:
-            elapsed = self._elapsed()
-            if self.cancel.is_set():
+            # One clock and one stop for every rank: the slowest rank's (one process: its own).
+            stop, (elapsed, eval_cost) = self.dist.agree(self.cancel.is_set(), self._elapsed(),
+                                                         eval_cost)
+            if mark_warmup:
+                n.warmup_elapsed, mark_warmup = elapsed, False
+            if timing:
+                if n.step == probe[0]:
+                    probe = (n.step, elapsed)
+                elif probe[1] is not None and n.step == probe[0] + 8:
+                    c.eval_interval = schedule.timed_eval_interval(
+                        (elapsed - probe[1]) / 8, schedule.eval_period(c.minutes))
+                    timing = False
+            if stop:
                 return "cancelled"
             if c.max_steps and n.step >= c.max_steps:
                 return "max_steps" if self.user_config.max_steps or c.minutes else "step_cap"
@@ -338,31 +426,27 @@ class Trainer:
                 for g in opt.param_groups:
                     g["lr"] = lr * g.get("lr_scale", 1.0)
             t_step = time.perf_counter()
-            for _ in range(c.grad_accum):
-                x, y = self._batch()
-                with self._amp():
-                    _, loss = self.train_model(x, y)
-                loss_sum += loss.detach()
-                self.scaler.scale(loss / c.grad_accum).backward()
+            for i in range(c.grad_accum):
+                # Across processes, gradients are averaged once a step: at the last micro-step.
+                last = i == c.grad_accum - 1
+                with (self.train_model.no_sync() if self.dist.on and not last
+                      else contextlib.nullcontext()):
+                    x, y = self._batch()
+                    with self._amp():
+                        _, loss = self.train_model(x, y)
+                    loss_sum += loss.detach()
+                    self.scaler.scale(loss / c.grad_accum).backward()
             grad_norm = self._apply_gradients(params)
             self._zero_grad()
             n.step += 1
-            if n.step == c.warmup_steps:
-                n.warmup_elapsed = self._elapsed()
+            mark_warmup = n.step == c.warmup_steps
             loss_n += c.grad_accum
             steps_since_log += 1
             train_time += time.perf_counter() - t_step
-            if timing:
-                if n.step == probe[0]:
-                    probe = (n.step, time.perf_counter())
-                elif probe[1] is not None and n.step == probe[0] + 8:
-                    c.eval_interval = schedule.timed_eval_interval(
-                        (time.perf_counter() - probe[1]) / 8, schedule.eval_period(c.minutes))
-                    timing = False
 
             eval_due = n.step % c.eval_interval == 0
             if n.step % c.log_interval == 0 or eval_due:
-                train_loss = float(loss_sum) / loss_n
+                train_loss = float(self.dist.mean_(loss_sum)) / loss_n
                 loss_sum.zero_()
                 loss_n = 0
                 if not math.isfinite(train_loss):
@@ -388,7 +472,7 @@ class Trainer:
     def _eval_and_save(self, lr: float, final: bool = False) -> str:
         """Evaluate, save if best, update early stopping; returns a stop reason or ''."""
         n = self.n
-        val = self._evaluate()
+        val = self._evaluate()  # the same figure on every rank
         n.evals += 1
         if not math.isfinite(val):
             return "non_finite"
@@ -398,11 +482,26 @@ class Trainer:
             big = n.best_val is None or n.best_val - val > self.config.min_delta
             n.bad_evals = 0 if big else n.bad_evals + 1
             n.best_val, n.best_step = val, n.step
-            self.run_dir.save_best(self.model, self.corpus.tokenizer, step=n.step, val=val,
-                                   corpus=self.corpus.summary, device=self.dev.label,
-                                   bpc=self._bits(val))
         else:
             n.bad_evals += 1
+        with self.dist.together():  # a failed save ends every rank here
+            if self.dist.main:
+                self._record_eval(val, improved, lr, final)
+        if self.config.sample_every and n.evals % self.config.sample_every == 0:
+            if self.dist.main:
+                self._emit(TrainEvent("sample", step=n.step, sample=self._sample_text(),
+                                      elapsed=self._elapsed()), log=False)
+        if not final and n.bad_evals >= self.config.patience:
+            return "early_stopping"
+        return ""
+
+    def _record_eval(self, val: float, improved: bool, lr: float, final: bool) -> None:
+        """Rank 0's part of an evaluation: save the best model, log, save the state."""
+        n = self.n
+        if improved:
+            self.run_dir.save_best(self.model, self.corpus.tokenizer, step=n.step, val=val,
+                                   corpus=self.corpus.summary, device=self._where(),
+                                   bpc=self._bits(val))
         elapsed = self._elapsed()
         self._emit(TrainEvent(
             "eval", step=n.step, max_steps=self.config.max_steps, val_loss=val,
@@ -412,9 +511,16 @@ class Trainer:
             details={"final": final, "bad_evals": n.bad_evals}))
         if not final:
             self._save_state()
-        if self.config.sample_every and n.evals % self.config.sample_every == 0:
-            self._emit(TrainEvent("sample", step=n.step, sample=self._sample_text(),
-                                  elapsed=self._elapsed()), log=False)
-        if not final and n.bad_evals >= self.config.patience:
-            return "early_stopping"
-        return ""
+
+    def _where(self) -> str:
+        """The device, as listings show it: "cuda (autocast bf16) x 8" across processes."""
+        return self.dev.label + (f" x {self.dist.world}" if self.dist.on else "")
+
+
+def _is_comm_error(e: BaseException) -> bool:
+    """Whether an error came from the process group (a rank gone) rather than the model."""
+    dist_error = getattr(torch.distributed, "DistError", ())
+    text = str(e).lower()
+    return isinstance(e, dist_error) or any(
+        w in text for w in ("gloo", "nccl", "connection closed", "connection reset",
+                            "broken pipe", "timed out"))

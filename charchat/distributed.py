@@ -1,0 +1,264 @@
+"""Training across processes, GPUs and machines: PyTorch's DistributedDataParallel, in processes
+that torchrun starts (`torchrun --nproc_per_node=N -m charchat train ...`, or `charchat train
+--gpus N`, which starts torchrun's engine itself).
+
+One process a device; NCCL between CUDA devices, gloo on CPUs (and where NCCL is missing). What
+the processes share, and who does what:
+
+- Rank 0 alone holds the model folder: its lock, metrics.jsonl, the best model and the training
+  state. The other ranks only read (a resumed run's state, the saved best model).
+- Every rank builds the same model and the same optimizer; DistributedDataParallel averages the
+  gradients, so every rank computes the same update (Muon's included) and rank 0's state is
+  the whole run's.
+- The data: every rank holds the same window sampler and draws the global batch (batch_size
+  windows a process), then trains on its own slice of it. The windows of a step follow from
+  (seed, rank, step) alone, so a resume on the same number of processes goes on exactly, and a
+  run on N processes sees the windows a 1-process run with an N-times batch would.
+- Every decision to stop is taken together: once a step, the ranks agree on whether any of them
+  was asked to stop (Ctrl-C, SIGTERM) and on the clock (the slowest rank's), so the time
+  budget, early stopping (on the validation loss every rank computes from the same sums) and
+  the non-finite-loss guard end every rank at the same step.
+- A failure on one rank (a bad file, a full disk) ends every rank at the same point, the error
+  said once, by the lowest rank that had it. A rank that dies outright breaks the next
+  collective operation on the others, which then stop with one line naming it.
+
+A process group is started only when torchrun's environment asks for more than one process;
+otherwise `Dist()` stands for the single process and every method is a no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import gc
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .device import DeviceInfo, pick_device
+
+# How long a collective operation waits for the other ranks. Rank 0 writes the best model and
+# the training state while the others wait at the next one, so this bounds the time a save may
+# take; a rank that dies is noticed at once on one machine (its sockets close) whatever this is.
+TIMEOUT_S = float(os.environ.get("CHARCHAT_DIST_TIMEOUT", "300"))
+_STORE_PREFIX = "charchat/"
+_active: "Dist | None" = None
+
+
+class PeerLost(RuntimeError):
+    """Another process of the run is gone: its collective operations failed."""
+
+
+class QuietExit(Exception):
+    """This rank stops because another failed, whose message says why; nothing more to say."""
+
+    def __init__(self, code: int = 1) -> None:
+        super().__init__("")
+        self.code = code
+
+
+@dataclass
+class Dist:
+    """Where this process stands in the run: rank 0 of 1 unless torchrun started several."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+    device: DeviceInfo | None = None  # this rank's device, once start() picked it
+    backend: str | None = None
+    _lost: str | None = field(default=None, repr=False)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def on(self) -> bool:
+        return self.world > 1
+
+    # -- collective operations (no-ops for one process) ----------------------------------------
+    def _tensor(self, values, dtype=torch.float64) -> torch.Tensor:
+        where = self.device.device if self.backend == "nccl" else "cpu"
+        return torch.tensor(values, dtype=dtype, device=where)
+
+    def _reduce(self, t: torch.Tensor, op) -> torch.Tensor:
+        import torch.distributed as dist
+
+        try:
+            dist.all_reduce(t, op=op)
+        except Exception as e:  # gloo: RuntimeError; NCCL: DistBackendError (a RuntimeError)
+            raise self.lost(e) from None
+        return t
+
+    def agree(self, stop: bool, *clocks: float) -> tuple[bool, list[float]]:
+        """Whether any rank wants to stop, and the largest of each clock over the ranks."""
+        if not self.on:
+            return stop, list(clocks)
+        import torch.distributed as dist
+
+        t = self._reduce(self._tensor([1.0 if stop else 0.0, *clocks]), dist.ReduceOp.MAX)
+        return bool(t[0] > 0), t[1:].tolist()
+
+    def sum(self, values: list[float]) -> list[float]:
+        if not self.on:
+            return list(values)
+        import torch.distributed as dist
+
+        return self._reduce(self._tensor(values), dist.ReduceOp.SUM).tolist()
+
+    def mean_(self, t: torch.Tensor) -> torch.Tensor:
+        """The mean over ranks of a tensor on this rank's device, in place."""
+        if self.on:
+            import torch.distributed as dist
+
+            self._reduce(t, dist.ReduceOp.SUM)
+            t /= self.world
+        return t
+
+    def barrier(self) -> None:
+        self.sum([0.0])
+
+    @contextlib.contextmanager
+    def together(self):
+        """Run the block on every rank, then fail together: if the block raised on any rank,
+        every rank raises at the end of it. The lowest rank that failed re-raises its own
+        error (the one message said); the others raise QuietExit."""
+        if not self.on:
+            yield
+            return
+        error: BaseException | None = None
+        try:
+            yield
+        except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 (every rank must reach the sum)
+            error = e
+        flags = [0.0] * self.world
+        flags[self.rank] = 1.0 if error is not None else 0.0
+        failed = [r for r, f in enumerate(self.sum(flags)) if f > 0]
+        if not failed:
+            return
+        if error is not None and failed[0] == self.rank:
+            raise error
+        raise QuietExit(getattr(error, "code", 1) if error is not None else 1)
+
+    # -- a rank that is gone --------------------------------------------------------------------
+    def lost(self, error: BaseException) -> PeerLost:
+        """The error for a collective that failed: which rank is gone, as far as can be told.
+
+        Every rank that sees a collective fail marks itself alive in the rendezvous store and
+        waits a moment for the others to do the same: a rank without its mark is the one gone.
+        (When the store itself is gone, with the rank that held it, the message says so.)"""
+        if self._lost is None:
+            self._lost = self._find_lost(error)
+        return PeerLost(self._lost)
+
+    def _find_lost(self, error: BaseException) -> str:
+        of = f"of {self.world}"
+        try:
+            import torch.distributed.distributed_c10d as c10d
+
+            store = c10d._get_default_store()
+            store.set(f"{_STORE_PREFIX}alive/{self.rank}", "1")
+            deadline = time.monotonic() + 3.0
+            others = [r for r in range(self.world) if r != self.rank]
+            while True:
+                gone = [r for r in others if not store.check([f"{_STORE_PREFIX}alive/{r}"])]
+                if not gone or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        except Exception:  # noqa: BLE001 (the store went with its host)
+            first = (str(error).strip().splitlines() or ["?"])[0][:120]
+            return f"another process of the run is gone ({first})"
+        if not gone:
+            first = (str(error).strip().splitlines() or ["?"])[0][:120]
+            return f"a collective operation failed ({first})"
+        names = ", ".join(str(r) for r in gone)
+        who = f"process rank {names} {of} is" if len(gone) == 1 else f"process ranks {names} {of} are"
+        return f"{who} gone (killed, or stopped by an error shown above)"
+
+    def finish(self) -> None:
+        """Leave the process group (after a run that ended normally)."""
+        global _active
+        if self.on:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                # A DistributedDataParallel left alive (its reducer hangs on the model's
+                # gradient hooks, in reference cycles) keeps the group alive past this point,
+                # and gloo's threads then abort the interpreter's exit (SIGABRT, now and then).
+                gc.collect()
+                with contextlib.suppress(Exception):
+                    if self._lost is None:  # (a rank is gone: no barrier would pass)
+                        dist.barrier()  # no rank leaves while another still uses the group
+                    dist.destroy_process_group()
+        _active = None
+
+
+def env_world() -> int:
+    """How many processes torchrun's environment says the run has (1 outside torchrun)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def current() -> Dist | None:
+    """The process group this process joined, if any."""
+    return _active
+
+
+def start(device_request: str | None = "auto") -> Dist:
+    """Join the run torchrun started: pick this rank's device (cuda:LOCAL_RANK, or the CPU),
+    its backend (NCCL on CUDA where PyTorch has it, else gloo), and start the process group.
+    One process (no torchrun, or a world of 1): a Dist of one, on the device asked for.
+    ValueError names what cannot work."""
+    global _active
+    env = os.environ
+    world = env_world()
+    if world <= 1:
+        return Dist(device=pick_device(device_request))
+    import torch.distributed as dist
+
+    try:
+        rank, local_rank = int(env["RANK"]), int(env.get("LOCAL_RANK", "0"))
+        local_world = int(env.get("LOCAL_WORLD_SIZE", str(world)))
+    except (KeyError, ValueError):
+        raise ValueError("WORLD_SIZE is set but RANK is not: start several processes with "
+                         "torchrun (or charchat train --gpus N)") from None
+    req = (device_request or "auto").lower()
+    if req == "auto":
+        req = "cuda" if torch.cuda.is_available() else "cpu"
+    if req.startswith("cuda"):
+        if req != "cuda":
+            raise ValueError(f"--device {device_request}: with several processes each takes "
+                             "its own GPU (cuda:LOCAL_RANK); use --device cuda or auto")
+        n = torch.cuda.device_count()
+        if local_rank >= n:
+            raise ValueError(f"process rank {rank} needs GPU {local_rank}, but this machine "
+                             f"has {n}: start at most {n} processes a machine")
+        torch.cuda.set_device(local_rank)
+        info = pick_device(f"cuda:{local_rank}")
+        backend = "nccl" if dist.is_nccl_available() else "gloo"
+    elif req == "cpu":
+        info = pick_device("cpu")
+        backend = "gloo"
+        # Share the cores: each process its part (torchrun sets 1 for all when not told).
+        if "CHARCHAT_THREADS" in env:
+            torch.set_num_threads(max(1, int(env["CHARCHAT_THREADS"])))
+    else:
+        raise ValueError(f"--device {device_request}: training across processes runs on CUDA "
+                         "GPUs or on CPUs")
+    if not dist.is_available():
+        raise ValueError("this PyTorch build has no torch.distributed")
+    kwargs = {"device_id": info.device} if backend == "nccl" else {}
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=TIMEOUT_S), **kwargs)
+    _active = Dist(rank, world, local_rank, local_world, info, backend)
+    return _active
+
+
+def rank_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of a rank's own random stream (dropout) from `step` on: rank 0 keeps the run's
+    stream, so one process trains as before."""
+    return (seed * 1_000_003 + rank * 7_919 + step) % (2**63 - 1)

@@ -1,0 +1,300 @@
+"""Training across processes (charchat.distributed): two CPU processes over gloo, started here
+with torch.multiprocessing, or with torchrun's engine through the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from charchat import distributed
+from charchat.corpus import corpus_from_text
+from charchat.trainer import Trainer
+
+from conftest import pattern_text, tiny_train_config
+
+PATTERN = pattern_text(30000)
+
+
+# ---------------------------------------------------------------------------------------------
+# In-process runs: one Trainer a process, a process group on a file store
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _trainer_worker(rank: int, world: int, port: int, folder: str, config: dict, out: str,
+                    capture_grads: bool, stop_at: tuple[int, int] | None, resume: bool,
+                    text: str) -> None:
+    import torch.distributed as dist
+
+    from charchat.device import pick_device
+
+    torch.set_num_threads(1)
+    d = distributed.Dist(rank, world, rank, world, pick_device("cpu"), "gloo")
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                                world_size=world)
+    events, grads = [], {}
+
+    class Capturing(Trainer):
+        def _apply_gradients(self, params):
+            if capture_grads and not grads:
+                grads.update({n: p.grad.detach().clone().numpy()
+                              for n, p in self.model.named_parameters()})
+            if stop_at is not None and (rank, self.n.step + 1) == stop_at:
+                self.cancel.set()  # as Ctrl-C would, on this rank alone
+            return super()._apply_gradients(params)
+
+    corpus = corpus_from_text(text)
+    t = Capturing(corpus, tiny_train_config(**config), out_dir=folder, on_event=events.append,
+                  dist=d if world > 1 else None, resume=resume)
+    result = t.run()
+    np.savez(f"{out}-{rank}.npz", **{f"grad/{k}": v for k, v in grads.items()})
+    Path(f"{out}-{rank}.json").write_text(json.dumps({
+        "stop": result.stop_reason, "steps": result.steps, "best": result.best_val_loss,
+        "notes": t.notes,
+        "events": [json.loads(e.to_json()) for e in events]}))
+    del t  # (its model's gradient hooks hold DDP's reducer, which holds the process group)
+    d.finish()
+
+
+def run_ranks(tmp_path, world: int, name: str, capture_grads=False, stop_at=None,
+              resume=False, folder=None, text=PATTERN, **config):
+    """Train with `world` processes (1: the same code, no process group) into tmp_path/folder
+    (default: name); returns each rank's {"stop", "steps", "best", "notes", "events", "grads"}.
+    stop_at=(rank, step): that rank alone is asked to stop once it has taken that step."""
+    import torch.multiprocessing as mp
+
+    out = tmp_path / f"{name}-out"
+    mp.spawn(_trainer_worker, args=(world, free_port(), str(tmp_path / (folder or name)), config,
+                                    str(out), capture_grads, stop_at, resume, text),
+             nprocs=world, join=True)
+    ranks = []
+    for r in range(world):
+        d = json.loads(Path(f"{out}-{r}.json").read_text())
+        with np.load(f"{out}-{r}.npz") as z:
+            d["grads"] = {k[5:]: z[k] for k in z.files}
+        ranks.append(d)
+    return ranks
+
+
+def test_two_processes_have_the_gradients_of_one_on_the_doubled_batch(tmp_path):
+    one = run_ranks(tmp_path, 1, "one", capture_grads=True, batch_size=8, max_steps=1)
+    two = run_ranks(tmp_path, 2, "two", capture_grads=True, batch_size=4, max_steps=1)
+    assert set(one[0]["grads"]) == set(two[0]["grads"])
+    for k, g in one[0]["grads"].items():
+        for r in range(2):
+            np.testing.assert_allclose(two[r]["grads"][k], g, rtol=1e-4, atol=1e-7, err_msg=k)
+
+
+
+def evals(rank_result) -> list[tuple[int, float]]:
+    return [(e["step"], e["val_loss"]) for e in rank_result["events"] if e["kind"] == "eval"]
+
+
+def steps(rank_result) -> list[tuple[int, float]]:
+    return [(e["step"], e["train_loss"]) for e in rank_result["events"] if e["kind"] == "step"]
+
+
+def test_a_30_step_run_matches_one_process_on_the_doubled_batch(tmp_path):
+    one = run_ranks(tmp_path, 1, "one", batch_size=8, max_steps=30)
+    two = run_ranks(tmp_path, 2, "two", batch_size=4, max_steps=30)
+    assert two[1]["events"] == []  # rank 0 alone reports
+    assert [s for s, _ in evals(two[0])] == [s for s, _ in evals(one[0])] == [10, 20, 30, 30][:3]
+    for (_, a), (_, b) in zip(evals(one[0]) + steps(one[0]), evals(two[0]) + steps(two[0])):
+        assert abs(a - b) < 1e-4
+    assert two[0]["best"] == two[1]["best"] and abs(two[0]["best"] - one[0]["best"]) < 1e-4
+    start = two[0]["events"][0]
+    assert start["kind"] == "start" and "cpu x 2" in start["message"]
+    meta = json.loads((tmp_path / "two" / "meta.json").read_text())
+    assert meta["device"] == "cpu x 2"
+
+
+def test_the_validation_loss_split_across_ranks_is_the_one_process_loss(tmp_path):
+    # The same weights (an lr of 1e-12 leaves them as they were), scored by one process and by two.
+    one = run_ranks(tmp_path, 1, "one", max_steps=1, eval_interval=1, lr=1e-12, min_lr=1e-13,
+                    optimizer="adamw")
+    two = run_ranks(tmp_path, 2, "two", max_steps=1, eval_interval=1, lr=1e-12, min_lr=1e-13,
+                    optimizer="adamw", eval_tokens=16 * 7)  # 7 windows: 4 on rank 0, 3 on 1
+    one7 = run_ranks(tmp_path, 1, "one7", max_steps=1, eval_interval=1, lr=1e-12, min_lr=1e-13,
+                     optimizer="adamw", eval_tokens=16 * 7)
+    assert abs(evals(two[0])[0][1] - evals(one7[0])[0][1]) < 1e-6
+    assert evals(one[0])[0][1] != evals(one7[0])[0][1]  # (the window count matters)
+
+
+def test_a_stop_asked_of_one_rank_ends_both_at_the_same_step(tmp_path):
+    two = run_ranks(tmp_path, 2, "two", stop_at=(1, 13), max_steps=30)
+    assert [r["stop"] for r in two] == ["cancelled", "cancelled"]
+    assert [r["steps"] for r in two] == [13, 13]
+    state = torch.load(tmp_path / "two" / "state.pt", weights_only=True)
+    assert state["step"] == 13 and state["world"] == 2
+    assert (tmp_path / "two" / "model.pt").exists()
+
+
+def test_early_stopping_and_the_time_budget_end_both_ranks(tmp_path):
+    from conftest import random_text
+
+    noise = random_text(20000)
+    two = run_ranks(tmp_path, 2, "es", text=noise, max_steps=400, eval_interval=2, patience=2,
+                    lr=3e-2)
+    assert [r["stop"] for r in two] == ["early_stopping"] * 2
+    assert two[0]["steps"] == two[1]["steps"] < 400
+    timed = run_ranks(tmp_path, 2, "tb", max_steps=None, minutes=0.03, eval_interval=5)
+    assert [r["stop"] for r in timed] == ["time_budget"] * 2
+    assert timed[0]["steps"] == timed[1]["steps"] > 0
+
+
+def test_resume_on_the_same_number_of_processes_goes_on_exactly(tmp_path):
+    whole = run_ranks(tmp_path, 2, "whole", max_steps=30)
+    cut = run_ranks(tmp_path, 2, "cut", stop_at=(0, 14), max_steps=30)
+    assert cut[0]["steps"] == 14
+    resumed = run_ranks(tmp_path, 2, "resumed", folder="cut", resume=True, max_steps=30)
+    assert resumed[0]["stop"] == "max_steps" and resumed[0]["notes"] == []
+    assert evals(resumed[0])[-1] == pytest.approx(evals(whole[0])[-1], abs=1e-6)
+    assert resumed[0]["best"] == pytest.approx(whole[0]["best"], abs=1e-6)
+
+
+def test_resume_on_another_number_of_processes_says_so(tmp_path):
+    run_ranks(tmp_path, 2, "two", stop_at=(0, 12), max_steps=30)
+    one = run_ranks(tmp_path, 1, "one", folder="two", resume=True, max_steps=30)
+    assert one[0]["stop"] == "max_steps" and one[0]["steps"] == 30
+    assert any("last trained on 2 process(es), now on 1" in n for n in one[0]["notes"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line: --gpus N (torchrun's engine in charchat), and torchrun itself
+
+SMALL = ["--device", "cpu", "--n-layer", "1", "--n-head", "2", "--n-embd", "32",
+         "--block-size", "32", "--batch-size", "4"]
+
+
+def start(args: list[str], home: Path, cwd: Path, torchrun: bool = False) -> subprocess.Popen:
+    """`charchat train ARGS` (or torchrun's own command) in its own session, as a terminal
+    would run it; output collected."""
+    cmd = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "charchat", "train"] if torchrun else [sys.executable, "-m", "charchat", "train"])
+    env = {**os.environ, "CHARCHAT_HOME": str(home), "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    return subprocess.Popen(cmd + args, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def wait_for_evals(folder: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            lines = (folder / "metrics.jsonl").read_text().splitlines()
+        except OSError:
+            lines = []
+        if sum('"kind": "eval"' in line for line in lines) >= n:
+            return
+        time.sleep(0.2)
+    raise AssertionError("no evaluations")
+
+
+@pytest.fixture
+def corpus_file(tmp_path) -> Path:
+    path = tmp_path / "t.txt"
+    path.write_text(PATTERN)
+    return path
+
+
+def test_gpus_2_on_the_cpu_trains_in_two_processes(tmp_path, corpus_file, charchat_home):
+    proc = start([str(corpus_file), *SMALL, "--max-steps", "20", "--gpus", "2", "--name", "g"],
+                 charchat_home, tmp_path)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert out.count("Done: reached --max-steps") == 1  # rank 0 alone speaks
+    assert "cpu x 2" in out and err == ""
+    meta = json.loads((charchat_home / "models" / "g" / "meta.json").read_text())
+    assert meta["device"] == "cpu x 2" and meta["best_step"] == 20
+
+
+def test_an_error_of_every_rank_is_said_once(tmp_path, corpus_file, charchat_home):
+    (charchat_home / "models" / "taken").mkdir(parents=True)
+    (charchat_home / "models" / "taken" / "model.pt").write_bytes(b"x")
+    proc = start([str(corpus_file), *SMALL, "--gpus", "2", "--name", "taken"], charchat_home,
+                 tmp_path)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert err.splitlines() == [
+        "charchat: error: a model named 'taken' already exists; use --resume taken to continue "
+        "it, another --name, or 'charchat models rm' first"]
+
+
+def test_gpus_without_a_gpu_is_refused(tmp_path, corpus_file, charchat_home):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    proc = start([str(corpus_file), "--gpus", "2"], charchat_home, tmp_path)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert err.strip() == ("charchat: error: --gpus 2: this machine has 0 CUDA GPUs (--device "
+                           "cpu --gpus N tries the setup in N CPU processes)")
+
+
+def test_ctrl_c_stops_both_ranks_at_one_step_with_the_best_model_kept(tmp_path, corpus_file,
+                                                                      charchat_home):
+    folder = charchat_home / "models" / "c"
+    proc = start([str(corpus_file), *SMALL, "--max-steps", "100000", "--eval-interval", "5",
+                  "--gpus", "2", "--name", "c"], charchat_home, tmp_path)
+    wait_for_evals(folder, 2, proc)
+    os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C: the launcher's whole group
+    out, err = proc.communicate(timeout=60)
+    # 130 from the launcher only if every rank stopped on its own with 130 (none was killed).
+    assert proc.returncode == 130, err
+    assert "Stopping after this step" in out and err == ""
+    state = torch.load(folder / "state.pt", weights_only=True)
+    end = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()][-1]
+    assert end["kind"] == "end" and end["stop_reason"] == "cancelled"
+    assert state["step"] == end["step"] and state["world"] == 2
+    from charchat import store
+    store.read_weights(folder / "model.pt")  # whole and loadable
+
+
+def test_a_killed_rank_ends_the_other_with_one_line_naming_it(tmp_path, corpus_file,
+                                                            charchat_home):
+    folder = charchat_home / "models" / "k"
+    proc = start([str(corpus_file), *SMALL, "--max-steps", "100000", "--eval-interval", "5",
+                  "--name", "k"], charchat_home, tmp_path, torchrun=True)
+    wait_for_evals(folder, 2, proc)
+    workers = sorted(children(proc.pid))
+    assert len(workers) == 2
+    rank1 = next(p for p in workers
+                 if b"RANK=1" in Path(f"/proc/{p}/environ").read_bytes().split(b"\0"))
+    t0 = time.monotonic()
+    os.kill(rank1, signal.SIGKILL)
+    out, err = proc.communicate(timeout=90)
+    assert time.monotonic() - t0 < 60
+    assert proc.returncode != 0
+    ours = [line for line in err.splitlines() if line.startswith("charchat: error:")]
+    assert len(ours) == 1, err
+    assert "process rank 1 of 2 is gone" in ours[0] and "the best model so far is in" in ours[0]
+    from charchat import store
+    store.read_weights(folder / "model.pt")

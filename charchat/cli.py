@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "With --device cpu: N processes sharing the CPU (gloo). Several "
                         "machines: run torchrun on each (see the README)")
     t.add_argument("--events", action="store_true", help=argparse.SUPPRESS)  # JSON lines out
+    t.add_argument("--request", help=argparse.SUPPRESS)  # a RunRequest as JSON (the app's)
     t.add_argument("--quiet", action="store_true", help="print only the final line")
 
     s = sub.add_parser("sample", help="generate text from a model (streams to stdout)")
@@ -156,35 +157,60 @@ def _version() -> str:
 def cmd_train(args) -> int:
     from . import distributed
 
+    request = _request(args)
     if args.gpus and args.gpus > 1 and distributed.env_world() <= 1:
-        return _launch(args)
+        return _launch(args, request)
     try:
-        dist = distributed.start(args.device) if distributed.env_world() > 1 else None
+        dist = (distributed.start(request.overrides.get("device"))
+                if distributed.env_world() > 1 else None)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    return _train(args, dist)  # (main() leaves the process group, once errors are said)
+    return _train(args, request, dist)  # (main() leaves the process group after errors)
 
 
-def _launch(args) -> int:
-    """--gpus N: the same command in N processes (charchat.launch)."""
+def _request(args):
+    """The run the command line asks for (or --request's, as the app wrote it)."""
+    from .runs import RunRequest
+
+    if args.request:
+        try:
+            d = json.loads(args.request)
+            return RunRequest(**{k: v for k, v in d.items()
+                                 if k in RunRequest.__dataclass_fields__})
+        except (ValueError, TypeError) as e:
+            raise UsageError(f"--request: not a run request ({e})") from None
+    return RunRequest(
+        paths=args.paths, name=args.name, minutes=args.minutes, max_steps=args.max_steps,
+        overrides={s.name: getattr(args, s.name) for s in SETTINGS
+                   if s.cli and getattr(args, s.name) is not None},
+        resume=args.resume, start_from=args.start_from)
+
+
+def _launch(args, request) -> int:
+    """--gpus N: the same run in N processes (charchat.launch), each given the request."""
+    from dataclasses import asdict, replace
+
     from . import launch, runs
 
     try:
-        device = launch.check(args.gpus, args.device)
+        device = launch.check(args.gpus, request.overrides.get("device"))
     except launch.LaunchError as e:
         raise (CLIError if e.code == 1 else UsageError)(str(e)) from None
-    argv = launch.without_gpus(args.argv)
-    if not args.resume and args.name is None and args.paths:
+    if not request.paths and not request.resume:
+        raise UsageError("no corpus given: charchat train FILE_OR_FOLDER... (see --help)")
+    if not request.resume and request.name is None:
         # One name for every process, chosen once (each would pick the same free one, unless
         # another run took it in between).
-        argv += ["--name", runs.suggest_name(args.paths)]
+        request = replace(request, name=runs.suggest_name(request.paths))
+    argv = ["--request", json.dumps(asdict(request))]
+    argv += [flag for flag, on in (("--events", args.events), ("--quiet", args.quiet)) if on]
     try:
         return launch.run(args.gpus, argv, device)
     except launch.LaunchError as e:
         raise CLIError(str(e)) from None
 
 
-def _train(args, dist) -> int:
+def _train(args, request, dist) -> int:
     from rich.console import Console
 
     from . import runs
@@ -208,14 +234,10 @@ def _train(args, dist) -> int:
             cancel.set()
 
     console = _Console(stderr=False, highlight=False)
-    if not args.paths and not args.resume:
+    if not request.paths and not request.resume:
         raise UsageError("no corpus given: charchat train FILE_OR_FOLDER... (see --help)")
     with d.together():
-        plan = runs.plan(runs.RunRequest(
-            paths=args.paths, name=args.name, minutes=args.minutes, max_steps=args.max_steps,
-            overrides={s.name: getattr(args, s.name) for s in SETTINGS
-                       if s.cli and getattr(args, s.name) is not None},
-            resume=args.resume, start_from=args.start_from))
+        plan = runs.plan(request)
     paths = plan.paths
     # Across processes rank 0 speaks for the run; --events: JSON lines for a program to follow.
     quiet = args.quiet or not d.main or args.events
@@ -744,7 +766,6 @@ def _remember_model(name: str, folder: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
     from .distributed import QuietExit, current
     from .store import StoreError
 

@@ -510,6 +510,18 @@ class TrainEvent:
              if k == "kind" or not (v is None or v is False or v == "" or v == {})}
         return json.dumps(d)
 
+    @classmethod
+    def from_json(cls, line: str) -> "TrainEvent":
+        """An event as to_json wrote it (ValueError if the line is not one)."""
+        d = json.loads(line)
+        if not isinstance(d, dict) or not isinstance(d.get("kind"), str):
+            raise ValueError("not a training event")
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if isinstance(d.get("start"), dict):
+            d["start"] = RunStart(**{k: v for k, v in d["start"].items()
+                                     if k in RunStart.__dataclass_fields__})
+        return cls(**d)
+
 
 STOP_MESSAGES = {
     "early_stopping": "validation loss stopped improving (early stopping)",

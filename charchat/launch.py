@@ -2,8 +2,8 @@
 engine (torch.distributed's elastic launcher, in this process), and say in one line which one
 failed, if one does.
 
-The processes are `python -m charchat train ...` with the same arguments, less --gpus; each
-joins the process group (charchat.distributed). Several machines: run torchrun on each (the
+The processes are `python -m charchat train --request JSON`, the run the user asked for with
+its name chosen once; each joins the process group (charchat.distributed). Several machines: run torchrun on each (the
 README has the commands); this module is the one-machine shortcut.
 """
 
@@ -23,22 +23,6 @@ class LaunchError(Exception):
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
-
-
-def without_gpus(argv: list[str]) -> list[str]:
-    """The `charchat train` arguments the processes get: the same, without --gpus N (or
-    --gpus=N). argv: as typed after `charchat` ("train" first)."""
-    if "train" in argv:
-        argv = argv[argv.index("train") + 1:]
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--gpus":
-            skip = True
-        elif not a.startswith("--gpus="):
-            out.append(a)
-    return out
 
 
 def check(n: int, device: str | None) -> str:

@@ -49,6 +49,7 @@ class RunRequest:
     resume: str | None = None  # the name (or folder) of the model to go on training
     start_from: str | None = None  # a new run starting from this model's weights (fine-tune)
     sample_every: int = 0  # evaluations between text samples (the app shows them)
+    gpus: int = 1  # processes to train in (charchat train --gpus N; train_in_processes)
 
 
 @dataclass
@@ -319,6 +320,72 @@ def train(p: RunPlan, on_event: Callable[[TrainEvent], None] | None = None,
     return Trainer(corpus, p.config, name=p.name, out_dir=p.folder, on_event=on_event,
                    cancel=cancel, resume=p.resume, corpus_paths=p.recorded_paths,
                    init_from=p.init_from, dist=dist).run()
+
+
+def cuda_devices() -> int:
+    """How many CUDA GPUs this machine has (imports torch)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def train_in_processes(req: RunRequest, on_event: Callable[[TrainEvent], None] | None = None,
+                       cancel: threading.Event | None = None) -> TrainResult:
+    """Train req in req.gpus processes (`charchat train --gpus N`, a child process, in its own
+    session), following the run through the events rank 0 prints as JSON lines. Setting
+    cancel stops it as Ctrl-C would (every rank at one step, the best model kept). Raises
+    TrainingError with the run's own one-line error, and Cancelled when it was stopped before
+    training began."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    from .config import TrainingError
+
+    cancel = cancel or threading.Event()
+    cmd = [sys.executable, "-m", "charchat", "train", "--request", json.dumps(asdict(req)),
+           "--gpus", str(req.gpus), "--events"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def stop_when_asked() -> None:
+        cancel.wait()
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    threading.Thread(target=stop_when_asked, daemon=True).start()
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)
+    reader.start()
+    start = end = None
+    for line in proc.stdout:
+        try:
+            ev = TrainEvent.from_json(line)
+        except (ValueError, TypeError):
+            continue  # (a line that is not an event: nothing to follow)
+        start = ev if ev.kind == "start" else start
+        end = ev if ev.kind == "end" else end
+        if on_event is not None:
+            on_event(ev)
+    code = proc.wait()
+    reader.join(timeout=5)
+    cancel.set()  # (ends the watcher)
+    if end is not None and start is not None:
+        return TrainResult(start.start.name, Path(start.start.folder), end.stop_reason,
+                           end.message, end.step, end.best_val_loss, end.best_step, end.elapsed,
+                           TrainConfig.from_dict(start.start.config))
+    said = [e.strip() for e in errors if e.startswith("charchat: error:")]
+    if said:
+        raise TrainingError(said[-1].removeprefix("charchat: error: "))
+    if code == 130:
+        raise Cancelled()
+    raise TrainingError(f"training in {req.gpus} processes ended with status {code} "
+                        f"({(errors or ['no message'])[-1].strip()[:160]})")
 
 
 def train_files(corpus, name: str | None = None,

@@ -48,7 +48,7 @@ def _trainer_worker(rank: int, world: int, port: int, folder: str, config: dict,
     if world > 1:
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                                 world_size=world)
-    events, grads = [], {}
+    events, grads, counted = [], {}, {"allreduce_calls": 0}
 
     class Capturing(Trainer):
         def _apply_gradients(self, params):
@@ -59,14 +59,26 @@ def _trainer_worker(rank: int, world: int, port: int, folder: str, config: dict,
                 self.cancel.set()  # as Ctrl-C would, on this rank alone
             return super()._apply_gradients(params)
 
+        def _setup_together(self):
+            super()._setup_together()
+            if world > 1:  # count the gradient all-reduces (one a bucket each time)
+                def hook(state, bucket):
+                    counted["allreduce_calls"] += 1
+                    return torch.distributed.algorithms.ddp_comm_hooks.default_hooks \
+                        .allreduce_hook(None, bucket)
+
+                import torch.distributed.algorithms.ddp_comm_hooks.default_hooks  # noqa: F401
+                self.train_model.register_comm_hook(None, hook)
+
     corpus = corpus_from_text(text)
     t = Capturing(corpus, tiny_train_config(**config), out_dir=folder, on_event=events.append,
                   dist=d if world > 1 else None, resume=resume)
     result = t.run()
+    calls = counted["allreduce_calls"]
     np.savez(f"{out}-{rank}.npz", **{f"grad/{k}": v for k, v in grads.items()})
     Path(f"{out}-{rank}.json").write_text(json.dumps({
         "stop": result.stop_reason, "steps": result.steps, "best": result.best_val_loss,
-        "notes": t.notes,
+        "notes": t.notes, "allreduce_calls": calls,
         "events": [json.loads(e.to_json()) for e in events]}))
     del t  # (its model's gradient hooks hold DDP's reducer, which holds the process group)
     d.finish()
@@ -100,6 +112,17 @@ def test_two_processes_have_the_gradients_of_one_on_the_doubled_batch(tmp_path):
         for r in range(2):
             np.testing.assert_allclose(two[r]["grads"][k], g, rtol=1e-4, atol=1e-7, err_msg=k)
 
+
+
+def test_accumulation_all_reduces_once_a_step(tmp_path):
+    one = run_ranks(tmp_path, 1, "one", capture_grads=True, batch_size=8, grad_accum=2,
+                    max_steps=1)
+    two = run_ranks(tmp_path, 2, "two", capture_grads=True, batch_size=4, grad_accum=2,
+                    max_steps=3, eval_interval=3)
+    for k, g in one[0]["grads"].items():
+        np.testing.assert_allclose(two[1]["grads"][k], g, rtol=1e-4, atol=1e-7, err_msg=k)
+    # A model this small fits one bucket: one all-reduce a step, none at the first micro-step.
+    assert two[0]["allreduce_calls"] == two[1]["allreduce_calls"] == 3
 
 
 def evals(rank_result) -> list[tuple[int, float]]:
@@ -298,3 +321,59 @@ def test_a_killed_rank_ends_the_other_with_one_line_naming_it(tmp_path, corpus_f
     assert "process rank 1 of 2 is gone" in ours[0] and "the best model so far is in" in ours[0]
     from charchat import store
     store.read_weights(folder / "model.pt")
+
+
+def test_the_app_follows_a_run_in_two_processes_and_stop_works(tmp_path, corpus_file):
+    import threading
+
+    from charchat import runs
+
+    events, cancel = [], threading.Event()
+
+    def on_event(ev):
+        events.append(ev)
+        if ev.kind == "eval" and ev.step >= 10:
+            cancel.set()  # the training screen's Stop
+
+    overrides = {"device": "cpu", "n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32,
+                 "batch_size": 4, "eval_interval": 5}
+    req = runs.RunRequest(paths=[str(corpus_file)], max_steps=100000, overrides=overrides,
+                          sample_every=1, gpus=2)
+    result = runs.train_in_processes(req, on_event, cancel)
+    assert result.stop_reason == "cancelled" and result.name == "t"
+    assert events[0].kind == "start" and events[-1].kind == "end"
+    assert events[0].start.config["batch_size"] == 4 and "cpu x 2" in events[0].message
+    assert any(e.kind == "sample" and e.sample for e in events)  # the app shows samples
+    assert result.best_val_loss == min(e.val_loss for e in events if e.kind == "eval")
+    assert (result.path / "model.pt").exists() and result.steps >= 10
+
+
+def test_the_app_gets_the_run_s_own_error(tmp_path):
+    from charchat import runs
+    from charchat.config import TrainingError
+
+    req = runs.RunRequest(paths=[str(tmp_path / "missing.txt")], overrides={"device": "cpu"},
+                          gpus=2)
+    with pytest.raises(TrainingError) as e:
+        runs.train_in_processes(req)
+    assert str(e.value).endswith("missing.txt: no such file or folder")
+
+
+def test_two_machines_rendezvous_through_torchrun(tmp_path, corpus_file, charchat_home):
+    # Two torchrun agents with --nnodes=2 (one process each), as on two machines: here both
+    # on 127.0.0.1, meeting at one c10d endpoint.
+    endpoint = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "CHARCHAT_HOME": str(charchat_home),
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+         "--rdzv-backend=c10d", "--rdzv-id=twomachines", f"--rdzv-endpoint={endpoint}",
+         "-m", "charchat", "train", str(corpus_file), *SMALL, "--max-steps", "10", "--name",
+         "nodes", "--quiet"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [n.communicate(timeout=180) for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], outs
+    said = [out for out, _ in outs if "reached --max-steps" in out]
+    assert len(said) == 1  # the machine with rank 0
+    meta = json.loads((charchat_home / "models" / "nodes" / "meta.json").read_text())
+    assert meta["device"] == "cpu x 2" and meta["best_step"] == 10

@@ -259,7 +259,10 @@ class TrainingJob:
             plan = runs.plan(self.request)
             if plan.resume:
                 feed(_history(plan.folder))
-            result = runs.train(plan, feed, self.cancel)
+            if self.request.gpus > 1:  # torchrun's processes, followed by their events
+                result = runs.train_in_processes(self.request, feed, self.cancel)
+            else:
+                result = runs.train(plan, feed, self.cancel)
             feed.flush()
             self.result = result
         except runs.Cancelled:

@@ -89,6 +89,11 @@ class TrainForm(VerticalScroll):
             super().__init__()
             self.req, self.tokens_per_s = req, tokens_per_s
 
+    class GpusCounted(Message):
+        def __init__(self, n: int) -> None:
+            super().__init__()
+            self.n = n
+
     class DefaultsResolved(Message):
         def __init__(self, req: int, values: dict | None, notes: list[str], device: str,
                      error: str | None) -> None:
@@ -141,6 +146,12 @@ class TrainForm(VerticalScroll):
                          id="start-from", compact=True,
                          tooltip="Fine-tune: start from a saved or imported model's weights, "
                          "with its shape and tokenizer (charchat train --from MODEL)")
+            # Shown where the machine has more than one CUDA GPU (see _count_gpus).
+            yield Label("GPUs", id="gpus-label")
+            yield Select([("1", 1)], value=1, allow_blank=False, id="gpus", compact=True,
+                         tooltip="Train across this machine's GPUs: one process a GPU, "
+                         "started with torchrun's engine (DistributedDataParallel over NCCL; "
+                         "charchat train --gpus N). The batch size is per GPU.")
         yield Static("", id="from-note", classes="hint")
         with Collapsible(title="Advanced hyperparameters", id="advanced"):
             yield Static("Filled in with the defaults charchat picks for this corpus, "
@@ -155,9 +166,37 @@ class TrainForm(VerticalScroll):
 
     def on_mount(self) -> None:
         self.query_one("#from-note", Static).display = False
+        for w in self.query("#gpus-label, #gpus"):
+            w.display = False
+        self._count_gpus()
         self.refresh_sources()
         if self.resume_name:
             self.prepare_resume(self.resume_name)
+
+    @work(thread=True, group="gpus")
+    def _count_gpus(self) -> None:
+        try:
+            n = runs.cuda_devices()  # (imports torch: not on the app's first screen)
+        except Exception:  # noqa: BLE001 (no count: one process, as without GPUs)
+            n = 0
+        self.post_message(self.GpusCounted(n))
+
+    @on(GpusCounted)
+    def _gpus_counted(self, msg: GpusCounted) -> None:
+        if msg.n < 2:
+            return
+        select = self.query_one("#gpus", Select)
+        select.set_options([("1 (this process)", 1)] + [
+            (f"{k} (torchrun: {k} processes)" if k < msg.n else f"all {k} (torchrun)", k)
+            for k in range(2, msg.n + 1)])
+        select.value = msg.n
+        for w in self.query("#gpus-label, #gpus"):
+            w.display = True
+
+    @property
+    def gpus(self) -> int:
+        select = self.query_one("#gpus", Select)
+        return int(select.value) if select.display and isinstance(select.value, int) else 1
 
     @property
     def status(self) -> StatusLine:
@@ -708,7 +747,7 @@ class TrainForm(VerticalScroll):
         return RunRequest(paths=paths, name=name, minutes=self._minutes(), max_steps=max_steps,
                           preset=str(self.query_one("#preset", Select).value),
                           overrides=overrides, resume=self.resume_name, sample_every=2,
-                          start_from=self.start_from)
+                          start_from=self.start_from, gpus=self.gpus)
 
     def user_value(self, name: str) -> str | None:
         """What the user typed in an advanced field, or None where it is empty, disabled or

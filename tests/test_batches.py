@@ -76,3 +76,49 @@ def test_numpy_batch_sizes_keep_the_state_serialisable():
     restored = WindowSampler(1000, 16, seed=1)
     restored.load_state(sampler.state())
     assert np.array_equal(restored.next(7), sampler.next(7))
+
+
+@pytest.fixture
+def computed_order(monkeypatch):
+    """Samplers use the computed permutation whatever their size."""
+    from charchat import batches
+
+    monkeypatch.setattr(batches, "ARRAY_WINDOWS", 0)
+
+
+@pytest.mark.parametrize("n_tokens, block", [(1000, 16), (17, 16), (50, 7), (70_001, 8)])
+def test_a_computed_order_visits_every_window_once_too(computed_order, n_tokens, block):
+    sampler = WindowSampler(n_tokens, block, seed=3)
+    assert not isinstance(sampler._order, np.ndarray)
+    epochs = []
+    for _ in range(3):
+        starts = epoch_of(sampler)
+        ordered = np.sort(starts)
+        assert len(set(starts.tolist())) == len(starts) > 0
+        assert (np.diff(ordered) == block).all() and ordered[-1] + 2 * block + 1 > n_tokens
+        epochs.append(starts)
+    if len(epochs[0]) > 20:
+        assert not np.array_equal(epochs[0], np.sort(epochs[0]))  # shuffled
+        assert not np.array_equal(epochs[0][:20], epochs[1][:20])
+
+
+def test_a_computed_order_replays_from_a_saved_state(computed_order):
+    a = WindowSampler(64 * 500 + 1, 64, seed=5)
+    for _ in range(7):
+        a.next(97)
+    b = WindowSampler(64 * 500 + 1, 64, seed=99)
+    b.load_state(a.state())
+    assert np.array_equal(a.next(1200), b.next(1200))
+
+
+def test_a_huge_corpus_costs_no_memory_for_its_order():
+    import tracemalloc
+
+    tracemalloc.start()
+    sampler = WindowSampler(10**11, 64, seed=1)  # 1.6 billion windows an epoch
+    starts = sampler.next(64)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1_000_000  # (an array of the order would be 6 GB)
+    assert len(set(starts.tolist())) == 64 and (starts % 64 == starts[0] % 64).all()
+    assert starts.min() >= 0 and starts.max() + 65 <= 10**11

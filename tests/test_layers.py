@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1] / "charchat"
 LAYERS = {
     0: {"config", "formatting", "locking", "schedule", "allocator", "tokenizer"},
     1: {"model", "generation", "decoding", "optimizer", "adamw", "muon", "optimizers", "device",
-        "batches", "evaluate", "bpe", "tokenizers", "hellaswag"},
+        "batches", "evaluate", "bpe", "tokenizers", "hellaswag", "distributed"},
     2: {"store", "corpus", "idcache", "gpt2import", "download", "checkpoint", "rundir", "recipe", "preferences", "conversations",
         "catalog", "chat", "trainer"},
-    3: {"runs", "modelops"},
+    3: {"runs", "modelops", "launch"},
     4: {"cli", "__main__", "tui"},
 }
 EXTERNAL = {"torch", "numpy", "textual", "rich", "platformdirs", "textual_plot", "tiktoken",

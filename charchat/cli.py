@@ -261,6 +261,7 @@ def _train(args, request, dist) -> int:
         console.print(f"  {corpus.summary.describe()}")
 
     view = _EventLines() if args.events and d.main else _TrainView(console, quiet)
+    view.silent = not d.main  # (rank 0 says what the run does, Ctrl-C's note included)
     presses = {"n": 0}
 
     def on_sigint(signum, frame):
@@ -268,7 +269,11 @@ def _train(args, request, dist) -> int:
         if presses["n"] > 1:
             raise KeyboardInterrupt
         cancel.set()
-        view.say("[yellow]Stopping after this step; the best model is kept (Ctrl-C again to abort).[/]")
+        # Said from a thread: the handler may run while the main thread is inside the progress
+        # display's drawing (its lock is re-entrant there, and the line came out twice).
+        threading.Thread(target=view.say, args=(
+            "[yellow]Stopping after this step; the best model is kept (Ctrl-C again to "
+            "abort).[/]",)).start()
 
     def on_sigterm(signum, frame):
         # Stop as Ctrl-C does (torchrun's engine passes a stop on as SIGTERM or SIGINT).
@@ -311,6 +316,8 @@ def _train(args, request, dist) -> int:
 class _EventLines:
     """--events: each TrainEvent as one JSON line on stdout (how the app follows a run that
     trains in other processes)."""
+
+    silent = True
 
     def __enter__(self):
         return self
@@ -375,6 +382,7 @@ class _TrainView:
             transient=False,
         )
         self.task = None
+        self.silent = False  # not even the notes (a training process other than rank 0)
         self.stats = {"step": 0, "loss": None, "val": None, "best": None, "tps": None, "eta": None}
 
     def __enter__(self):
@@ -388,6 +396,8 @@ class _TrainView:
             self.progress.__exit__(*exc)
 
     def say(self, text: str) -> None:
+        if self.silent:
+            return
         (self.progress.console if self.live else self.console).print(text)
 
     def _stats(self) -> str:
@@ -412,10 +422,11 @@ class _TrainView:
         if ev.kind == "start":
             d = ev.start
             c = d.config
+            each = f" a process x {d.processes}" if d.processes > 1 else ""
             self.say(
                 f"Training [bold]{d.name}[/]: {ev.message}; "
                 f"{c['n_layer']} layers, {c['n_head']} heads, {c['n_embd']} wide, "
-                f"context {c['block_size']}, batch {c['batch_size']}, lr {c['lr']:g}"
+                f"context {c['block_size']}, batch {c['batch_size']}{each}, lr {c['lr']:g}"
                 + (" (resumed)" if d.resumed else "")
             )
             for note in d.notes:

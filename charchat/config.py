@@ -470,6 +470,7 @@ class RunStart:
     corpus: dict  # CorpusSummary.to_dict()
     folder: str
     resumed: bool = False
+    processes: int = 1  # training across processes: how many (batch_size is each one's)
 
     @property
     def name(self) -> str:

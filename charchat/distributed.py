@@ -70,6 +70,7 @@ class Dist:
     device: DeviceInfo | None = None  # this rank's device, once start() picked it
     backend: str | None = None
     _lost: str | None = field(default=None, repr=False)
+    gone: list[int] | None = field(default=None, repr=False)  # ranks found gone, if known
 
     @property
     def main(self) -> bool:
@@ -171,12 +172,18 @@ class Dist:
         except Exception:  # noqa: BLE001 (the store went with its host)
             first = (str(error).strip().splitlines() or ["?"])[0][:120]
             return f"another process of the run is gone ({first})"
+        self.gone = gone
         if not gone:
             first = (str(error).strip().splitlines() or ["?"])[0][:120]
             return f"a collective operation failed ({first})"
         names = ", ".join(str(r) for r in gone)
         who = f"process rank {names} {of} is" if len(gone) == 1 else f"process ranks {names} {of} are"
         return f"{who} gone (killed, or stopped by an error shown above)"
+
+    def says_lost(self) -> bool:
+        """Whether this rank reports a lost rank: rank 0, unless rank 0 is the one gone (or
+        which one is gone could not be told); one line, not one a survivor."""
+        return self.main or self.gone is None or 0 in self.gone
 
     def finish(self) -> None:
         """Leave the process group (after a run that ended normally)."""

@@ -315,8 +315,8 @@ def train(p: RunPlan, on_event: Callable[[TrainEvent], None] | None = None,
         if on_event is not None:
             on_event(TrainEvent("note", message="reading the corpus…"))
         corpus = load_corpus(p)
-    if cancel.is_set():
-        raise Cancelled()
+    if cancel.is_set() and not (dist is not None and dist.on):
+        raise Cancelled()  # (across processes the trainer's first step decides, together)
     return Trainer(corpus, p.config, name=p.name, out_dir=p.folder, on_event=on_event,
                    cancel=cancel, resume=p.resume, corpus_paths=p.recorded_paths,
                    init_from=p.init_from, dist=dist).run()

@@ -320,13 +320,13 @@ class Trainer:
         except (torch.OutOfMemoryError, MemoryError):
             raise TrainingError(OUT_OF_MEMORY) from None
         except distributed.PeerLost as e:
-            raise TrainingError(self._lost_message(str(e))) from None
+            raise self._lost_error(str(e)) from None
         except RuntimeError as e:
             # The CPU allocator reports a failed allocation as a plain RuntimeError.
             if "can't allocate memory" in str(e) or "not enough memory" in str(e):
                 raise TrainingError(OUT_OF_MEMORY) from None
             if self.dist.on and _is_comm_error(e):  # DDP's all-reduce inside backward()
-                raise TrainingError(self._lost_message(str(self.dist.lost(e)))) from None
+                raise self._lost_error(str(self.dist.lost(e))) from None
             raise
         finally:
             if self.dist.main:
@@ -334,6 +334,11 @@ class Trainer:
             # The DDP wrapper holds the process group: let it go now, so that leaving the group
             # frees it (left for the end of the interpreter, gloo's threads abort the exit).
             self.train_model = getattr(self, "model", None)
+
+    def _lost_error(self, why: str) -> Exception:
+        if not self.dist.says_lost():
+            return distributed.QuietExit(1)  # rank 0 names the rank gone
+        return TrainingError(self._lost_message(why))
 
     def _lost_message(self, why: str) -> str:
         n = getattr(self, "n", None)
@@ -357,7 +362,7 @@ class Trainer:
                               message=f"{params / 1e6:.2f}M parameters on {self._where()}",
                               start=RunStart(c.to_dict(), params, self._where(), self.notes,
                                              self.corpus.summary.to_dict(), str(self.folder),
-                                             self.resume)))
+                                             self.resume, self.dist.world)))
         stop = self._loop()
         # A last evaluation, unless the latest step was just evaluated, the run diverged, or
         # the user stopped it and a best model already exists (stopping must be prompt).

@@ -75,6 +75,7 @@ class WindowSampler:
         self.block_size = block_size
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.epoch = 0
+        self._array_only = False  # a state saved before computed orders: arrays throughout
         self._new_epoch()
 
     def _new_epoch(self) -> None:
@@ -84,7 +85,7 @@ class WindowSampler:
                                             endpoint=True))
         n_windows = (last_start - self._phase) // self.block_size + 1
         self._n_windows = n_windows
-        if n_windows <= ARRAY_WINDOWS:
+        if n_windows <= ARRAY_WINDOWS or self._array_only:
             # Window numbers, 4 bytes each; start offsets are computed as they are drawn.
             self._order = np.arange(n_windows, dtype=np.int32)
             self.rng.shuffle(self._order)
@@ -116,11 +117,12 @@ class WindowSampler:
         return out
 
     def state(self) -> str:
-        return json.dumps(
-            {"epoch": self.epoch, "epoch_rng": self._epoch_rng_state, "cursor": self._cursor})
+        return json.dumps({"epoch": self.epoch, "epoch_rng": self._epoch_rng_state,
+                           "cursor": self._cursor, "order": "computed-above-4M"})
 
     def load_state(self, state: str) -> None:
         st = json.loads(state)
+        self._array_only = "order" not in st  # (saved before: its order was an array)
         self.rng.bit_generator.state = st["epoch_rng"]
         self._new_epoch()  # replays the epoch's phase and order from its starting state
         self.epoch = int(st["epoch"])

@@ -281,6 +281,8 @@ def _train(args, request, dist) -> int:
 
     old = signal.signal(signal.SIGINT, on_sigint)
     old_term = signal.signal(signal.SIGTERM, on_sigterm)
+    # torchrun's engine passes a hang-up on too: a process of several stops as for SIGTERM.
+    old_hup = signal.signal(signal.SIGHUP, on_sigterm) if d.on else None
     try:
         with view:
             result = runs.train(plan, view.on_event, cancel, corpus=corpus, dist=dist)
@@ -293,6 +295,8 @@ def _train(args, request, dist) -> int:
     finally:
         signal.signal(signal.SIGINT, old)
         signal.signal(signal.SIGTERM, old_term)
+        if old_hup is not None:
+            signal.signal(signal.SIGHUP, old_hup)
     if not d.main:
         return 130 if result.stop_reason == "cancelled" else int(result.stop_reason == "non_finite")
     if result.best_val_loss is not None:
@@ -777,18 +781,26 @@ def _remember_model(name: str, folder: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .distributed import QuietExit, current
+    from .distributed import PeerLost, QuietExit, current
     from .store import StoreError
 
     handlers = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
                 "models": cmd_models, "chat": cmd_chat, "corpus": cmd_corpus,
                 "import": cmd_import}
+    clean = False
     try:
         if args.command is None:
             return run_app()
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
+        clean = True
+        return code
     except QuietExit as e:
         return e.code  # another process of the run said why
+    except PeerLost as e:  # a training process gone before training began
+        d = current()
+        if d is None or d.says_lost():
+            print(f"charchat: error: {_rank()}training stopped: {e}", file=sys.stderr)
+        return 1
     except ConfigError as e:
         print(f"charchat: error: {_rank()}{_config_message(e, args)}", file=sys.stderr)
         return e.code
@@ -811,7 +823,7 @@ def main(argv: list[str] | None = None) -> int:
         d = current()
         if d is not None:
             sys.stderr.flush()
-            d.finish()
+            d.finish(clean)
 
 
 def _rank() -> str:

@@ -32,6 +32,8 @@ import contextlib
 import datetime
 import gc
 import os
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -39,10 +41,14 @@ import torch
 
 from .device import DeviceInfo, pick_device
 
-# How long a collective operation waits for the other ranks. Rank 0 writes the best model and
-# the training state while the others wait at the next one, so this bounds the time a save may
-# take; a rank that dies is noticed at once on one machine (its sockets close) whatever this is.
+# The ranks' decisions (stop, clock, failures, sums) go through gloo on the CPU, also between
+# GPUs: a rank that dies closes its sockets and the others' next decision fails at once, with
+# no GPU synchronisation each step. How long a decision waits for the other ranks: rank 0 saves
+# the best model and the training state while the others wait at the next one, so this bounds
+# a save. The gradients go through NCCL, where the ranks are in step; its timeout ends a rank
+# stuck there (a peer gone without closing its connection, on another machine).
 TIMEOUT_S = float(os.environ.get("CHARCHAT_DIST_TIMEOUT", "300"))
+NCCL_TIMEOUT_S = float(os.environ.get("CHARCHAT_NCCL_TIMEOUT", "60"))
 _STORE_PREFIX = "charchat/"
 _active: "Dist | None" = None
 
@@ -69,8 +75,10 @@ class Dist:
     local_world: int = 1
     device: DeviceInfo | None = None  # this rank's device, once start() picked it
     backend: str | None = None
+    control: object | None = field(default=None, repr=False)  # gloo group for decisions
     _lost: str | None = field(default=None, repr=False)
     gone: list[int] | None = field(default=None, repr=False)  # ranks found gone, if known
+    failed_together: bool = field(default=False, repr=False)  # a together() block failed
 
     @property
     def main(self) -> bool:
@@ -82,14 +90,13 @@ class Dist:
 
     # -- collective operations (no-ops for one process) ----------------------------------------
     def _tensor(self, values, dtype=torch.float64) -> torch.Tensor:
-        where = self.device.device if self.backend == "nccl" else "cpu"
-        return torch.tensor(values, dtype=dtype, device=where)
+        return torch.tensor(values, dtype=dtype)  # (decisions: on the CPU, through gloo)
 
-    def _reduce(self, t: torch.Tensor, op) -> torch.Tensor:
+    def _reduce(self, t: torch.Tensor, op, group=None) -> torch.Tensor:
         import torch.distributed as dist
 
         try:
-            dist.all_reduce(t, op=op)
+            dist.all_reduce(t, op=op, group=self.control if group is None else group)
         except Exception as e:  # gloo: RuntimeError; NCCL: DistBackendError (a RuntimeError)
             raise self.lost(e) from None
         return t
@@ -111,11 +118,12 @@ class Dist:
         return self._reduce(self._tensor(values), dist.ReduceOp.SUM).tolist()
 
     def mean_(self, t: torch.Tensor) -> torch.Tensor:
-        """The mean over ranks of a tensor on this rank's device, in place."""
+        """The mean over ranks of a tensor on this rank's device, in place (the default group:
+        NCCL for CUDA tensors)."""
         if self.on:
             import torch.distributed as dist
 
-            self._reduce(t, dist.ReduceOp.SUM)
+            self._reduce(t, dist.ReduceOp.SUM, group=dist.group.WORLD)
             t /= self.world
         return t
 
@@ -140,6 +148,7 @@ class Dist:
         failed = [r for r, f in enumerate(self.sum(flags)) if f > 0]
         if not failed:
             return
+        self.failed_together = True  # (every rank knows: they may wait for each other to end)
         if error is not None and failed[0] == self.rank:
             raise error
         raise QuietExit(getattr(error, "code", 1) if error is not None else 1)
@@ -162,7 +171,8 @@ class Dist:
 
             store = c10d._get_default_store()
             store.set(f"{_STORE_PREFIX}alive/{self.rank}", "1")
-            deadline = time.monotonic() + 3.0
+            # (a rank busy saving or evaluating marks itself when it meets the broken group)
+            deadline = time.monotonic() + 10.0
             others = [r for r in range(self.world) if r != self.rank]
             while True:
                 gone = [r for r in others if not store.check([f"{_STORE_PREFIX}alive/{r}"])]
@@ -181,12 +191,16 @@ class Dist:
         return f"{who} gone (killed, or stopped by an error shown above)"
 
     def says_lost(self) -> bool:
-        """Whether this rank reports a lost rank: rank 0, unless rank 0 is the one gone (or
-        which one is gone could not be told); one line, not one a survivor."""
-        return self.main or self.gone is None or 0 in self.gone
+        """Whether this rank reports a lost rank: the lowest rank still there (rank 0 when
+        which one is gone could not be told), so that the news is one line."""
+        alive = [r for r in range(self.world) if r not in (self.gone or [])]
+        return self.rank == (alive[0] if alive else 0)
 
-    def finish(self) -> None:
-        """Leave the process group (after a run that ended normally)."""
+    def finish(self, clean: bool) -> None:
+        """Leave the process group. clean: this rank ended normally; then (or after a failure
+        every rank saw together) the ranks wait for each other first, so that none leaves
+        while another still uses the group. After a failure of this rank alone it leaves at
+        once: the others are in some other collective operation, which then fails."""
         global _active
         if self.on:
             import torch.distributed as dist
@@ -197,8 +211,8 @@ class Dist:
                 # and gloo's threads then abort the interpreter's exit (SIGABRT, now and then).
                 gc.collect()
                 with contextlib.suppress(Exception):
-                    if self._lost is None:  # (a rank is gone: no barrier would pass)
-                        dist.barrier()  # no rank leaves while another still uses the group
+                    if self._lost is None and (clean or self.failed_together):
+                        dist.barrier(group=self.control)
                     dist.destroy_process_group()
         _active = None
 
@@ -242,11 +256,13 @@ def start(device_request: str | None = "auto") -> Dist:
             raise ValueError(f"--device {device_request}: with several processes each takes "
                              "its own GPU (cuda:LOCAL_RANK); use --device cuda or auto")
         n = torch.cuda.device_count()
-        if local_rank >= n:
+        # A scheduler that gives each process its one GPU (CUDA_VISIBLE_DEVICES) shows it as 0.
+        index = local_rank if local_rank < n else 0 if n == 1 else None
+        if index is None:
             raise ValueError(f"process rank {rank} needs GPU {local_rank}, but this machine "
                              f"has {n}: start at most {n} processes a machine")
-        torch.cuda.set_device(local_rank)
-        info = pick_device(f"cuda:{local_rank}")
+        torch.cuda.set_device(index)
+        info = pick_device(f"cuda:{index}")
         backend = "nccl" if dist.is_nccl_available() else "gloo"
     elif req == "cpu":
         info = pick_device("cpu")
@@ -259,10 +275,33 @@ def start(device_request: str | None = "auto") -> Dist:
                          "GPUs or on CPUs")
     if not dist.is_available():
         raise ValueError("this PyTorch build has no torch.distributed")
-    kwargs = {"device_id": info.device} if backend == "nccl" else {}
-    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=TIMEOUT_S), **kwargs)
-    _active = Dist(rank, world, local_rank, local_world, info, backend)
+    _die_with_parent()
+    if backend == "nccl":
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=NCCL_TIMEOUT_S),
+                                device_id=info.device)
+        control = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=TIMEOUT_S))
+    else:
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=TIMEOUT_S))
+        control = None  # (the default group is gloo already)
+    _active = Dist(rank, world, local_rank, local_world, info, backend, control)
     return _active
+
+
+def _die_with_parent() -> None:
+    """Ask Linux for a SIGTERM when the launcher (torchrun's agent) dies: the processes run in
+    sessions of their own, so a launcher killed outright would leave them training. SIGTERM
+    stops a run as Ctrl-C does, with the best model kept."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the launcher was already gone
+            os.kill(os.getpid(), signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def rank_seed(seed: int, rank: int, step: int) -> int:

@@ -17,6 +17,9 @@ import uuid
 import torch
 
 
+SHUTDOWN_S = 300
+
+
 class LaunchError(Exception):
     """The processes could not be started, or one failed; the message is one line."""
 
@@ -65,9 +68,12 @@ def run(n: int, argv: list[str], device: str) -> int:
         if name.startswith("torch.distributed.elastic"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ.update(worker_env(n, device))
+    # After Ctrl-C the processes finish their step, evaluate and save before they end: the
+    # engine waits SHUTDOWN_S for that (its default, 30 s, could cut a large model's save).
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n,
                           run_id=f"charchat-{uuid.uuid4().hex[:12]}", rdzv_backend="c10d",
-                          rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1)
+                          rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
+                          shutdown_timeout=SHUTDOWN_S)
     try:
         elastic_launch(config, sys.executable)("-m", "charchat", "train", *argv)
     except ChildFailedError as e:

@@ -336,6 +336,7 @@ def train_in_processes(req: RunRequest, on_event: Callable[[TrainEvent], None] |
     cancel stops it as Ctrl-C would (every rank at one step, the best model kept). Raises
     TrainingError with the run's own one-line error, and Cancelled when it was stopped before
     training began."""
+    import contextlib
     import json
     import signal
     import subprocess
@@ -348,44 +349,60 @@ def train_in_processes(req: RunRequest, on_event: Callable[[TrainEvent], None] |
     cmd = [sys.executable, "-m", "charchat", "train", "--request", json.dumps(asdict(req)),
            "--gpus", str(req.gpus), "--events"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            errors="replace", start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    finished = threading.Event()
 
     def stop_when_asked() -> None:
-        cancel.wait()
-        if proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
+        while not finished.is_set():
+            if cancel.wait(0.2) and proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGINT)  # the launcher passes it to every rank
+                return
 
     threading.Thread(target=stop_when_asked, daemon=True).start()
     errors: list[str] = []
     reader = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)
     reader.start()
-    start = end = None
-    for line in proc.stdout:
-        try:
-            ev = TrainEvent.from_json(line)
-        except (ValueError, TypeError):
-            continue  # (a line that is not an event: nothing to follow)
-        start = ev if ev.kind == "start" else start
-        end = ev if ev.kind == "end" else end
-        if on_event is not None:
-            on_event(ev)
-    code = proc.wait()
+    start = end = last = None
+    try:
+        for line in proc.stdout:
+            try:
+                ev = TrainEvent.from_json(line)
+            except (ValueError, TypeError):
+                continue  # (a line that is not an event: nothing to follow)
+            last = ev
+            start = ev if ev.kind == "start" else start
+            end = ev if ev.kind == "end" else end
+            if on_event is not None:
+                on_event(ev)
+            if end is not None:
+                break  # (the run has ended; a process that lingers holds no news)
+        code = proc.wait()
+    finally:
+        finished.set()
+        if proc.poll() is None:  # (the caller failed, or a process lingers): stop it all
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGINT)
+            try:
+                code = proc.wait(timeout=360)  # (the launcher's own wait for a clean stop)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
     reader.join(timeout=5)
-    cancel.set()  # (ends the watcher)
     if end is not None and start is not None:
         return TrainResult(start.start.name, Path(start.start.folder), end.stop_reason,
                            end.message, end.step, end.best_val_loss, end.best_step, end.elapsed,
                            TrainConfig.from_dict(start.start.config))
-    said = [e.strip() for e in errors if e.startswith("charchat: error:")]
-    if said:
-        raise TrainingError(said[-1].removeprefix("charchat: error: "))
-    if code == 130:
+    said = [e.strip().removeprefix("charchat: error: ") for e in errors
+            if e.startswith("charchat: error:")]
+    if said:  # rank 0's line (no "rank N: " in front) says it for the run
+        raise TrainingError(next((e for e in said if not e.startswith("rank ")), said[0]))
+    if code == 130 and start is None:
         raise Cancelled()
-    raise TrainingError(f"training in {req.gpus} processes ended with status {code} "
-                        f"({(errors or ['no message'])[-1].strip()[:160]})")
+    where = f" at step {last.step}" if last is not None else ""
+    raise TrainingError(f"training in {req.gpus} processes ended{where} without finishing "
+                        f"(status {code}; {(errors or ['no message'])[-1].strip()[:160]})")
 
 
 def train_files(corpus, name: str | None = None,

@@ -176,9 +176,6 @@ class Trainer:
             raise TrainingError(f"a model named {self.name!r} already exists at {self.folder}; "
                                 "resume it or choose another name")
         self.n.world = self.dist.world
-        if self.dist.on and self.dist.rank > 0:
-            # A rank's own dropout stream, from (seed, rank, step): the same on a resume.
-            torch.manual_seed(distributed.rank_seed(c.seed, self.dist.rank, self.n.step))
         self.train_model = self.model
         if c.compile:  # probed on fixed windows: the run's data order must not move
             starts = np.linspace(0, len(self.train_ids) - c.block_size - 1,
@@ -187,15 +184,21 @@ class Trainer:
             t = t.to(self.dev.device)
             self.train_model, note = compiled_or_eager(self.model, t[:, :-1], t[:, 1:], self.dev)
             self.notes += [note] if note else []
-        if not self.dist.main:
-            return
-        self.run_dir.write_setup(self.model.config.to_dict(), self.corpus.tokenizer,
-                                 c.to_dict(), self.corpus_paths, self._where(), self.notes,
-                                 self.corpus.summary)
 
     def _setup_together(self) -> None:
-        """What setup does with the other ranks, once every rank has set up on its own:
-        score a saved best model, and wrap the model for DistributedDataParallel."""
+        """What setup does with the other ranks, once every rank has set up on its own: rank
+        0 writes the run's records (no rank reads the folder any more), the saved best model
+        is scored (as rank 0 decided), and the model is wrapped for DistributedDataParallel."""
+        with self.dist.together():
+            if self.dist.main:
+                self.run_dir.write_setup(self.model.config.to_dict(), self.corpus.tokenizer,
+                                         self.config.to_dict(), self.corpus_paths,
+                                         self._where(), self.notes, self.corpus.summary)
+        if self.dist.on:  # rank 0's reading of the folder decides for every rank
+            codes = {None: 0.0, "saved": 1.0, "rescore": 2.0}
+            mine = codes[self._to_score] if self.dist.main else 0.0
+            code = self.dist.sum([mine])[0]
+            self._to_score = {v: k for k, v in codes.items()}[code]
         if self._to_score == "saved":
             self._score_saved_best()
         elif self._to_score == "rescore":
@@ -208,7 +211,9 @@ class Trainer:
                 self.train_model = DDP(self.train_model, device_ids=ids,
                                        gradient_as_bucket_view=True)
             except RuntimeError as e:
-                raise self.dist.lost(e) from None
+                if _is_comm_error(e):
+                    raise self.dist.lost(e) from None
+                raise
 
     def _load_start_weights(self) -> None:
         """Fine-tuning: the weights of the model it starts from, its position table cut to this
@@ -431,6 +436,10 @@ class Trainer:
                 for g in opt.param_groups:
                     g["lr"] = lr * g.get("lr_scale", 1.0)
             t_step = time.perf_counter()
+            if self.dist.rank > 0 and c.dropout:
+                # A rank's own dropout stream, from (seed, rank, step): the same on a resume
+                # (rank 0's is the run's, saved with its state).
+                torch.manual_seed(distributed.rank_seed(c.seed, self.dist.rank, n.step))
             for i in range(c.grad_accum):
                 # Across processes, gradients are averaged once a step: at the last micro-step.
                 last = i == c.grad_accum - 1

@@ -122,3 +122,20 @@ def test_a_huge_corpus_costs_no_memory_for_its_order():
     assert peak < 1_000_000  # (an array of the order would be 6 GB)
     assert len(set(starts.tolist())) == 64 and (starts % 64 == starts[0] % 64).all()
     assert starts.min() >= 0 and starts.max() + 65 <= 10**11
+
+
+def test_a_state_saved_before_computed_orders_keeps_its_array_order(computed_order):
+    import json
+
+    a = WindowSampler(64 * 50 + 1, 64, seed=5)
+    a.next(7)
+    old = json.loads(a.state())
+    del old["order"]  # as an older version saved it, when every order was an array
+    b = WindowSampler(64 * 50 + 1, 64, seed=5)
+    b.load_state(json.dumps(old))
+    assert isinstance(b._order, np.ndarray)
+    from charchat import batches
+    batches.ARRAY_WINDOWS = 1 << 22  # (the fixture restores it) the array order of old
+    c = WindowSampler(64 * 50 + 1, 64, seed=5)
+    c.next(7)
+    assert np.array_equal(b.next(60), c.next(60))

@@ -81,7 +81,7 @@ def _trainer_worker(rank: int, world: int, port: int, folder: str, config: dict,
         "notes": t.notes, "allreduce_calls": calls,
         "events": [json.loads(e.to_json()) for e in events]}))
     del t  # (its model's gradient hooks hold DDP's reducer, which holds the process group)
-    d.finish()
+    d.finish(clean=True)
 
 
 def run_ranks(tmp_path, world: int, name: str, capture_grads=False, stop_at=None,
@@ -181,11 +181,13 @@ def test_early_stopping_and_the_time_budget_end_both_ranks(tmp_path):
     assert timed[0]["steps"] == timed[1]["steps"] > 0
 
 
-def test_resume_on_the_same_number_of_processes_goes_on_exactly(tmp_path):
-    whole = run_ranks(tmp_path, 2, "whole", max_steps=30)
-    cut = run_ranks(tmp_path, 2, "cut", stop_at=(0, 14), max_steps=30)
+@pytest.mark.parametrize("dropout", [0.0, 0.1])  # (with dropout, every rank's own stream)
+def test_resume_on_the_same_number_of_processes_goes_on_exactly(tmp_path, dropout):
+    whole = run_ranks(tmp_path, 2, "whole", max_steps=30, dropout=dropout)
+    cut = run_ranks(tmp_path, 2, "cut", stop_at=(0, 14), max_steps=30, dropout=dropout)
     assert cut[0]["steps"] == 14
-    resumed = run_ranks(tmp_path, 2, "resumed", folder="cut", resume=True, max_steps=30)
+    resumed = run_ranks(tmp_path, 2, "resumed", folder="cut", resume=True, max_steps=30,
+                        dropout=dropout)
     assert resumed[0]["stop"] == "max_steps" and resumed[0]["notes"] == []
     assert evals(resumed[0])[-1] == pytest.approx(evals(whole[0])[-1], abs=1e-6)
     assert resumed[0]["best"] == pytest.approx(whole[0]["best"], abs=1e-6)

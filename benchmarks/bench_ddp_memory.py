@@ -5,10 +5,10 @@ For each size, a character corpus of that many MB is generated (random words, so
 vocabulary is small and fixed), read once into charchat's id cache, then trained on by
 `charchat train --gpus N --device cpu` for a few steps. While it trains, every process's
 /proc status is sampled: the JSON gives each rank's peak private memory (RssAnon: what the
-process holds itself) and its peak file-backed resident pages (RssFile: pages of the memmapped
-id cache it has touched, which the kernel can drop at will and which are shared between the
-ranks). If a rank's memory is bounded whatever the corpus's size, RssAnon stays flat as the
-corpus grows tenfold.
+process holds itself) and its peak file-backed resident pages (RssFile: mapped files, torch's
+libraries among them; the trainer reads the id cache with pread, charchat.idcache.IdReader, so
+the cache is not among them). If a rank's memory is bounded whatever the corpus's size, both
+stay flat as the corpus grows tenfold.
 
     python benchmarks/bench_ddp_memory.py                       # 30 and 300 MB, 2 processes
     python benchmarks/bench_ddp_memory.py --sizes 30,300,1000 --procs 2

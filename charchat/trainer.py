@@ -36,6 +36,7 @@ from .config import (OUT_OF_MEMORY, RunStart, TrainConfig, TrainEvent, TrainingE
 from .corpus import Corpus
 from .device import DeviceInfo, compiled_or_eager, pick_device
 from .evaluate import window_starts, windows_loss
+from .idcache import IdReader
 from .model import GPT
 from .optimizers import make_optimizers
 from .recipe import resolve_config
@@ -133,6 +134,10 @@ class Trainer:
         c = self.config
         self.corpus.check_window(c.block_size)
         self.train_ids, self.val_ids = self.corpus.train_ids, self.corpus.val_ids
+        if IdReader.usable(self.corpus.ids):  # the id cache: windows read, not mapped
+            split = self.corpus.split
+            self.train_ids = IdReader(self.corpus.ids, 0, split)
+            self.val_ids = IdReader(self.corpus.ids, split)
         self._offsets = np.arange(c.block_size + 1, dtype=np.int64)
         self.eval_starts = window_starts(len(self.val_ids), c.block_size,
                                          max(1, c.eval_tokens // c.block_size))
@@ -339,6 +344,9 @@ class Trainer:
             # The DDP wrapper holds the process group: let it go now, so that leaving the group
             # frees it (left for the end of the interpreter, gloo's threads abort the exit).
             self.train_model = getattr(self, "model", None)
+            for ids in (getattr(self, "train_ids", None), getattr(self, "val_ids", None)):
+                if isinstance(ids, IdReader):
+                    ids.close()
 
     def _lost_error(self, why: str) -> Exception:
         if not self.dist.says_lost():

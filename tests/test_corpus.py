@@ -458,3 +458,25 @@ def test_a_folder_holding_charchats_own_data_folder_skips_it(tmp_path, monkeypat
     files, notes = charchat.corpus.discover([tmp_path / "notes"])
     assert files == [tmp_path / "notes" / "a.txt"]
     assert notes == [f"skipped charchat's data folder {home}"]
+
+
+def test_the_trainer_reads_the_id_cache_with_pread_as_the_map_would(write_file, tmp_path):
+    from charchat.idcache import IdReader
+    from conftest import pattern_text
+
+    corpus = load_corpus([str(write_file("r.txt", pattern_text(20000)))],
+                         cache_dir=tmp_path / "cache")
+    assert IdReader.usable(corpus.ids)
+    assert not IdReader.usable(corpus.ids[5:]) and not IdReader.usable(np.arange(9))
+    split = corpus.split
+    train, val = IdReader(corpus.ids, 0, split), IdReader(corpus.ids, split)
+    assert len(train) == len(corpus.train_ids) and len(val) == len(corpus.val_ids)
+    assert train.dtype == corpus.ids.dtype
+    starts = np.array([0, 17, len(val) - 9])
+    index = starts[:, None] + np.arange(9)
+    assert np.array_equal(val[index], corpus.val_ids[index])
+    assert np.array_equal(train[index[:2]], corpus.train_ids[index[:2]])
+    assert np.array_equal(val[:16], corpus.val_ids[:16])
+    assert np.array_equal(val[np.array([4, 2])], corpus.val_ids[[4, 2]])  # (any other index)
+    train.close()
+    val.close()

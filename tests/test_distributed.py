@@ -379,3 +379,20 @@ def test_two_machines_rendezvous_through_torchrun(tmp_path, corpus_file, charcha
     assert len(said) == 1  # the machine with rank 0
     meta = json.loads((charchat_home / "models" / "nodes" / "meta.json").read_text())
     assert meta["device"] == "cpu x 2" and meta["best_step"] == 10
+
+
+def test_sigterm_to_one_rank_stops_every_rank_at_one_step(tmp_path, corpus_file, charchat_home):
+    folder = charchat_home / "models" / "term"
+    proc = start([str(corpus_file), *SMALL, "--max-steps", "100000", "--eval-interval", "5",
+                  "--name", "term"], charchat_home, tmp_path, torchrun=True)
+    wait_for_evals(folder, 2, proc)
+    rank1 = next(p for p in children(proc.pid)
+                 if b"RANK=1" in Path(f"/proc/{p}/environ").read_bytes().split(b"\0"))
+    os.kill(rank1, signal.SIGTERM)  # rank 1 alone is asked; rank 0 stops with it
+    out, err = proc.communicate(timeout=90)
+    assert "charchat: error" not in err, err
+    end = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()][-1]
+    assert end["kind"] == "end" and end["stop_reason"] == "cancelled"
+    state = torch.load(folder / "state.pt", weights_only=True)
+    assert state["step"] == end["step"]
+    assert "Done: stopped by you" in out

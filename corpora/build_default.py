@@ -91,7 +91,7 @@ FINAL_STEPS = 12000
 # A new schedule rather than a warm restart, so that it can start from any phase-3 model
 # (the shipped one has no optimizer state). The rate of the warm restarts (about a fifth of the
 # peak), the same shape, batch and seed; a fixed step count.
-PHASE4 = dict(max_steps=3000, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
+PHASE4 = dict(max_steps=2500, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
               patience=40)
 SAMPLING = {"temperature": 0.0, "top_k": None, "top_p": None, "max_new_chars": 300}
 SIZE_LIMIT = 10_000_000

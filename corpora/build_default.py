@@ -23,7 +23,8 @@ One command, from a source checkout with charchat installed:
    a fixed PHASE4["max_steps"] steps: warmup to a rate a fifth of phase 1's peak, cosine decay
    to a tenth of that, into runs/default-build-wide/. It was added after the phase-3 model failed
    wordings its generator never used ("please add 91 to 24": 0 of 40). On a 2-core CPU it takes
-   about 20 minutes more when the machine is idle (0.35 s a step), up to 1.5 hours when shared;
+   about 15 minutes more when the machine is idle (0.35 s a step; 22 minutes on the shared
+   machine the shipped model was made on);
 4. exports the best weights, stored as float16 to halve the file (the package limit is 10 MB;
    loading casts them back to float32), with the records of how the model was made:
    train_args.json, corpus.json, metrics.jsonl and build.json.

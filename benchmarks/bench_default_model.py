@@ -11,6 +11,14 @@ one the training file never contains:
 - addition, 3-digit: both operands 100..999, held out in both orders the same way (sampled);
 - capitals: every country of corpora/seed/facts.csv, asked with the held-out phrasings (the goal),
   and again with training phrasings (what the model knows, apart from new wording);
+- unseen wordings (issue 23): per skill that make_dialogue.py's --wide-phrasings widens (sums,
+  differences, capitals, country of a capital, continent, spelling, reversing, letter counts),
+  questions asked with that corpus's held-out phrasings only (the narrow corpus's held-out ones
+  and the wide ones held out by hash; every phrasing at least twice, in turn); sums and
+  differences of 2-digit operands held out in both orders, other skills on training items;
+- the issue's probes: the three wordings it measured ("please add A to B", "what does A plus B
+  make?", "what is X's capital city?"), each asked of 40 items as typed there, reported apart;
+  the generator holds all three out of training;
 - end of turn: the first 300 questions of the held-out test split (all categories), plus a set of
   questions outside the corpus, reported on their own;
 - latency: time from sending a message to the first character of the reply, model loaded and
@@ -22,6 +30,9 @@ number in a wrong sentence does not count. The JSON also gives the looser "numbe
     python benchmarks/bench_default_model.py                  # the bundled default model
     python benchmarks/bench_default_model.py --model NAME     # a model of yours
     python benchmarks/bench_default_model.py --temperature 0.8 --top-p 0.95   # sampled replies
+
+The first sections (sums, capitals, end of turn) ask the same questions as before the wide
+phrasings were added, so their figures compare with older runs.
 """
 
 from __future__ import annotations
@@ -86,6 +97,56 @@ def capital_questions(corpus, rng, heldout_phrasing=True):
     return out
 
 
+def heldout_pairs(rng, lo, hi, n):
+    pairs = [(a, b) for a in range(lo, hi + 1) for b in range(lo, hi + 1)
+             if md.pair_is_heldout(a, b) and md.pair_is_heldout(b, a)]
+    return rng.sample(pairs, n) if len(pairs) > n else pairs
+
+
+def possessive(name):
+    return name + ("'" if name.endswith("s") else "'s")
+
+
+def wording_questions(wide, rng, task_name, n):
+    """n questions of one task with its held-out phrasings (wide: a --wide-phrasings corpus),
+    each phrasing in turn: [(question, answer, key)]."""
+    task = next(t for t in wide.template_tasks if t.name == task_name)
+    n = max(n, 2 * len(task.test))
+    if task.category == "arithmetic":
+        items = heldout_pairs(rng, 10, 99, n)
+    else:
+        items = [task.pick(rng) for _ in range(n)]
+    out = []
+    for i, item in enumerate(items):
+        pair = task.make(rng, task.test[i % len(task.test)], item)
+        key = {"add": lambda it: it[0] + it[1], "sub": lambda it: it[0] - it[1]}.get(
+            task_name, lambda it: it["capital"] if task_name == "capital" else pair.assistant)
+        out.append((pair.user, pair.assistant, key(item)))
+    return out
+
+
+def issue_probes(wide, rng, n=40):
+    """The three wordings issue 23 measured, as typed there, n items each."""
+    add = next(t for t in wide.template_tasks if t.name == "add")
+    cap = next(t for t in wide.template_tasks if t.name == "capital")
+    probes = {}
+    for name, template in (("please add A to B", "please add {a} to {b}"),
+                           ("what does A plus B make?", "what does {a} plus {b} make?")):
+        assert template in add.test and template not in add.wide + add.train
+        probes[name] = ("sum", [(template.format(a=a, b=b), add.answer((a, b)), a + b)
+                                for a, b in heldout_pairs(rng, 10, 99, n)])
+    template = "what is {cs} capital city?"
+    assert template in cap.test and template not in cap.wide + cap.train
+    facts = rng.sample(wide.facts, n)
+    probes["what is X's capital city?"] = ("capital", [
+        (template.format(cs=possessive(f["full"])), cap.answer(f), f["capital"]) for f in facts])
+    return probes
+
+
+WIDE_SKILLS = ["add", "sub", "capital", "country_of_capital", "continent", "spell", "reverse",
+               "count"]
+
+
 def test_split_questions(n, conversations):
     # Generated beside the training file the model saw, so the generator's check that no test
     # question occurs in training is made against that file.
@@ -144,6 +205,18 @@ def score_capitals(runner, items):
                          lambda got, capital: f" is {capital}".lower() in got.lower())
 
 
+def score_exact(runner, items):
+    return score_answers(runner, items, "same_as_exact", lambda got, want: got.strip() == want)
+
+
+def score_skill(runner, task_name, items):
+    if task_name in ("add", "sub"):
+        return score_sums(runner, items)
+    if task_name == "capital":
+        return score_capitals(runner, items)
+    return score_exact(runner, items)
+
+
 def score_turns(runner, questions):
     ended = empty = 0
     bad = []
@@ -173,6 +246,9 @@ def main(argv=None):
     ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--top-p", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0, help="question sampling and reply seed")
+    ap.add_argument("--wording-n", type=int, default=60,
+                    help="questions per skill with held-out wordings (default 60; at least two "
+                         "per phrasing)")
     w = ap.add_mutually_exclusive_group()
     w.add_argument("--float", dest="quantize", action="store_const", const=None, default="int8",
                    help="read tokens through the exact float weights")
@@ -218,6 +294,15 @@ def main(argv=None):
         "turns": score_turns(runner, test_split_questions(args.turns, args.conversations)),
         "outside_corpus": score_turns(runner, OUTSIDE),
     }
+    # After the sections above, so that their questions stay what they were.
+    wide = md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True)
+    wrng = random.Random(f"bench-wordings-{args.seed}")
+    result["unseen_wordings"] = {
+        name: score_skill(runner, name, wording_questions(wide, wrng, name, args.wording_n))
+        for name in WIDE_SKILLS}
+    result["issue_probes"] = {
+        name: (score_sums if kind == "sum" else score_capitals)(runner, items)
+        for name, (kind, items) in issue_probes(wide, wrng).items()}
     lat = sorted(runner.first_char_s)
     result["first_char_ms"] = {
         "median": round(1000 * statistics.median(lat), 1),
@@ -231,6 +316,9 @@ def main(argv=None):
         "end_of_turn>=0.99_none_empty": (result["turns"]["end_of_turn"] >= 0.99
                                          and result["turns"]["empty"] == 0),
         "first_char_p95<=100ms": result["first_char_ms"]["p95"] <= 100,
+        **{f"unseen_wordings_{k}>=0.90": v["exact"] >= 0.90
+           for k, v in result["unseen_wordings"].items()},
+        **{f"probe '{k}'>=0.90": v["exact"] >= 0.90 for k, v in result["issue_probes"].items()},
     }
     result["seconds"] = round(time.perf_counter() - t1, 1)
     print(json.dumps(result, indent=1, ensure_ascii=False))

@@ -7,8 +7,9 @@ One command, from a source checkout with charchat installed:
 
 1. generates the training conversations with make_dialogue.py (seed 1337, 100,000 conversations,
    about 25 MB each; the files are not committed): corpora/default_train_base.jsonl without the
-   capital phrasings that name the country first (--no-name-order-phrasings), and
-   corpora/default_train.jsonl with them;
+   capital phrasings that name the country first (--no-name-order-phrasings),
+   corpora/default_train.jsonl with them, and corpora/default_train_wide.jsonl with them and
+   the wide phrasings (--wide-phrasings);
 2. trains a 6-layer, 192-wide model with AdamW for a fixed number of steps (so two builds on the
    same kind of machine give the same model), into runs/default-build/: 8,000 steps of warmup
    and cosine on the base file, then a warm restart that resumes the run with a new total of
@@ -16,12 +17,23 @@ One command, from a source checkout with charchat installed:
    floor), then a second one to 12,000 steps on the full file. On a 2-core CPU this takes about
    two and a quarter hours; Ctrl-C stops it with the best model kept (run again with --resume
    to go on);
-3. exports the best weights, stored as float16 to halve the file (the package limit is 10 MB;
+3. phase 4 (issue 23): a new AdamW schedule started from phase 3's best weights, on
+   corpora/default_train_wide.jsonl (the same generator and seed with --wide-phrasings: many more
+   ways to ask for sums, differences, capitals, spellings ..., about 1 in 5 of them held out), for
+   a fixed PHASE4["max_steps"] steps: warmup to a rate a fifth of phase 1's peak, cosine decay
+   to a tenth of that, into runs/default-build-wide/. It was added after the phase-3 model failed
+   wordings its generator never used ("please add 91 to 24": 0 of 40). On a 2-core CPU it takes
+   about 15 minutes more when the machine is idle (0.35 s a step; 22 minutes on the shared
+   machine the shipped model was made on);
+4. exports the best weights, stored as float16 to halve the file (the package limit is 10 MB;
    loading casts them back to float32), with the records of how the model was made:
    train_args.json, corpus.json, metrics.jsonl and build.json.
 
     python corpora/build_default.py --resume            # continue an interrupted build
-    python corpora/build_default.py --export-only       # export runs/default-build again
+    python corpora/build_default.py --export-only       # export runs/default-build-wide again
+    python corpora/build_default.py --phase4-from charchat/data/default
+        # only phase 4, from a model already built (how the shipped model was made: from the
+        # shipped phase-3 model, its float16 weights read back as float32), then export it
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
 """
@@ -49,7 +61,10 @@ import make_dialogue  # noqa: E402
 
 CORPUS_BASE = HERE / "default_train_base.jsonl"  # phases 1 and 2
 CORPUS = HERE / "default_train.jsonl"  # phase 3
-RUN = ROOT / "runs" / "default-build"
+CORPUS_WIDE = HERE / "default_train_wide.jsonl"  # phase 4
+RUN = ROOT / "runs" / "default-build"  # phases 1 to 3
+RUN_WIDE = ROOT / "runs" / "default-build-wide"  # phase 4
+PHASE4_START = "phase4_start.json"  # in RUN_WIDE: which model phase 4 started from
 N_CONVERSATIONS = 100_000
 # The recipe. A fixed step count rather than a time budget, so the result does not depend on how
 # busy the machine was. 2.7M parameters trained on ~33M characters (about 3.6 passes over the
@@ -73,6 +88,12 @@ EXTEND_TO = 11000
 FINAL_STEPS = 12000
 # How the app samples from this model until the user changes it: arithmetic and facts have one
 # right answer, so the likeliest character is the best one.
+# Phase 4 (issue 23): a fine-tune from the phase-3 model on the corpus with the wide phrasings.
+# A new schedule rather than a warm restart, so that it can start from any phase-3 model
+# (the shipped one has no optimizer state). The rate of the warm restarts (about a fifth of the
+# peak), the same shape, batch and seed; a fixed step count.
+PHASE4 = dict(max_steps=2500, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
+              patience=40)
 SAMPLING = {"temperature": 0.0, "top_k": None, "top_p": None, "max_new_chars": 300}
 SIZE_LIMIT = 10_000_000
 
@@ -81,11 +102,21 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def make_corpus() -> None:
-    for path, name_order in ((CORPUS_BASE, False), (CORPUS, True)):
+CORPUS_OPTIONS = {"base": (False, False), "full": (True, False), "wide": (True, True)}
+
+
+def corpus_files() -> dict:
+    return {"base": CORPUS_BASE, "full": CORPUS, "wide": CORPUS_WIDE}
+
+
+def make_corpus(which=("base", "full", "wide")) -> None:
+    for kind in which:
+        path = corpus_files()[kind]
+        name_order, wide = CORPUS_OPTIONS[kind]
         t0 = time.perf_counter()
         lines, stats, _, _ = make_dialogue.generate(make_dialogue.DEFAULT_SEED, N_CONVERSATIONS,
-                                                    name_order_phrasings=name_order)
+                                                    name_order_phrasings=name_order,
+                                                    wide_phrasings=wide)
         make_dialogue.write_lines(str(path), lines)
         log(f"wrote {portable(str(path), ROOT)}: {len(lines)} conversations, "
             f"{sum(stats.values())} question/answer pairs ({time.perf_counter() - t0:.1f}s)")
@@ -129,21 +160,62 @@ def train(resume: bool, device: str) -> str:
     return stop
 
 
+def phase4_config(start: Path, device: str):
+    """Phase 1's settings as the run resolved them (or the recipe, for a model without
+    records), with phase 4's schedule."""
+    record = start / "train_args.json"
+    saved = json.loads(record.read_text()).get("config", {}) if record.is_file() else {}
+    base = {k: v for k, v in saved.items() if k in TRAIN or k in ("dropout", "bias", "weight_decay",
+                                                                 "beta1", "beta2", "grad_clip",
+                                                                 "eval_tokens", "log_interval")}
+    return config_from({**TRAIN, **base, **PHASE4}, device)
+
+
+def train_phase4(start: Path, device: str, resume: bool = False,
+                 label: str | None = None) -> str:
+    """Phase 4: from the model in folder `start` (phase 3's run, or a model exported from it)
+    into RUN_WIDE; resume=True goes on with an interrupted phase 4."""
+    from charchat import store
+    from charchat.corpus import load_corpus
+
+    if resume:
+        saved = json.loads((RUN_WIDE / "train_args.json").read_text())["config"]
+        config = config_from({**saved, **PHASE4}, device)
+    else:
+        config = phase4_config(start, device)
+        RUN_WIDE.mkdir(parents=True, exist_ok=True)
+        weights = start / store.WEIGHTS
+        # Kept with the run: the folder it started from may be replaced by the export.
+        build = start / "build.json"
+        store.atomic_write_json(RUN_WIDE / PHASE4_START, {
+            "folder": label or portable(str(start), ROOT), "weights_sha256": sha256_file(weights),
+            "stored_dtype": store.read_weights(weights)[2].get("stored_dtype", "float32"),
+            "is_phase_3_run": start.resolve() == RUN.resolve(),
+            "its_build": json.loads(build.read_text()) if build.is_file() else None})
+    tokenizer = store.read_tokenizer(start if not resume else RUN_WIDE)
+    corpus = load_corpus([str(CORPUS_WIDE)], tokenizer=tokenizer)
+    log(corpus.summary.describe())
+    return run_phase(corpus, config, resume, CORPUS_WIDE, out=RUN_WIDE,
+                     init_from=None if resume else start / store.WEIGHTS)
+
+
 def config_from(values: dict, device: str):
     from charchat.config import TrainConfig
 
     return TrainConfig.from_dict({**values, "device": device})
 
 
-def run_phase(corpus, config, resume: bool, corpus_file: Path) -> str:
+def run_phase(corpus, config, resume: bool, corpus_file: Path, out: Path | None = None,
+              init_from: Path | None = None) -> str:
     from charchat.config import TrainingError
     from charchat.trainer import Trainer
 
+    out = out or RUN
     last = [0.0]
 
     def on_event(ev):
         if ev.kind == "start":
-            log(f"training {ev.message} into {portable(str(RUN), RUN)}, "
+            log(f"training {ev.message} into {portable(str(out), out)}, "
                 f"{'resuming' if resume else 'starting'} a schedule of {config.max_steps} steps")
         elif ev.kind == "eval":
             log(f"step {ev.step}/{ev.max_steps}  val {ev.val_loss:.4f}  best {ev.best_val_loss:.4f}"
@@ -154,8 +226,8 @@ def run_phase(corpus, config, resume: bool, corpus_file: Path) -> str:
             log(f"step {ev.step}/{ev.max_steps}  loss {ev.train_loss:.4f}  "
                 f"{ev.tokens_per_s / 1000:.1f}k tok/s  ETA {eta}")
 
-    trainer = Trainer(corpus, config, out_dir=RUN, on_event=on_event, resume=resume,
-                      corpus_paths=[str(corpus_file)])
+    trainer = Trainer(corpus, config, out_dir=out, on_event=on_event, resume=resume,
+                      corpus_paths=[str(corpus_file)], init_from=init_from)
 
     def on_sigint(signum, frame):
         # First Ctrl-C: stop after this step, keeping the best model; a second one aborts.
@@ -194,11 +266,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def sha256_generated(name_order_phrasings: bool = True) -> str:
+def sha256_generated(name_order_phrasings: bool = True, wide_phrasings: bool = False) -> str:
     """The SHA-256 that corpora/default_train.jsonl (default_train_base.jsonl without the
-    name-order phrasings) has when made by this script."""
+    name-order phrasings, default_train_wide.jsonl with the wide ones) has when made by this
+    script."""
     lines, _, _, _ = make_dialogue.generate(make_dialogue.DEFAULT_SEED, N_CONVERSATIONS,
-                                            name_order_phrasings=name_order_phrasings)
+                                            name_order_phrasings=name_order_phrasings,
+                                            wide_phrasings=wide_phrasings)
     h = hashlib.sha256()
     for line in lines:
         h.update(line.encode("utf-8") + b"\n")
@@ -210,6 +284,32 @@ def base_corpus_record() -> dict:
     return {"file": portable(str(CORPUS_BASE), ROOT), "phases": f"steps 1 to {EXTEND_TO:,}",
             "options": "--no-name-order-phrasings", "sha256": sha,
             "matches_generator": sha is not None and sha == sha256_generated(False)}
+
+
+def phase4_record(run: Path) -> dict | None:
+    """How phase 4 started (None for a run that is not a phase 4), with phase 3's corpus."""
+    path = run / PHASE4_START
+    if not path.is_file():
+        return None
+    start = json.loads(path.read_text())
+    sha = sha256_file(CORPUS) if CORPUS.is_file() else None
+    its = start.get("its_build") or {}
+    return {
+        "started_from": start.get("folder"),
+        "started_from_weights_sha256": start.get("weights_sha256"),
+        "started_from_stored_dtype": start.get("stored_dtype"),
+        # Whether this script also trained phases 1 to 3 (from runs/default-build), and, when
+        # it started from an exported model, that model's own record of how it was made.
+        "phases_1_to_3_trained_by_this_script": bool(start.get("is_phase_3_run"))
+        or its.get("trained_by_this_script") is True,
+        "phases_1_to_3_build": {k: its.get(k) for k in (
+            "run", "trained_by_this_script", "recipe_matches", "steps", "best_val_loss",
+            "corpus", "git", "exported")} if its else None,
+        "phase_3_corpus": {"file": portable(str(CORPUS), ROOT),
+                           "phases": f"steps {EXTEND_TO + 1:,} to {FINAL_STEPS:,}",
+                           "sha256": sha,
+                           "matches_generator": sha is not None and sha == sha256_generated()},
+    }
 
 
 def portable(p: str, run: Path) -> str:
@@ -258,6 +358,8 @@ def export(dest: Path, run: Path, allow_partial: bool = False) -> dict:
     full_config = TrainConfig.from_dict(config).to_dict()
     corpus_paths = args.get("corpus_paths", [])
     trained_on = next((Path(p) for p in corpus_paths if Path(p).is_file()), None)
+    phase4 = phase4_record(run)
+    recipe = {**TRAIN, **PHASE4} if phase4 else {**TRAIN, "max_steps": FINAL_STEPS}
 
     tmp = dest.with_name(dest.name + ".new")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -292,22 +394,28 @@ def export(dest: Path, run: Path, allow_partial: bool = False) -> dict:
             fp16 = {"float32": round(before, 5), "float16": round(after, 5), "windows": 64}
 
         corpus_sha = sha256_file(trained_on) if trained_on is not None else None
+        command = "python corpora/build_default.py"
+        if phase4 and not phase4["phases_1_to_3_trained_by_this_script"]:
+            command += f" --phase4-from {phase4['started_from']}"
         build = {
-            "command": "python corpora/build_default.py",
+            "command": command,
             "run": portable(str(run), run),
             # False when the run was trained elsewhere (e.g. `charchat train` with the same
             # settings) and only exported here; recipe_matches says whether the recipe agrees.
-            "trained_by_this_script": run.resolve() == RUN.resolve(),
-            "recipe_matches": all(full_config.get(k) == v
-                                  for k, v in {**TRAIN, "max_steps": FINAL_STEPS}.items()),
+            # For a phase 4, this is about phase 4 (see phase4 for the phases before it).
+            "trained_by_this_script": run.resolve() in (RUN.resolve(), RUN_WIDE.resolve()),
+            "recipe_matches": all(full_config.get(k) == v for k, v in recipe.items()),
             "config": config,
             "corpus": {
                 "generator": "corpora/make_dialogue.py", "seed": make_dialogue.DEFAULT_SEED,
                 "conversations": N_CONVERSATIONS,
                 "file": portable(str(trained_on), run) if trained_on else None,
                 "sha256": corpus_sha,
-                "matches_generator": corpus_sha is not None and corpus_sha == sha256_generated(),
+                "options": "--wide-phrasings" if phase4 else None,
+                "matches_generator": corpus_sha is not None and corpus_sha == sha256_generated(
+                    wide_phrasings=bool(phase4)),
             },
+            "phase4": phase4,
             # The last phase's file is the one train_args.json names; the earlier phases read
             # the base file, checked here if it is on disk.
             "first_phases_corpus": base_corpus_record(),
@@ -365,27 +473,59 @@ def main(argv=None) -> int:
                     help="export a trained run again without training")
     ap.add_argument("--run", type=Path, default=None,
                     help="with --export-only: the trained model folder to export "
-                         "(default runs/default-build)")
+                         "(default runs/default-build-wide)")
+    ap.add_argument("--phase4-from", type=Path, default=None, metavar="FOLDER",
+                    help="train only phase 4, from the model in FOLDER (e.g. charchat/data/default "
+                         "or runs/default-build), then export it")
     ap.add_argument("--allow-partial", action="store_true",
                     help="export a run that was stopped before its schedule ended")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default auto)")
     args = ap.parse_args(argv)
     if args.run is not None and not args.export_only:
         ap.error("--run is only used with --export-only")
+    if args.phase4_from is not None and args.export_only:
+        ap.error("--phase4-from trains: it is not used with --export-only")
 
     from charchat import store
 
     dest = store.bundled_dir()
-    run = args.run or RUN
-    if not args.export_only:
+    run = args.run or RUN_WIDE
+    if args.phase4_from is not None:
+        start = args.phase4_from.resolve()
+        if not (start / store.WEIGHTS).exists():
+            raise SystemExit(f"{args.phase4_from}: no model to start phase 4 from")
+        if start == dest.resolve():
+            # Exporting replaces that folder: train from a copy of it.
+            copy = RUN_WIDE.with_name(RUN_WIDE.name + "-start")
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(start, copy)
+            start = copy
+        if (RUN_WIDE / PHASE4_START).exists() and not args.resume:
+            raise SystemExit(f"{RUN_WIDE.relative_to(ROOT)} already holds a phase 4: use "
+                             "--resume to continue it, --export-only to export it, or delete it")
+        if not CORPUS_WIDE.exists():
+            make_corpus(("wide",))
+        resume = args.resume and (RUN_WIDE / store.STATE).exists()
+        if train_phase4(start, args.device, resume,
+                        portable(str(args.phase4_from), ROOT)) not in COMPLETE:
+            log("not exported: run again with --resume to continue, or with --export-only "
+                "--allow-partial to ship the best model so far")
+            return 1
+    elif not args.export_only:
         if not args.resume and (RUN / store.WEIGHTS).exists():
             raise SystemExit(f"{RUN.relative_to(ROOT)} already holds a build: use --resume to "
                              "continue it, --export-only to export it, or delete it")
         if args.resume and not (RUN / store.STATE).exists():
             raise SystemExit(f"{RUN.relative_to(ROOT)}: no interrupted build to resume")
-        if not CORPUS.exists() or not CORPUS_BASE.exists() or not args.resume:
+        if not all(p.exists() for p in corpus_files().values()) or not args.resume:
             make_corpus()
-        if train(args.resume, args.device) not in COMPLETE:
+        # Phases 1 to 3 are done once RUN_WIDE exists: resuming goes on with phase 4.
+        in_phase4 = args.resume and (RUN_WIDE / PHASE4_START).exists()
+        stop = "max_steps" if in_phase4 else train(args.resume, args.device)
+        if stop in COMPLETE:
+            stop = train_phase4(RUN, args.device,
+                                resume=in_phase4 and (RUN_WIDE / store.STATE).exists())
+        if stop not in COMPLETE:
             log("not exported: run again with --resume to continue, or with --export-only "
                 "--allow-partial to ship the best model so far")
             return 1

@@ -20,10 +20,18 @@ direction) shifts, and at least one phrasing per task or intent never appear
 in the training file.  ``--split-test PATH`` writes held-out test questions
 with their expected answers (run ``--show-heldout`` to list what is held out).
 
+``--wide-phrasings`` (the corpus of the default model's fourth build phase)
+adds many more ways to ask for sums, differences, capitals, countries,
+continents, spellings, reversals and letter counts (WIDE_PHRASINGS); about 1
+in 5 of them, chosen by hash, and the wordings issue 23 measured are held out
+of training like the other held-out phrasings.  Without it the output is
+byte-identical to what it was before they were added.
+
 Examples:
     python corpora/make_dialogue.py
     python corpora/make_dialogue.py --split-test corpora/dialogue_test.jsonl
     python corpora/make_dialogue.py --seed 7 --n 5000 --out /tmp/small.jsonl
+    python corpora/make_dialogue.py --wide-phrasings --show-heldout
 """
 from __future__ import annotations
 
@@ -67,6 +75,11 @@ def word_is_heldout(word: str) -> bool:
 def shift_is_heldout(unit: str, name: str, n: int, direction: str) -> bool:
     """About 1 in 8 of the 'n days/months after/before X' questions."""
     return stable_hash("shift", unit, name, n, direction) % 8 == 0
+
+
+def phrasing_is_heldout(task: str, template: str) -> bool:
+    """About 1 in 5 of the wide phrasings (see WIDE_PHRASINGS), by their normalised text."""
+    return stable_hash("phrasing", task, normalize(template)) % 5 == 0
 
 
 # --------------------------------------------------------------------------
@@ -140,6 +153,8 @@ class TemplateTask:
 
     train: phrasings used in the training file.  test: held-out phrasings,
     used only in the test file.  heldout(item): items never used in training.
+    wide: more training phrasings, only in the wide corpus (see widen()); a
+    question of the wide corpus takes one of them half the time.
     followups: short context-dependent phrasings ("and Spain?") that ask the
     same question about a new item right after a first question.
     """
@@ -150,6 +165,7 @@ class TemplateTask:
         self.train, self.test = list(train), list(test)
         self.sample, self.fields, self.answer = sample, fields, answer
         self.heldout, self.followups, self.weight = heldout, list(followups), weight
+        self.wide = []
         assert self.train and self.test, name
 
     def pick(self, rng, want_heldout=False):
@@ -165,7 +181,9 @@ class TemplateTask:
         return Pair(q, self.answer(item), self.category, self, item)
 
     def train_pair(self, rng):
-        return self.make(rng, rng.choice(self.train), self.pick(rng))
+        # No extra draw without wide phrasings: the narrow corpus stays byte-identical.
+        pool = self.wide if self.wide and rng.random() < 0.5 else self.train
+        return self.make(rng, rng.choice(pool), self.pick(rng))
 
     def followup_pair(self, rng, prev):
         if not self.followups:
@@ -496,7 +514,10 @@ def capital_tasks(facts, name_order_phrasings=True):
         return name_case(rng, ref)
 
     def fields(rng, f):
-        return {"c": country_ref(rng, f), "cap": name_case(rng, f["capital"])}
+        c = country_ref(rng, f)
+        # cs: the possessive ("Chile's", "the Netherlands'"), for the wide phrasings.
+        return {"c": c, "cs": c + ("'" if c.endswith("s") else "'s"),
+                "cap": name_case(rng, f["capital"])}
 
     def sampler(pool):
         return lambda rng: rng.choice(pool)
@@ -531,6 +552,162 @@ def capital_tasks(facts, name_order_phrasings=True):
         answer=lambda f: f"{cap_first(f['full'])} is in {f['continent']}.",
         followups=["and {c}?", "what about {c}?"], weight=2)
     return [capital, country, continent]
+
+
+# --------------------------------------------------------------------------
+# Wide phrasings (issue 23): more ways to ask the same questions
+# --------------------------------------------------------------------------
+
+# Added for the default model's fourth build phase, after it failed wordings its generator never
+# used ("please add 91 to 24": 0/40; "what does 27 plus 23 make?": 13/40, it subtracted; "what
+# is Chile's capital city?": 67%).  Per task: imperative cores (each also asked politely, see
+# _polite), questions, and wordings always held out (the ones the issue measured, so that they
+# stay unseen).  About 1 in 5 of the rest is held out by phrasing_is_heldout().  A wording that
+# normalises to one of the narrow corpus's phrasings stays where it was (train or test).
+WIDE_PHRASINGS = {
+    "add": dict(
+        imperatives=["add {a} and {b}", "add {a} to {b}", "add together {a} and {b}",
+                     "add up {a} and {b}", "sum {a} and {b}", "find the sum of {a} and {b}",
+                     "give me the sum of {a} and {b}", "work out {a} + {b}",
+                     "work out {a} plus {b}", "tell me what {a} plus {b} is",
+                     "solve {a} + {b}", "evaluate {a} + {b}", "total {a} and {b}",
+                     "find the total of {a} and {b}", "put {a} and {b} together"],
+        questions=["what does {a} plus {b} give?", "what does {a} + {b} make?",
+                   "what do {a} and {b} make?", "what do {a} and {b} make together?",
+                   "what do {a} and {b} add up to?", "what does {a} plus {b} come to?",
+                   "{a} plus {b} makes what?", "{a} plus {b} is what?", "{a} + {b} is?",
+                   "{a} + {b} equals?", "{a} plus {b} equals?", "{a} and {b} added together?",
+                   "{a} and {b} added together is?", "{a} added to {b}?",
+                   "what is {a} added to {b}?", "what is {a} and {b} added together?",
+                   "what do you get if you add {a} and {b}?",
+                   "what do you get if you add {a} to {b}?",
+                   "what do you get when you add {a} and {b}?",
+                   "if you add {a} and {b}, what do you get?", "what's the sum of {a} and {b}?",
+                   "what is the total of {a} and {b}?", "what's {a} + {b}?",
+                   "how much do {a} and {b} make?", "how much is {a} and {b} together?",
+                   "how much are {a} and {b} together?", "what would {a} plus {b} be?",
+                   "the sum of {a} and {b} is?", "{a} plus {b} gives?",
+                   "do you know what {a} plus {b} is?", "sum of {a} and {b} please"],
+        test_only=["please add {a} to {b}", "what does {a} plus {b} make?",
+                   "{a} and {b} added together"]),
+    "sub": dict(
+        imperatives=["subtract {b} from {a}", "take {b} away from {a}", "take {b} from {a}",
+                     "take away {b} from {a}", "deduct {b} from {a}", "remove {b} from {a}",
+                     "work out {a} - {b}", "work out {a} minus {b}", "solve {a} - {b}",
+                     "evaluate {a} - {b}", "tell me what {a} minus {b} is",
+                     "find {a} minus {b}", "reduce {a} by {b}"],
+        questions=["what does {a} minus {b} make?", "what does {a} minus {b} give?",
+                   "what does {a} - {b} make?", "what does {a} minus {b} come to?",
+                   "{a} minus {b} makes what?", "{a} minus {b} is what?", "{a} - {b} is?",
+                   "{a} - {b} equals?", "{a} minus {b} equals?", "{a} take away {b}?",
+                   "what is {a} take away {b}?", "{b} subtracted from {a}?",
+                   "what is {b} subtracted from {a}?", "what is {a} reduced by {b}?",
+                   "what do you get if you take {b} from {a}?",
+                   "what do you get if you take {b} away from {a}?",
+                   "what do you get when you subtract {b} from {a}?",
+                   "if you subtract {b} from {a}, what do you get?",
+                   "what's left if you take {b} from {a}?", "what's {a} - {b}?",
+                   "how much is {a} take away {b}?", "what would {a} minus {b} be?",
+                   "do you know what {a} minus {b} is?"],
+        test_only=["please subtract {b} from {a}", "what does {a} take away {b} make?"]),
+    "capital": dict(
+        imperatives=["name the capital city of {c}", "tell me the capital city of {c}",
+                     "tell me {cs} capital", "name {cs} capital", "name {cs} capital city",
+                     "give me the capital of {c}", "say the capital of {c}"],
+        questions=["what is {cs} capital?", "what's {cs} capital?", "what's {cs} capital city?",
+                   "{cs} capital?", "{cs} capital city?", "{cs} capital is?",
+                   "{cs} capital is which city?", "{cs} capital city is?",
+                   "which city is {cs} capital?", "what city is {cs} capital?",
+                   "the capital city of {c}?", "capital city of {c}?",
+                   "what's the capital city of {c}?", "which city is the capital city of {c}?",
+                   "the capital of {c} is what?", "what is the name of {cs} capital?",
+                   "what's the name of the capital of {c}?", "do you know {cs} capital?",
+                   "do you know the capital city of {c}?", "what is the capital city in {c}?",
+                   "which is the capital of {c}?", "{c} capital?", "capital city {c}?",
+                   "what do you call the capital of {c}?",
+                   # Country first with "has ... as its capital", as the reverse questions
+                   # below have the city there: only which name it is tells them apart.
+                   "{c} has what capital?", "{c} has what city as its capital?",
+                   "what city does {c} have as its capital?",
+                   "which city does {c} have as its capital?", "{c} has which capital city?",
+                   "{c} has which city as its capital city?", "for {c}, which city is the capital?",
+                   "{c} has its capital in which city?"],
+        test_only=["what is {cs} capital city?"]),
+    "country_of_capital": dict(
+        imperatives=["name the country whose capital city is {cap}",
+                     "tell me the country with {cap} as its capital"],
+        questions=["{cap} is the capital city of which country?",
+                   "which country's capital city is {cap}?", "whose capital is {cap}?",
+                   "what country has {cap} as its capital city?",
+                   "{cap} is the capital of what?", "{cap} is the capital of?",
+                   "which country has the capital {cap}?", "what country's capital is {cap}?",
+                   "the capital {cap} belongs to which country?",
+                   "{cap} is the capital city of what country?"],
+        test_only=[]),
+    "continent": dict(
+        imperatives=["name the continent of {c}", "tell me the continent of {c}"],
+        questions=["which continent does {c} belong to?", "what continent does {c} belong to?",
+                   "{c} is part of which continent?", "on which continent is {c}?",
+                   "which continent is {c} located in?", "{c} lies on which continent?",
+                   "what continent is {c} part of?", "what is the continent of {c}?",
+                   "{cs} continent?", "what is {cs} continent?", "on what continent is {c}?",
+                   "where in the world is {c}?", "which part of the world is {c} in?",
+                   "{c} can be found on which continent?"],
+        test_only=[]),
+    "spell": dict(
+        imperatives=["spell {w}", "spell the word {w}", "spell out the word {w}",
+                     "write out the letters of {w}", "list the letters of {w}"],
+        questions=["how do I spell {w}?", "how is the word {w} spelled?",
+                   "what are the letters of {w}?", "what are the letters in {w}?",
+                   "what is the spelling of the word {w}?", "how do you spell the word {w}?",
+                   "spell {w} letter by letter", "{w}, letter by letter please",
+                   "one letter at a time, {w}", "give me {w} one letter at a time"],
+        test_only=[]),
+    "reverse": dict(
+        imperatives=["reverse {w}", "write the word {w} backwards", "spell {w} backwards",
+                     "say the word {w} backwards", "turn {w} around"],
+        questions=["what is the word {w} backwards?", "what is {w} spelled backwards?",
+                   "how is {w} written backwards?", "what does {w} look like reversed?",
+                   "{w} reversed?", "read {w} from the end", "read the word {w} backwards",
+                   "what is {w} read from right to left?", "{w} from back to front?"],
+        test_only=[]),
+    "count": dict(
+        imperatives=["count the letters of {w}", "tell me how many letters {w} has",
+                     "count how many letters are in {w}"],
+        questions=["how many letters has {w} got?", "how many letters does the word {w} have?",
+                   "how many letters are there in {w}?", "what is the length of {w}?",
+                   "{w} has how many letters?", "how many letters make up {w}?",
+                   "{w}: how many letters?", "{w} has how many letters in it?",
+                   "{w} contains how many letters?", "{w} is how many letters?",
+                   "{w} is made of how many letters?"],
+        test_only=[]),
+}
+
+
+def _polite(core: str) -> list[str]:
+    return [core, f"please {core}", f"can you {core}?", f"could you {core}?", f"{core} please"]
+
+
+def widen(tasks) -> None:
+    """Give the tasks named in WIDE_PHRASINGS their wide training phrasings, and add the held-out
+    ones to their test phrasings."""
+    for task in tasks:
+        spec = WIDE_PHRASINGS.get(task.name)
+        if spec is None:
+            continue
+        forced = {normalize(t) for t in spec["test_only"]}
+        taken = {normalize(t) for t in task.train + task.test}
+        assert not forced & taken, task.name
+        cands = [v for c in spec["imperatives"] for v in _polite(c)]
+        for t in cands + spec["questions"] + spec["test_only"]:
+            key = normalize(t)
+            if key in taken:
+                continue
+            taken.add(key)
+            if key in forced or phrasing_is_heldout(task.name, t):
+                task.test.append(t)
+            else:
+                task.wide.append(t)
 
 
 # --------------------------------------------------------------------------
@@ -608,7 +785,7 @@ def read_words(path):
 
 
 class Corpus:
-    def __init__(self, seed_dir, name_order_phrasings=True):
+    def __init__(self, seed_dir, name_order_phrasings=True, wide_phrasings=False):
         self.words = read_words(os.path.join(seed_dir, "words.txt"))
         self.facts = read_facts(os.path.join(seed_dir, "facts.csv"))
         small = read_intents(os.path.join(seed_dir, "smalltalk.json"))
@@ -619,6 +796,8 @@ class Corpus:
         self.template_tasks = (arithmetic_tasks() + word_tasks(self.words)
                                + calendar_tasks()
                                + capital_tasks(self.facts, name_order_phrasings))
+        if wide_phrasings:
+            widen(self.template_tasks)
         self.tasks = self.template_tasks + [self.smalltalk, self.faq]
         # Category weights (share of training pairs, before openings/closings):
         # arithmetic 40, words 18, calendar 10, capitals 12, smalltalk 10, charchat 10.
@@ -714,11 +893,12 @@ def write_lines(path, lines):
 
 
 def generate(seed=DEFAULT_SEED, n=DEFAULT_N, seed_dir=DEFAULT_SEED_DIR, test_n=None,
-             name_order_phrasings=True):
+             name_order_phrasings=True, wide_phrasings=False):
     """Return (train_lines, train_stats, test_lines, test_stats).  test_* are
     None unless test_n is given.  The training output does not depend on
-    whether a test set is made.  name_order_phrasings: see capital_tasks."""
-    corpus = Corpus(seed_dir, name_order_phrasings)
+    whether a test set is made.  name_order_phrasings: see capital_tasks;
+    wide_phrasings: see WIDE_PHRASINGS."""
+    corpus = Corpus(seed_dir, name_order_phrasings, wide_phrasings)
     rng = random.Random(seed)
     train_lines, stats, keys = [], Counter(), set()
     for _ in range(n):
@@ -746,8 +926,8 @@ def generate(seed=DEFAULT_SEED, n=DEFAULT_N, seed_dir=DEFAULT_SEED_DIR, test_n=N
     return train_lines, stats, test_lines, test_stats
 
 
-def show_heldout(seed_dir):
-    corpus = Corpus(seed_dir)
+def show_heldout(seed_dir, wide_phrasings=False):
+    corpus = Corpus(seed_dir, wide_phrasings=wide_phrasings)
     print("Held-out phrasings (test split only):")
     for t in corpus.template_tasks:
         print(f"  [{t.category}/{t.name}] " + " | ".join(t.test))
@@ -787,10 +967,14 @@ def main(argv=None):
     ap.add_argument("--no-name-order-phrasings", action="store_true",
                     help="leave out the capital phrasings added for the default model's last "
                     "build phase (makes the corpus of its first phases)")
+    ap.add_argument("--wide-phrasings", action="store_true",
+                    help="add the wide phrasings of the default model's fourth build phase "
+                    "(WIDE_PHRASINGS; about 1 in 5 of them, and the wordings issue 23 measured, "
+                    "are held out)")
     ap.add_argument("-q", "--quiet", action="store_true", help="print no statistics")
     args = ap.parse_args(argv)
     if args.show_heldout:
-        show_heldout(args.seed_dir)
+        show_heldout(args.seed_dir, args.wide_phrasings)
         return 0
     if args.n < 1:
         ap.error("--n must be at least 1")
@@ -798,7 +982,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     train, stats, test, tstats = generate(args.seed, args.n, args.seed_dir,
                                           args.test_n if args.split_test else None,
-                                          not args.no_name_order_phrasings)
+                                          not args.no_name_order_phrasings,
+                                          args.wide_phrasings)
     write_lines(args.out, train)
     if test is not None:
         write_lines(args.split_test, test)

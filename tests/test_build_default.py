@@ -32,7 +32,7 @@ def tiny_run(folder: Path, corpus_file: Path, **kw) -> Path:
 @pytest.fixture
 def quick(monkeypatch):
     # Regenerating the 100,000 conversations takes seconds: compare against a fixed hash.
-    monkeypatch.setattr(build_default, "sha256_generated", lambda name_order=True: "0" * 64)
+    monkeypatch.setattr(build_default, "sha256_generated", lambda *a, **kw: "0" * 64)
 
 
 def test_export_ships_float16_weights_and_portable_records(tmp_path, quick):
@@ -145,3 +145,43 @@ def test_a_build_stopped_in_phase_2_resumes_phase_2_then_3(tmp_path, monkeypatch
     assert build_default.train(True, "cpu") == "max_steps"
     ends = [e for e in store.read_metrics(tmp_path / "run") if e["kind"] == "end"]
     assert [e["step"] for e in ends][-2:] == [20, 26]
+
+
+def test_phase_4_fine_tunes_a_built_model_on_the_wide_corpus_and_says_so(tmp_path, quick,
+                                                                         monkeypatch):
+    start = tiny_run(tmp_path / "phase3", tmp_path / "train.txt", max_steps=12, seed=3)
+    wide = tmp_path / "wide.txt"
+    wide.write_text(pattern_text(4000)[::-1])  # the same characters, other text
+    monkeypatch.setattr(build_default, "CORPUS_WIDE", wide)
+    monkeypatch.setattr(build_default, "RUN_WIDE", tmp_path / "wide-run")
+    monkeypatch.setattr(build_default, "TRAIN", {**TINY, "max_steps": 12, "seed": 3})
+    monkeypatch.setattr(build_default, "PHASE4", {"max_steps": 8, "lr": 1e-3, "min_lr": 1e-4,
+                                                  "warmup_steps": 2, "eval_interval": 4,
+                                                  "patience": 40, "log_interval": 1})
+    assert build_default.train_phase4(start, "cpu", label="some/model") == "max_steps"
+    run = tmp_path / "wide-run"
+    args = json.loads((run / "train_args.json").read_text())
+    assert args["corpus_paths"] == [str(wide)]
+    assert args["config"]["lr"] == 1e-3 and args["config"]["max_steps"] == 8
+    assert args["config"]["optimizer"] == "adamw" and args["config"]["block_size"] == 16
+    assert any("starting from the weights" in n for n in args["notes"])
+    events = list(store.read_metrics(run))
+    lr = [e["lr"] for e in events if e["kind"] == "step" and "lr" in e]
+    assert lr[0] < max(lr) <= 1e-3 and lr[-1] < max(lr)  # its own warmup and decay
+    # It started from the given weights, not from scratch: its first loss is the source's.
+    first = next(e for e in events if e["kind"] == "step")
+    assert first["train_loss"] < 0.9 * next(e for e in store.read_metrics(start)
+                                            if e["kind"] == "step")["train_loss"]
+    record = json.loads((run / build_default.PHASE4_START).read_text())
+    assert record["folder"] == "some/model" and record["is_phase_3_run"] is False
+    assert record["weights_sha256"] == build_default.sha256_file(start / store.WEIGHTS)
+
+    build = build_default.export(tmp_path / "pkg" / "default", run)
+    assert build["trained_by_this_script"] is True  # phase 4 was, here
+    assert build["phase4"]["started_from"] == "some/model"
+    assert build["phase4"]["phases_1_to_3_trained_by_this_script"] is False
+    assert build["command"] == "python corpora/build_default.py --phase4-from some/model"
+    assert build["recipe_matches"] is True and build["steps"] == 8
+    assert build["corpus"]["options"] == "--wide-phrasings"
+    # A run that is not a phase 4 has no such record.
+    assert build_default.export(tmp_path / "pkg2" / "default", start)["phase4"] is None

@@ -1,0 +1,86 @@
+"""corpora/make_dialogue.py: the wide phrasings (issue 23) widen the corpus of the default model's
+fourth build phase without changing the corpus of its first three, and the wordings held out of
+training stay out of it."""
+
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "corpora"))
+
+import make_dialogue as md  # noqa: E402
+
+
+def sha(lines):
+    return hashlib.sha256(("\n".join(lines) + "\n").encode()).hexdigest()
+
+
+@pytest.mark.parametrize("name_order, train_sha", [
+    (True, "24180aa596aec140a974ecb5e30b903c79d134b821c027b38dd6431cfdcc25a6"),
+    (False, "c6acf4fee7486ee49c81c557d56e39344d6a9afb9333da9ad5c7ea1e66d53257"),
+])
+def test_without_wide_phrasings_the_corpus_is_what_it_was(name_order, train_sha):
+    # Made by the generator before the wide phrasings were added (seed 1337, 500 conversations,
+    # 300 test questions): the first three build phases must still be reproducible.
+    train, _, test, _ = md.generate(1337, 500, md.DEFAULT_SEED_DIR, 300,
+                                    name_order_phrasings=name_order)
+    assert sha(train) == train_sha
+    assert sha(test) == "51dcef944401058241861fc5310280afa90def92f560d5cee554c99ccbb0e800"
+
+
+def test_wide_phrasings_are_split_by_hash_and_the_issue_wordings_held_out():
+    narrow = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR).template_tasks}
+    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
+    assert not any(t.wide for t in narrow.values())
+    for name in md.WIDE_PHRASINGS:
+        w, n = wide[name], narrow[name]
+        new_test = w.test[len(n.test):]
+        assert w.test[:len(n.test)] == n.test and w.train == n.train
+        assert w.wide and new_test, name
+        keys = {md.normalize(t) for t in w.train + w.wide}
+        assert not keys & {md.normalize(t) for t in w.test}, name
+        for t in new_test:
+            forced = {md.normalize(x) for x in md.WIDE_PHRASINGS[name]["test_only"]}
+            assert md.phrasing_is_heldout(name, t) or md.normalize(t) in forced, t
+        assert not any(md.phrasing_is_heldout(name, t) for t in w.wide)
+    assert "please add {a} to {b}" in wide["add"].test
+    assert "what does {a} plus {b} make?" in wide["add"].test
+    assert "what is {cs} capital city?" in wide["capital"].test
+
+
+ISSUE_WORDINGS = [re.compile(p, re.I) for p in (
+    r"^please add \d+ to \d+\??$", r"^what does \d+ plus \d+ make\??$",
+    r"^what is .+'s? capital city\??$")]
+
+
+def test_the_wide_training_file_never_asks_the_held_out_wordings():
+    train, stats, test, _ = md.generate(1337, 4000, md.DEFAULT_SEED_DIR, 600,
+                                        wide_phrasings=True)
+    users = [m["content"] for line in train for m in json.loads(line)["messages"]
+             if m["role"] == "user"]
+    for pattern in ISSUE_WORDINGS:
+        assert not any(pattern.match(u) for u in users), pattern.pattern
+    # The wide phrasings are there (about half the questions of a widened task) ...
+    assert any(re.match(r"^can you add \d+ to \d+\?$", u, re.I) for u in users)
+    assert any(re.match(r"^what do \d+ and \d+ make\??$", u, re.I) for u in users)
+    assert any("'s capital" in u for u in users)
+    # ... and the test split asks the held-out ones (the generator checks they are not in
+    # training).
+    asked = [json.loads(line)["messages"][0]["content"] for line in test]
+    assert any(p.match(q) for q in asked for p in ISSUE_WORDINGS)
+
+
+def test_possessives_of_names_ending_in_s():
+    cap = next(t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks
+               if t.name == "capital")
+    import random
+    rng = random.Random(0)
+    f = {"name": "Netherlands", "full": "the Netherlands", "capital": "Amsterdam",
+         "continent": "Europe"}
+    seen = {cap.fields(rng, f)["cs"] for _ in range(200)}
+    assert seen <= {"the Netherlands'", "Netherlands'", "the netherlands'", "netherlands'"}

@@ -192,8 +192,11 @@ def _launch(args, request) -> int:
 
     from . import launch, runs
 
+    device = request.overrides.get("device")
+    if device is None and request.resume:  # a resumed run keeps its device unless told
+        device = runs.saved_settings(request.resume)[0].get("device")
     try:
-        device = launch.check(args.gpus, request.overrides.get("device"))
+        device = launch.check(args.gpus, device)
     except launch.LaunchError as e:
         raise (CLIError if e.code == 1 else UsageError)(str(e)) from None
     if not request.paths and not request.resume:

@@ -396,3 +396,16 @@ def test_sigterm_to_one_rank_stops_every_rank_at_one_step(tmp_path, corpus_file,
     state = torch.load(folder / "state.pt", weights_only=True)
     assert state["step"] == end["step"]
     assert "Done: stopped by you" in out
+
+
+def test_gpus_on_a_resume_keeps_the_run_s_device(tmp_path, corpus_file, charchat_home):
+    # Trained on the CPU in 2 processes, resumed with --gpus 2 and no --device: the CPU again
+    # (on this machine without a GPU, "auto" would refuse --gpus).
+    first = start([str(corpus_file), *SMALL, "--max-steps", "10", "--gpus", "2", "--name", "r",
+                   "--quiet"], charchat_home, tmp_path)
+    assert first.wait(timeout=120) == 0
+    again = start(["--resume", "r", "--max-steps", "5", "--gpus", "2", "--quiet"],
+                  charchat_home, tmp_path)
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    assert "at step 15" in out

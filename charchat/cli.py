@@ -158,6 +158,8 @@ def cmd_train(args) -> int:
     from . import distributed
 
     request = _request(args)
+    if not request.paths and not request.resume:
+        raise UsageError("no corpus given: charchat train FILE_OR_FOLDER... (see --help)")
     if args.gpus and args.gpus > 1 and distributed.env_world() <= 1:
         return _launch(args, request)
     try:
@@ -199,8 +201,6 @@ def _launch(args, request) -> int:
         device = launch.check(args.gpus, device)
     except launch.LaunchError as e:
         raise (CLIError if e.code == 1 else UsageError)(str(e)) from None
-    if not request.paths and not request.resume:
-        raise UsageError("no corpus given: charchat train FILE_OR_FOLDER... (see --help)")
     if not request.resume and request.name is None:
         # One name for every process, chosen once (each would pick the same free one, unless
         # another run took it in between).
@@ -237,8 +237,6 @@ def _train(args, request, dist) -> int:
             cancel.set()
 
     console = _Console(stderr=False, highlight=False)
-    if not request.paths and not request.resume:
-        raise UsageError("no corpus given: charchat train FILE_OR_FOLDER... (see --help)")
     with d.together():
         plan = runs.plan(request)
     paths = plan.paths

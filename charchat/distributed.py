@@ -72,9 +72,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
-    local_world: int = 1
     device: DeviceInfo | None = None  # this rank's device, once start() picked it
-    backend: str | None = None
     control: object | None = field(default=None, repr=False)  # gloo group for decisions
     _lost: str | None = field(default=None, repr=False)
     gone: list[int] | None = field(default=None, repr=False)  # ranks found gone, if known
@@ -126,9 +124,6 @@ class Dist:
             self._reduce(t, dist.ReduceOp.SUM, group=dist.group.WORLD)
             t /= self.world
         return t
-
-    def barrier(self) -> None:
-        self.sum([0.0])
 
     @contextlib.contextmanager
     def together(self):
@@ -244,7 +239,6 @@ def start(device_request: str | None = "auto") -> Dist:
 
     try:
         rank, local_rank = int(env["RANK"]), int(env.get("LOCAL_RANK", "0"))
-        local_world = int(env.get("LOCAL_WORLD_SIZE", str(world)))
     except (KeyError, ValueError):
         raise ValueError("WORLD_SIZE is set but RANK is not: start several processes with "
                          "torchrun (or charchat train --gpus N)") from None
@@ -283,7 +277,7 @@ def start(device_request: str | None = "auto") -> Dist:
     else:
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=TIMEOUT_S))
         control = None  # (the default group is gloo already)
-    _active = Dist(rank, world, local_rank, local_world, info, backend, control)
+    _active = Dist(rank, world, local_rank, info, control)
     return _active
 
 

@@ -86,14 +86,14 @@ EXTEND_TO = 11000
 # model answered the held-out "Peru has which city as its capital?" backwards (50% of
 # countries); 1,000 more steps took that to 97% (bench_default_model.py).
 FINAL_STEPS = 12000
-# How the app samples from this model until the user changes it: arithmetic and facts have one
-# right answer, so the likeliest character is the best one.
 # Phase 4 (issue 23): a fine-tune from the phase-3 model on the corpus with the wide phrasings.
 # A new schedule rather than a warm restart, so that it can start from any phase-3 model
 # (the shipped one has no optimizer state). The rate of the warm restarts (about a fifth of the
 # peak), the same shape, batch and seed; a fixed step count.
 PHASE4 = dict(max_steps=2500, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
               patience=40)
+# How the app samples from this model until the user changes it: arithmetic and facts have one
+# right answer, so the likeliest character is the best one.
 SAMPLING = {"temperature": 0.0, "top_k": None, "top_p": None, "max_new_chars": 300}
 SIZE_LIMIT = 10_000_000
 

@@ -22,18 +22,20 @@ One command, from a source checkout with charchat installed:
    ways to ask for sums, differences, capitals, spellings ..., about 1 in 5 of them held out), for
    a fixed PHASE4["max_steps"] steps: warmup to a rate a fifth of phase 1's peak, cosine decay
    to a tenth of that, into runs/default-build-wide/. It was added after the phase-3 model failed
-   wordings its generator never used ("please add 91 to 24": 0 of 40). On a 2-core CPU it takes
-   about 15 minutes more when the machine is idle (0.35 s a step; 22 minutes on the shared
-   machine the shipped model was made on);
+   wordings its generator never used ("please add 91 to 24": 0 of 40). On a 2-core CPU its
+   7,000 steps take about an hour (0.5 s a step);
 4. exports the best weights, stored as float16 to halve the file (the package limit is 10 MB;
    loading casts them back to float32), with the records of how the model was made:
    train_args.json, corpus.json, metrics.jsonl and build.json.
 
     python corpora/build_default.py --resume            # continue an interrupted build
     python corpora/build_default.py --export-only       # export runs/default-build-wide again
-    python corpora/build_default.py --phase4-from charchat/data/default
-        # only phase 4, from a model already built (how the shipped model was made: from the
-        # shipped phase-3 model, its float16 weights read back as float32), then export it
+    python corpora/build_default.py --phase4-from runs/phase3-shipped
+        # only phase 4, from a model already built, then export it. How the shipped model was
+        # made: from the phase-3 model shipped at commit 4cdc4be (its float16 weights read back
+        # as float32), put in that folder with
+        #   mkdir -p runs/phase3-shipped && git archive 4cdc4be charchat/data/default |
+        #       tar -x --strip-components=3 -C runs/phase3-shipped
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
 """
@@ -89,8 +91,11 @@ FINAL_STEPS = 12000
 # Phase 4 (issue 23): a fine-tune from the phase-3 model on the corpus with the wide phrasings.
 # A new schedule rather than a warm restart, so that it can start from any phase-3 model
 # (the shipped one has no optimizer state). The rate of the warm restarts (about a fifth of the
-# peak), the same shape, batch and seed; a fixed step count.
-PHASE4 = dict(max_steps=2500, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
+# peak), the same shape, batch and seed; a fixed step count. 2,500 steps on the first wide
+# corpus left differences, continents, spellings, reversals and letter counts under 90% on
+# held-out wordings; the second wide corpus (make_dialogue.WIDE_WEIGHT, chat_around) and 7,000
+# steps are the second try.
+PHASE4 = dict(max_steps=7000, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
               patience=40)
 # How the app samples from this model until the user changes it: arithmetic and facts have one
 # right answer, so the likeliest character is the best one.

@@ -24,8 +24,11 @@ with their expected answers (run ``--show-heldout`` to list what is held out).
 adds many more ways to ask for sums, differences, capitals, countries,
 continents, spellings, reversals and letter counts (WIDE_PHRASINGS); about 1
 in 5 of them, chosen by hash, and the wordings issue 23 measured are held out
-of training like the other held-out phrasings.  Without it the output is
-byte-identical to what it was before they were added.
+of training like the other held-out phrasings.  It also asks the skills the
+default model was weakest at more often (WIDE_WEIGHT) and wraps a quarter of
+the template questions in chat the answer does not depend on ("hey, ...",
+"... thanks": chat_around).  Without it the output is byte-identical to what
+it was before any of this was added.
 
 Examples:
     python corpora/make_dialogue.py
@@ -166,6 +169,7 @@ class TemplateTask:
         self.sample, self.fields, self.answer = sample, fields, answer
         self.heldout, self.followups, self.weight = heldout, list(followups), weight
         self.wide = []
+        self.chatty = False  # set by widen(): see chat_around
         assert self.train and self.test, name
 
     def pick(self, rng, want_heldout=False):
@@ -183,7 +187,10 @@ class TemplateTask:
     def train_pair(self, rng):
         # No extra draw without wide phrasings: the narrow corpus stays byte-identical.
         pool = self.wide if self.wide and rng.random() < 0.5 else self.train
-        return self.make(rng, rng.choice(pool), self.pick(rng))
+        pair = self.make(rng, rng.choice(pool), self.pick(rng))
+        if self.chatty and rng.random() < CHAT_RATE:
+            pair.user = chat_around(rng, pair.user)
+        return pair
 
     def followup_pair(self, rng, prev):
         if not self.followups:
@@ -595,7 +602,9 @@ WIDE_PHRASINGS = {
                      "take away {b} from {a}", "deduct {b} from {a}", "remove {b} from {a}",
                      "work out {a} - {b}", "work out {a} minus {b}", "solve {a} - {b}",
                      "evaluate {a} - {b}", "tell me what {a} minus {b} is",
-                     "find {a} minus {b}", "reduce {a} by {b}"],
+                     "find {a} minus {b}", "reduce {a} by {b}",
+                     "compute {a} minus {b}", "calculate {a} minus {b}",
+                     "start with {a} and take away {b}", "take {b} off {a}"],
         questions=["what does {a} minus {b} make?", "what does {a} minus {b} give?",
                    "what does {a} - {b} make?", "what does {a} minus {b} come to?",
                    "{a} minus {b} makes what?", "{a} minus {b} is what?", "{a} - {b} is?",
@@ -608,7 +617,14 @@ WIDE_PHRASINGS = {
                    "if you subtract {b} from {a}, what do you get?",
                    "what's left if you take {b} from {a}?", "what's {a} - {b}?",
                    "how much is {a} take away {b}?", "what would {a} minus {b} be?",
-                   "do you know what {a} minus {b} is?"],
+                   "do you know what {a} minus {b} is?",
+                   # Added in the second round (see WIDE_WEIGHT).
+                   "{a} subtract {b}", "what is {a} subtract {b}?", "{a} take {b}?",
+                   "how much is left if you take {b} from {a}?",
+                   "what remains when {b} is taken from {a}?", "{a} minus {b} gives?",
+                   "what's {a} minus {b} equal to?", "{a} - {b} gives what?",
+                   "what is {a} - {b} equal to?", "if I have {a} and take away {b}, what's left?",
+                   "what do you get from {a} minus {b}?"],
         test_only=["please subtract {b} from {a}", "what does {a} take away {b} make?"]),
     "capital": dict(
         imperatives=["name the capital city of {c}", "tell me the capital city of {c}",
@@ -645,43 +661,116 @@ WIDE_PHRASINGS = {
                    "{cap} is the capital city of what country?"],
         test_only=[]),
     "continent": dict(
-        imperatives=["name the continent of {c}", "tell me the continent of {c}"],
+        imperatives=["name the continent of {c}", "tell me the continent of {c}",
+                     "say which continent {c} is in", "tell me which continent {c} is on",
+                     "name {cs} continent", "give me the continent of {c}",
+                     "tell me what continent {c} is in"],
         questions=["which continent does {c} belong to?", "what continent does {c} belong to?",
                    "{c} is part of which continent?", "on which continent is {c}?",
                    "which continent is {c} located in?", "{c} lies on which continent?",
                    "what continent is {c} part of?", "what is the continent of {c}?",
                    "{cs} continent?", "what is {cs} continent?", "on what continent is {c}?",
                    "where in the world is {c}?", "which part of the world is {c} in?",
-                   "{c} can be found on which continent?"],
+                   "{c} can be found on which continent?",
+                   "{c} is on what continent?", "{c} is in what continent?",
+                   "which continent has {c} in it?", "{c}: which continent?",
+                   "in what continent is {c}?", "which continent is {c} part of?",
+                   "what continent would {c} be in?", "do you know which continent {c} is in?",
+                   "{c} belongs to which continent?", "{c} is located on which continent?",
+                   "which continent contains {c}?", "what continent contains {c}?",
+                   "continent of {c}?", "{cs} continent is?"],
         test_only=[]),
     "spell": dict(
         imperatives=["spell {w}", "spell the word {w}", "spell out the word {w}",
-                     "write out the letters of {w}", "list the letters of {w}"],
+                     "write out the letters of {w}", "list the letters of {w}",
+                     "spell the word {w} for me", "spell {w} out", "write {w} letter by letter",
+                     "split {w} into its letters", "show me how to spell {w}",
+                     "tell me how to spell {w}"],
         questions=["how do I spell {w}?", "how is the word {w} spelled?",
                    "what are the letters of {w}?", "what are the letters in {w}?",
                    "what is the spelling of the word {w}?", "how do you spell the word {w}?",
                    "spell {w} letter by letter", "{w}, letter by letter please",
-                   "one letter at a time, {w}", "give me {w} one letter at a time"],
+                   "one letter at a time, {w}", "give me {w} one letter at a time",
+                   "how would you spell {w}?", "what's the spelling of {w}?",
+                   "how's {w} spelled?", "which letters make {w}?", "which letters spell {w}?",
+                   "{w}, how is it spelled?", "how do we spell {w}?",
+                   "what letters is {w} made of?"],
         test_only=[]),
     "reverse": dict(
         imperatives=["reverse {w}", "write the word {w} backwards", "spell {w} backwards",
-                     "say the word {w} backwards", "turn {w} around"],
+                     "say the word {w} backwards", "turn {w} around", "write {w} in reverse",
+                     "give me {w} backwards", "spell the word {w} in reverse",
+                     "put the letters of {w} in reverse order", "reverse the letters of {w}",
+                     "show me {w} backwards"],
         questions=["what is the word {w} backwards?", "what is {w} spelled backwards?",
                    "how is {w} written backwards?", "what does {w} look like reversed?",
                    "{w} reversed?", "read {w} from the end", "read the word {w} backwards",
-                   "what is {w} read from right to left?", "{w} from back to front?"],
+                   "what is {w} read from right to left?", "{w} from back to front?",
+                   "what is {w} in reverse?", "how does {w} look backwards?",
+                   "what's {w} backwards?", "{w} in reverse?", "what do you get if you reverse {w}?",
+                   "what is the reverse of {w}?", "{w} written backwards is?",
+                   "what does {w} become backwards?"],
         test_only=[]),
     "count": dict(
         imperatives=["count the letters of {w}", "tell me how many letters {w} has",
-                     "count how many letters are in {w}"],
+                     "count how many letters are in {w}", "tell me the length of {w}",
+                     "give me the letter count of {w}", "count the letters in the word {w}",
+                     "say how many letters {w} has"],
         questions=["how many letters has {w} got?", "how many letters does the word {w} have?",
                    "how many letters are there in {w}?", "what is the length of {w}?",
                    "{w} has how many letters?", "how many letters make up {w}?",
                    "{w}: how many letters?", "{w} has how many letters in it?",
                    "{w} contains how many letters?", "{w} is how many letters?",
-                   "{w} is made of how many letters?"],
+                   "{w} is made of how many letters?",
+                   "how many letters does {w} contain?", "how many letters in the word {w}?",
+                   "the word {w} has how many letters?", "how many letters would {w} have?",
+                   "how many letters is the word {w}?", "what's the letter count for {w}?",
+                   "what's the length of the word {w}?", "how many letters has the word {w}?"],
         test_only=[]),
 }
+
+
+# The second round of phase 4 (after the first scored under 90% on the held-out wordings of
+# differences, continents, spellings, reversals and letter counts): those tasks asked more often
+# in the wide corpus (differences failed on the numbers, not the wording: 70% of held-out pairs
+# with a training phrasing) ...
+WIDE_WEIGHT = {"sub": 1.5, "continent": 2.5, "count": 1.5, "spell": 1.3, "reverse": 1.3}
+# ... and a quarter of its template questions wrapped in chat the answer does not depend on, so
+# that the model learns to find the item among words it has not seen ("on what continent do we
+# find Sudan?" was answered about Finland). None of these begins or ends a phrasing of the
+# corpus ("please", "can you", "tell me" ...), so a wrapped question never equals a held-out one.
+LEAD_INS = ["hey, ", "hi, ", "hello! ", "ok, ", "okay so ", "quick question: ", "question: ",
+            "so, ", "hmm, ", "right, ", "one more: ", "next one: ", "I wonder, ", "sorry, ",
+            "excuse me, ", "I have a question. ", "another one: ", "now then, ", "well, ",
+            "good morning! "]
+TAILS = [" thanks", " thanks!", ", thank you", " thank you", " :)", " if you know",
+         " if you can", ", I forgot", " again", " quickly", ", thanks a lot", " for my homework"]
+CHAT_RATE = 0.25
+
+
+def chat_around(rng: random.Random, q: str) -> str:
+    """q with a lead-in, a tail or both (see LEAD_INS)."""
+    r = rng.random()
+    if r < 0.7:
+        lead = rng.choice(LEAD_INS)
+        lead = cap_first(lead) if rng.random() < 0.4 else lead
+        q = lead + (q if q.startswith("I ") else q[:1].lower() + q[1:])
+    if r >= 0.45:
+        q += rng.choice(TAILS)
+    return q
+
+
+def chat_cores(q: str) -> set[str]:
+    """The normalised questions chat_around could have wrapped into q, q's own key included."""
+    out = {normalize(q)}
+    for lead in LEAD_INS:
+        if q.lower().startswith(lead.lower()):
+            out.add(normalize(q[len(lead):]))
+    for core in list(out):
+        for tail in map(normalize, TAILS):
+            if core.endswith(tail):
+                out.add(normalize(core[:-len(tail)]))
+    return out
 
 
 def _polite(core: str) -> list[str]:
@@ -690,8 +779,11 @@ def _polite(core: str) -> list[str]:
 
 def widen(tasks) -> None:
     """Give the tasks named in WIDE_PHRASINGS their wide training phrasings, and add the held-out
-    ones to their test phrasings."""
+    ones to their test phrasings; weigh them by WIDE_WEIGHT, and wrap a share of every template
+    task's training questions in chat (chat_around)."""
     for task in tasks:
+        task.chatty = True
+        task.weight *= WIDE_WEIGHT.get(task.name, 1)
         spec = WIDE_PHRASINGS.get(task.name)
         if spec is None:
             continue

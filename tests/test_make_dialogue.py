@@ -84,3 +84,42 @@ def test_possessives_of_names_ending_in_s():
          "continent": "Europe"}
     seen = {cap.fields(rng, f)["cs"] for _ in range(200)}
     assert seen <= {"the Netherlands'", "Netherlands'", "the netherlands'", "netherlands'"}
+
+
+def test_no_lead_in_or_tail_turns_a_training_phrasing_into_a_held_out_one():
+    # chat_around wraps a quarter of the wide corpus's template questions; if a lead-in such as
+    # "tell me " or a tail such as " please" were added, a wrapped training question could be a
+    # held-out one ("tell me {a} + {b}").
+    assert md.chat_cores("Hey, what is {a} + {b}? thanks") >= {"what is {a}+{b}"}
+    assert md.chat_cores("what is {a} + {b}?, thank you") >= {"what is {a}+{b}"}
+    for task in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks:
+        keys = {md.normalize(t) for t in task.train + task.wide}
+        for held in task.test:
+            assert not md.chat_cores(held) & keys, held
+    # And the check sees a wrapping when there is one.
+    wrapped = "Quick question: " + "what is {a} + {b}?" + " if you know"
+    assert md.chat_cores(wrapped) & {md.normalize("what is {a} + {b}?")}
+
+
+def test_the_wide_corpus_wraps_some_questions_in_chat_and_asks_weak_skills_more():
+    narrow = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR).template_tasks}
+    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
+    assert not any(t.chatty for t in narrow.values()) and all(t.chatty for t in wide.values())
+    for name, factor in md.WIDE_WEIGHT.items():
+        assert wide[name].weight == pytest.approx(narrow[name].weight * factor)
+    assert wide["add"].weight == narrow["add"].weight
+
+    train, stats, _, _ = md.generate(1337, 3000, md.DEFAULT_SEED_DIR, 300, wide_phrasings=True)
+    pairs = [(m["content"], a["content"]) for line in train
+             for m, a in zip(json.loads(line)["messages"][::2], json.loads(line)["messages"][1::2])]
+    leads = tuple(lead.lower() for lead in md.LEAD_INS)
+    wrapped = [(q, a) for q, a in pairs if q.lower().startswith(leads)]
+    assert 0.05 < len(wrapped) / len(pairs) < 0.3
+    # The answer does not change: a wrapped sum is answered as the bare one would be.
+    sums = [(q, a) for q, a in wrapped if re.fullmatch(r"\d+ \+ \d+ = -?\d+\.", a)]
+    assert sums
+    for q, a in sums:
+        x, y = re.findall(r"\d+", a)[:2]
+        assert x in q and y in q
+    tails = tuple(t.lower() for t in md.TAILS)
+    assert any(q.lower().endswith(tails) for q, _ in pairs)

@@ -16,6 +16,16 @@ one the training file never contains:
   questions asked with that corpus's held-out phrasings only (the narrow corpus's held-out ones
   and the wide ones held out by hash; every phrasing at least twice, in turn); sums and
   differences of 2-digit operands held out in both orders, other skills on training items;
+- differences apart from wording: the held-out 2-digit pairs asked with training phrasings;
+  and sums and differences asked with held-out wordings of any 2-digit pairs, as a user would
+  type them (about 9 in 10 occur in training, as they would for a user);
+- calendar (unseen wordings too): every calendar task's held-out phrasings (days and months
+  after and before, shifts, month numbers and lengths ...), three items each;
+- fresh wordings: benchmarks/data/fresh_wordings.json, ten wordings a skill written for this
+  benchmark by a helper told not to read the generator (casual ones among them: "yo, 30 + 50?",
+  "i forgot the capital of Chile. what is it?"), each asked of 4 items as above. A wording
+  a training question can equal (a training phrasing, alone or inside the wide corpus's chat
+  lead-ins and tails) is left out and listed in the JSON;
 - the issue's probes: the three wordings it measured ("please add A to B", "what does A plus B
   make?", "what is X's capital city?"), each asked of 40 items as typed there, reported apart;
   the generator holds all three out of training;
@@ -103,6 +113,20 @@ def heldout_pairs(rng, lo, hi, n):
     return rng.sample(pairs, n) if len(pairs) > n else pairs
 
 
+def asked(task, rng, templates, pairs):
+    """One question of an arithmetic task per operand pair, the templates in turn."""
+    out = []
+    for i, (a, b) in enumerate(pairs):
+        pair = task.make(rng, templates[i % len(templates)], (a, b))
+        out.append((pair.user, pair.assistant, a + b if task.name == "add" else a - b))
+    return out
+
+
+def any_pairs(rng, n):
+    """n 2-digit operand pairs as a user might type them: most (about 9 in 10) occur in training."""
+    return [(rng.randint(10, 99), rng.randint(10, 99)) for _ in range(n)]
+
+
 def possessive(name):
     return name + ("'" if name.endswith("s") else "'s")
 
@@ -145,6 +169,46 @@ def issue_probes(wide, rng, n=40):
 
 WIDE_SKILLS = ["add", "sub", "capital", "country_of_capital", "continent", "spell", "reverse",
                "count"]
+FRESH = ROOT / "benchmarks" / "data" / "fresh_wordings.json"
+
+
+def seen_in_training(task, template):
+    """Whether a training question can read as `template`: one of the task's training phrasings
+    (narrow or wide), alone or wrapped in make_dialogue.chat_around's lead-ins and tails."""
+    return bool(md.chat_cores(template) & {md.normalize(t) for t in task.train + task.wide})
+
+
+def fresh_questions(wide, rng, task_name, per_wording=4):
+    """The wordings of benchmarks/data/fresh_wordings.json for one skill, written for this
+    benchmark by someone who had not read the generator, each asked of per_wording items (as in
+    wording_questions). Returns (questions, wordings left out because training can ask them)."""
+    task = next(t for t in wide.template_tasks if t.name == task_name)
+    wordings = json.loads(FRESH.read_text())[task_name]
+    fresh = [w for w in wordings if not seen_in_training(task, w)]
+    n = per_wording * len(fresh)
+    items = (heldout_pairs(rng, 10, 99, n) if task.category == "arithmetic"
+             else [task.pick(rng) for _ in range(n)])
+    out = []
+    for i, item in enumerate(items):
+        pair = task.make(rng, fresh[i % len(fresh)], item)
+        key = {"add": lambda it: it[0] + it[1], "sub": lambda it: it[0] - it[1]}.get(
+            task_name, lambda it: it["capital"] if task_name == "capital" else pair.assistant)
+        out.append((pair.user, pair.assistant, key(item)))
+    return out, [w for w in wordings if w not in fresh]
+
+
+def calendar_questions(wide, rng, per_wording=3):
+    """Every calendar task's held-out phrasings (the narrow corpus's; the wide one adds none),
+    each asked of per_wording items the training file also asks about."""
+    out = []
+    for task in wide.template_tasks:
+        if task.category != "calendar":
+            continue
+        for template in task.test:
+            for _ in range(per_wording):
+                pair = task.make(rng, template, task.pick(rng))
+                out.append((pair.user, pair.assistant, pair.assistant))
+    return out
 
 
 def test_split_questions(n, conversations):
@@ -300,6 +364,22 @@ def main(argv=None):
     result["unseen_wordings"] = {
         name: score_skill(runner, name, wording_questions(wide, wrng, name, args.wording_n))
         for name in WIDE_SKILLS}
+    # Differences: the skill apart from the wording (held-out pairs, training phrasings), and
+    # held-out wordings on the pairs a user would type (most of them trained on).
+    tasks = {t.name: t for t in wide.template_tasks}
+    result["sub_2digit_training_wording"] = score_sums(runner, asked(
+        tasks["sub"], wrng, tasks["sub"].train, heldout_pairs(wrng, 10, 99, args.wording_n)))
+    result["unseen_wordings_any_pairs"] = {
+        name: score_sums(runner, asked(tasks[name], wrng, tasks[name].test,
+                                       any_pairs(wrng, args.wording_n)))
+        for name in ("add", "sub")}
+    result["unseen_wordings"]["calendar"] = score_exact(runner, calendar_questions(wide, wrng))
+    result["fresh_wordings"] = {}
+    for name in WIDE_SKILLS:
+        items, left_out = fresh_questions(wide, wrng, name)
+        result["fresh_wordings"][name] = {**score_skill(runner, name, items),
+                                          "wordings": len(items) // 4,
+                                          "left_out_as_seen": left_out}
     result["issue_probes"] = {
         name: (score_sums if kind == "sum" else score_capitals)(runner, items)
         for name, (kind, items) in issue_probes(wide, wrng).items()}
@@ -318,6 +398,8 @@ def main(argv=None):
         "first_char_p95<=100ms": result["first_char_ms"]["p95"] <= 100,
         **{f"unseen_wordings_{k}>=0.90": v["exact"] >= 0.90
            for k, v in result["unseen_wordings"].items()},
+        **{f"fresh_wordings_{k}>=0.90": v["exact"] >= 0.90
+           for k, v in result["fresh_wordings"].items()},
         **{f"probe '{k}'>=0.90": v["exact"] >= 0.90 for k, v in result["issue_probes"].items()},
     }
     result["seconds"] = round(time.perf_counter() - t1, 1)

@@ -651,14 +651,22 @@ WIDE_PHRASINGS = {
         test_only=["what is {cs} capital city?"]),
     "country_of_capital": dict(
         imperatives=["name the country whose capital city is {cap}",
-                     "tell me the country with {cap} as its capital"],
+                     "tell me the country with {cap} as its capital",
+                     "tell me which country {cap} is the capital of",
+                     "name the country {cap} is in"],
         questions=["{cap} is the capital city of which country?",
                    "which country's capital city is {cap}?", "whose capital is {cap}?",
                    "what country has {cap} as its capital city?",
                    "{cap} is the capital of what?", "{cap} is the capital of?",
                    "which country has the capital {cap}?", "what country's capital is {cap}?",
                    "the capital {cap} belongs to which country?",
-                   "{cap} is the capital city of what country?"],
+                   "{cap} is the capital city of what country?",
+                   # Third round.
+                   "which country is {cap} in?", "what country is {cap} in?",
+                   "{cap} is in which country?", "which country is {cap} the capital of?",
+                   "in which country is {cap}?", "{cap}: capital of which country?",
+                   "{cap} is the capital city of?", "which country does {cap} belong to?",
+                   "what country does {cap} belong to?", "do you know which country {cap} is in?"],
         test_only=[]),
     "continent": dict(
         imperatives=["name the continent of {c}", "tell me the continent of {c}",
@@ -712,7 +720,8 @@ WIDE_PHRASINGS = {
                    "what does {w} become backwards?"],
         test_only=[]),
     "count": dict(
-        imperatives=["count the letters of {w}", "tell me how many letters {w} has",
+        imperatives=["tell me the letter count of {w}",
+                     "count the letters of {w}", "tell me how many letters {w} has",
                      "count how many letters are in {w}", "tell me the length of {w}",
                      "give me the letter count of {w}", "count the letters in the word {w}",
                      "say how many letters {w} has"],
@@ -725,7 +734,101 @@ WIDE_PHRASINGS = {
                    "how many letters does {w} contain?", "how many letters in the word {w}?",
                    "the word {w} has how many letters?", "how many letters would {w} have?",
                    "how many letters is the word {w}?", "what's the letter count for {w}?",
-                   "what's the length of the word {w}?", "how many letters has the word {w}?"],
+                   "what's the length of the word {w}?", "how many letters has the word {w}?",
+                   "{w}, how many letters?", "how many letters do you count in {w}?",
+                   "how many letters are used in {w}?", "how many letters does {w} have in it?"],
+        test_only=[]),
+    # The calendar (third round: it scored 36% on its held-out phrasings, which the first two
+    # rounds did not widen).
+    "day_after": dict(
+        imperatives=["name the day after {d}", "tell me the day after {d}",
+                     "give me the day after {d}", "tell me what day comes after {d}"],
+        questions=["which day comes after {d}?", "what's the day after {d}?",
+                   "what day is it after {d}?", "the day following {d} is?",
+                   "what is the next day after {d}?", "which day is next after {d}?",
+                   "after {d} comes which day?", "what comes next after {d}?",
+                   "what day comes next after {d}?", "which day follows on from {d}?"],
+        test_only=[]),
+    "day_before": dict(
+        imperatives=["name the day before {d}", "tell me the day before {d}",
+                     "give me the day before {d}", "tell me what day comes before {d}"],
+        questions=["which day comes before {d}?", "what's the day before {d}?",
+                   "which day is just before {d}?", "what is the previous day before {d}?",
+                   "before {d} comes which day?", "what day is one day before {d}?",
+                   "which day is the one before {d}?", "the day ahead of {d} is?",
+                   "what day do you get before {d}?", "which day comes ahead of {d}?"],
+        test_only=[]),
+    "month_after": dict(
+        imperatives=["name the month after {m}", "tell me the month after {m}",
+                     "give me the month after {m}", "tell me what month comes after {m}"],
+        questions=["which month comes after {m}?", "what's the month after {m}?",
+                   "the month following {m} is?", "what is the next month after {m}?",
+                   "which month is next after {m}?", "after {m} comes which month?",
+                   "what month comes next after {m}?", "which month follows on from {m}?"],
+        test_only=[]),
+    "month_before": dict(
+        imperatives=["name the month before {m}", "tell me the month before {m}",
+                     "give me the month before {m}", "tell me what month comes before {m}"],
+        questions=["which month comes before {m}?", "what's the month before {m}?",
+                   "which month is just before {m}?", "what is the previous month before {m}?",
+                   "before {m} comes which month?", "which month is the one before {m}?",
+                   "the month ahead of {m} is?", "which month comes ahead of {m}?"],
+        test_only=[]),
+    "tomorrow": dict(
+        imperatives=["tell me what tomorrow is if today is {d}"],
+        questions=["today is {d}, so what is tomorrow?", "it is {d} today; what day is tomorrow?",
+                   "if today's {d}, what's tomorrow?", "{d} today, so tomorrow is?",
+                   "what day is tomorrow if it's {d} today?"],
+        test_only=[]),
+    "yesterday": dict(
+        imperatives=["tell me what yesterday was if today is {d}"],
+        questions=["today is {d}, so what was yesterday?",
+                   "it is {d} today; what day was yesterday?", "if today's {d}, what was yesterday?",
+                   "{d} today, so yesterday was?", "what day was yesterday if it's {d} today?"],
+        test_only=[]),
+    "nth_month": dict(
+        imperatives=["tell me the {nth} month", "name the {nth} month",
+                     "tell me which month is the {nth}"],
+        questions=["which is the {nth} month of the year?", "the {nth} month of the year is?",
+                   "what's the {nth} month?", "what month is the {nth} one?",
+                   "what do you call the {nth} month?", "which month comes {nth} in the year?"],
+        test_only=[]),
+    "month_number": dict(
+        imperatives=["tell me the number of the month {m}", "give me the month number of {m}"],
+        questions=["what number is {m} in the year?", "{m} is month number what?",
+                   "which number is {m} among the months?", "what month number is {m}?",
+                   "{m} comes which in the year?", "how far into the year is {m}, as a number?"],
+        test_only=[]),
+    "month_days": dict(
+        imperatives=["tell me how many days {m} has", "count the days in {m}"],
+        questions=["how many days has {m} got?", "{m} has how many days?",
+                   "how many days long is {m}?", "how many days does {m} last?",
+                   "how many days are there in {m}?"],
+        test_only=[]),
+    "day_shift_after": dict(
+        imperatives=["tell me the day {n} {days} after {d}"],
+        questions=["{n} {days} after {d}, what day is it?",
+                   "what day will it be {n} {days} after {d}?",
+                   "which day falls {n} {days} after {d}?", "what's {n} {days} after {d}?"],
+        test_only=[]),
+    "day_shift_before": dict(
+        imperatives=["tell me the day {n} {days} before {d}"],
+        questions=["{n} {days} before {d}, what day was it?",
+                   "what day was it {n} {days} before {d}?",
+                   "which day falls {n} {days} before {d}?", "what's {n} {days} before {d}?"],
+        test_only=[]),
+    "month_shift_after": dict(
+        imperatives=["tell me the month {n} {months} after {m}"],
+        questions=["{n} {months} after {m}, what month is it?",
+                   "what month will it be {n} {months} after {m}?",
+                   "which month falls {n} {months} after {m}?", "what's {n} {months} after {m}?"],
+        test_only=[]),
+    "month_shift_before": dict(
+        imperatives=["tell me the month {n} {months} before {m}"],
+        questions=["{n} {months} before {m}, what month was it?",
+                   "what month was it {n} {months} before {m}?",
+                   "which month falls {n} {months} before {m}?",
+                   "what's {n} {months} before {m}?"],
         test_only=[]),
 }
 
@@ -734,7 +837,8 @@ WIDE_PHRASINGS = {
 # differences, continents, spellings, reversals and letter counts): those tasks asked more often
 # in the wide corpus (differences failed on the numbers, not the wording: 70% of held-out pairs
 # with a training phrasing) ...
-WIDE_WEIGHT = {"sub": 1.5, "continent": 2.5, "count": 1.5, "spell": 1.3, "reverse": 1.3}
+WIDE_WEIGHT = {"sub": 1.5, "continent": 2.5, "count": 1.5, "spell": 1.3, "reverse": 1.3,
+               "country_of_capital": 1.3}  # the last one: the third round
 # ... and a quarter of its template questions wrapped in chat the answer does not depend on, so
 # that the model learns to find the item among words it has not seen ("on what continent do we
 # find Sudan?" was answered about Finland). None of these begins or ends a phrasing of the

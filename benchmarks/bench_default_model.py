@@ -113,15 +113,6 @@ def heldout_pairs(rng, lo, hi, n):
     return rng.sample(pairs, n) if len(pairs) > n else pairs
 
 
-def asked(task, rng, templates, pairs):
-    """One question of an arithmetic task per operand pair, the templates in turn."""
-    out = []
-    for i, (a, b) in enumerate(pairs):
-        pair = task.make(rng, templates[i % len(templates)], (a, b))
-        out.append((pair.user, pair.assistant, a + b if task.name == "add" else a - b))
-    return out
-
-
 def any_pairs(rng, n):
     """n 2-digit operand pairs as a user might type them: most (about 9 in 10) occur in training."""
     return [(rng.randint(10, 99), rng.randint(10, 99)) for _ in range(n)]
@@ -140,12 +131,18 @@ def wording_questions(wide, rng, task_name, n):
         items = heldout_pairs(rng, 10, 99, n)
     else:
         items = [task.pick(rng) for _ in range(n)]
+    return ask_each(task, rng, task.test, items)
+
+
+def ask_each(task, rng, templates, items):
+    """One question per item, the templates in turn: [(question, answer, key)], key being what
+    score_skill checks (the number, the capital, or the whole answer)."""
     out = []
     for i, item in enumerate(items):
-        pair = task.make(rng, task.test[i % len(task.test)], item)
-        key = {"add": lambda it: it[0] + it[1], "sub": lambda it: it[0] - it[1]}.get(
-            task_name, lambda it: it["capital"] if task_name == "capital" else pair.assistant)
-        out.append((pair.user, pair.assistant, key(item)))
+        pair = task.make(rng, templates[i % len(templates)], item)
+        key = {"add": lambda: item[0] + item[1], "sub": lambda: item[0] - item[1],
+               "capital": lambda: item["capital"]}.get(task.name, lambda: pair.assistant)()
+        out.append((pair.user, pair.assistant, key))
     return out
 
 
@@ -188,13 +185,7 @@ def fresh_questions(wide, rng, task_name, per_wording=4):
     n = per_wording * len(fresh)
     items = (heldout_pairs(rng, 10, 99, n) if task.category == "arithmetic"
              else [task.pick(rng) for _ in range(n)])
-    out = []
-    for i, item in enumerate(items):
-        pair = task.make(rng, fresh[i % len(fresh)], item)
-        key = {"add": lambda it: it[0] + it[1], "sub": lambda it: it[0] - it[1]}.get(
-            task_name, lambda it: it["capital"] if task_name == "capital" else pair.assistant)
-        out.append((pair.user, pair.assistant, key(item)))
-    return out, [w for w in wordings if w not in fresh]
+    return ask_each(task, rng, fresh, items), [w for w in wordings if w not in fresh]
 
 
 def calendar_questions(wide, rng, per_wording=3):
@@ -367,10 +358,10 @@ def main(argv=None):
     # Differences: the skill apart from the wording (held-out pairs, training phrasings), and
     # held-out wordings on the pairs a user would type (most of them trained on).
     tasks = {t.name: t for t in wide.template_tasks}
-    result["sub_2digit_training_wording"] = score_sums(runner, asked(
+    result["sub_2digit_training_wording"] = score_sums(runner, ask_each(
         tasks["sub"], wrng, tasks["sub"].train, heldout_pairs(wrng, 10, 99, args.wording_n)))
     result["unseen_wordings_any_pairs"] = {
-        name: score_sums(runner, asked(tasks[name], wrng, tasks[name].test,
+        name: score_sums(runner, ask_each(tasks[name], wrng, tasks[name].test,
                                        any_pairs(wrng, args.wording_n)))
         for name in ("add", "sub")}
     result["unseen_wordings"]["calendar"] = score_exact(runner, calendar_questions(wide, wrng))

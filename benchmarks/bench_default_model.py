@@ -189,8 +189,8 @@ def fresh_questions(wide, rng, task_name, per_wording=4):
 
 
 def calendar_questions(wide, rng, per_wording=3):
-    """Every calendar task's held-out phrasings (the narrow corpus's; the wide one adds none),
-    each asked of per_wording items the training file also asks about."""
+    """Every calendar task's held-out phrasings (the narrow corpus's and the wide ones held out
+    by hash), each asked of per_wording items the training file also asks about."""
     out = []
     for task in wide.template_tasks:
         if task.category != "calendar":

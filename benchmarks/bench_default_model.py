@@ -118,20 +118,19 @@ def any_pairs(rng, n):
     return [(rng.randint(10, 99), rng.randint(10, 99)) for _ in range(n)]
 
 
-def possessive(name):
-    return name + ("'" if name.endswith("s") else "'s")
-
-
 def wording_questions(wide, rng, task_name, n):
     """n questions of one task with its held-out phrasings (wide: a --wide-phrasings corpus),
     each phrasing in turn: [(question, answer, key)]."""
     task = next(t for t in wide.template_tasks if t.name == task_name)
-    n = max(n, 2 * len(task.test))
+    return ask_each(task, rng, task.test, items_for(task, rng, max(n, 2 * len(task.test))))
+
+
+def items_for(task, rng, n):
+    """2-digit operand pairs held out in both orders for sums and differences, else items the
+    training file asks about."""
     if task.category == "arithmetic":
-        items = heldout_pairs(rng, 10, 99, n)
-    else:
-        items = [task.pick(rng) for _ in range(n)]
-    return ask_each(task, rng, task.test, items)
+        return heldout_pairs(rng, 10, 99, n)
+    return [task.pick(rng) for _ in range(n)]
 
 
 def ask_each(task, rng, templates, items):
@@ -160,7 +159,7 @@ def issue_probes(wide, rng, n=40):
     assert template in cap.test and template not in cap.wide + cap.train
     facts = rng.sample(wide.facts, n)
     probes["what is X's capital city?"] = ("capital", [
-        (template.format(cs=possessive(f["full"])), cap.answer(f), f["capital"]) for f in facts])
+        (template.format(cs=md.possessive(f["full"])), cap.answer(f), f["capital"]) for f in facts])
     return probes
 
 
@@ -178,14 +177,12 @@ def seen_in_training(task, template):
 def fresh_questions(wide, rng, task_name, per_wording=4):
     """The wordings of benchmarks/data/fresh_wordings.json for one skill, written for this
     benchmark by someone who had not read the generator, each asked of per_wording items (as in
-    wording_questions). Returns (questions, wordings left out because training can ask them)."""
+    wording_questions). Returns (questions, the wordings asked, those left out because training can ask them)."""
     task = next(t for t in wide.template_tasks if t.name == task_name)
     wordings = json.loads(FRESH.read_text())[task_name]
     fresh = [w for w in wordings if not seen_in_training(task, w)]
-    n = per_wording * len(fresh)
-    items = (heldout_pairs(rng, 10, 99, n) if task.category == "arithmetic"
-             else [task.pick(rng) for _ in range(n)])
-    return ask_each(task, rng, fresh, items), [w for w in wordings if w not in fresh]
+    items = items_for(task, rng, per_wording * len(fresh))
+    return ask_each(task, rng, fresh, items), fresh, [w for w in wordings if w not in fresh]
 
 
 def calendar_questions(wide, rng, per_wording=3):
@@ -367,10 +364,9 @@ def main(argv=None):
     result["unseen_wordings"]["calendar"] = score_exact(runner, calendar_questions(wide, wrng))
     result["fresh_wordings"] = {}
     for name in WIDE_SKILLS:
-        items, left_out = fresh_questions(wide, wrng, name)
+        items, asked, left_out = fresh_questions(wide, wrng, name)
         result["fresh_wordings"][name] = {**score_skill(runner, name, items),
-                                          "wordings": len(items) // 4,
-                                          "left_out_as_seen": left_out}
+                                          "wordings": len(asked), "left_out_as_seen": left_out}
     result["issue_probes"] = {
         name: (score_sums if kind == "sum" else score_capitals)(runner, items)
         for name, (kind, items) in issue_probes(wide, wrng).items()}

@@ -22,9 +22,9 @@ with their expected answers (run ``--show-heldout`` to list what is held out).
 
 ``--wide-phrasings`` (the corpus of the default model's fourth build phase)
 adds many more ways to ask for sums, differences, capitals, countries,
-continents, spellings, reversals and letter counts (WIDE_PHRASINGS); about 1
-in 5 of them, chosen by hash, and the wordings issue 23 measured are held out
-of training like the other held-out phrasings.  It also asks the skills the
+continents, spellings, reversals, letter counts and calendar questions
+(WIDE_PHRASINGS); about 1 in 5 of them, chosen by hash, and the wordings
+issue 23 measured are held out of training like the other held-out phrasings.  It also asks the skills the
 default model was weakest at more often (WIDE_WEIGHT) and wraps a quarter of
 the template questions in chat the answer does not depend on ("hey, ...",
 "... thanks": chat_around).  Without it the output is byte-identical to what
@@ -118,6 +118,10 @@ def style(rng: random.Random, q: str) -> str:
     if q.endswith("?") and rng.random() < 0.2:
         q = q[:-1].rstrip()
     return q
+
+
+def possessive(name: str) -> str:
+    return name + ("'" if name.endswith("s") else "'s")
 
 
 def name_case(rng: random.Random, name: str) -> str:
@@ -523,7 +527,7 @@ def capital_tasks(facts, name_order_phrasings=True):
     def fields(rng, f):
         c = country_ref(rng, f)
         # cs: the possessive ("Chile's", "the Netherlands'"), for the wide phrasings.
-        return {"c": c, "cs": c + ("'" if c.endswith("s") else "'s"),
+        return {"c": c, "cs": possessive(c),
                 "cap": name_case(rng, f["capital"])}
 
     def sampler(pool):
@@ -568,8 +572,8 @@ def capital_tasks(facts, name_order_phrasings=True):
 # Added for the default model's fourth build phase, after it failed wordings its generator never
 # used ("please add 91 to 24": 0/40; "what does 27 plus 23 make?": 13/40, it subtracted; "what
 # is Chile's capital city?": 67%).  Per task: imperative cores (each also asked politely, see
-# _polite), questions, and wordings always held out (the ones the issue measured, so that they
-# stay unseen).  About 1 in 5 of the rest is held out by phrasing_is_heldout().  A wording that
+# _polite), questions, and (test_only, where there are some) wordings always held out (the ones
+# the issue measured, so that they stay unseen).  About 1 in 5 of the rest is held out by phrasing_is_heldout().  A wording that
 # normalises to one of the narrow corpus's phrasings stays where it was (train or test).
 WIDE_PHRASINGS = {
     "add": dict(
@@ -666,8 +670,7 @@ WIDE_PHRASINGS = {
                    "{cap} is in which country?", "which country is {cap} the capital of?",
                    "in which country is {cap}?", "{cap}: capital of which country?",
                    "{cap} is the capital city of?", "which country does {cap} belong to?",
-                   "what country does {cap} belong to?", "do you know which country {cap} is in?"],
-        test_only=[]),
+                   "what country does {cap} belong to?", "do you know which country {cap} is in?"]),
     "continent": dict(
         imperatives=["name the continent of {c}", "tell me the continent of {c}",
                      "say which continent {c} is in", "tell me which continent {c} is on",
@@ -686,8 +689,7 @@ WIDE_PHRASINGS = {
                    "what continent would {c} be in?", "do you know which continent {c} is in?",
                    "{c} belongs to which continent?", "{c} is located on which continent?",
                    "which continent contains {c}?", "what continent contains {c}?",
-                   "continent of {c}?", "{cs} continent is?"],
-        test_only=[]),
+                   "continent of {c}?", "{cs} continent is?"]),
     "spell": dict(
         imperatives=["spell {w}", "spell the word {w}", "spell out the word {w}",
                      "write out the letters of {w}", "list the letters of {w}",
@@ -702,8 +704,7 @@ WIDE_PHRASINGS = {
                    "how would you spell {w}?", "what's the spelling of {w}?",
                    "how's {w} spelled?", "which letters make {w}?", "which letters spell {w}?",
                    "{w}, how is it spelled?", "how do we spell {w}?",
-                   "what letters is {w} made of?"],
-        test_only=[]),
+                   "what letters is {w} made of?"]),
     "reverse": dict(
         imperatives=["reverse {w}", "write the word {w} backwards", "spell {w} backwards",
                      "say the word {w} backwards", "turn {w} around", "write {w} in reverse",
@@ -717,8 +718,7 @@ WIDE_PHRASINGS = {
                    "what is {w} in reverse?", "how does {w} look backwards?",
                    "what's {w} backwards?", "{w} in reverse?", "what do you get if you reverse {w}?",
                    "what is the reverse of {w}?", "{w} written backwards is?",
-                   "what does {w} become backwards?"],
-        test_only=[]),
+                   "what does {w} become backwards?"]),
     "count": dict(
         imperatives=["tell me the letter count of {w}",
                      "count the letters of {w}", "tell me how many letters {w} has",
@@ -736,8 +736,7 @@ WIDE_PHRASINGS = {
                    "how many letters is the word {w}?", "what's the letter count for {w}?",
                    "what's the length of the word {w}?", "how many letters has the word {w}?",
                    "{w}, how many letters?", "how many letters do you count in {w}?",
-                   "how many letters are used in {w}?", "how many letters does {w} have in it?"],
-        test_only=[]),
+                   "how many letters are used in {w}?", "how many letters does {w} have in it?"]),
     # The calendar (third round: it scored 36% on its held-out phrasings, which the first two
     # rounds did not widen).
     "day_after": dict(
@@ -747,8 +746,7 @@ WIDE_PHRASINGS = {
                    "what day is it after {d}?", "the day following {d} is?",
                    "what is the next day after {d}?", "which day is next after {d}?",
                    "after {d} comes which day?", "what comes next after {d}?",
-                   "what day comes next after {d}?", "which day follows on from {d}?"],
-        test_only=[]),
+                   "what day comes next after {d}?", "which day follows on from {d}?"]),
     "day_before": dict(
         imperatives=["name the day before {d}", "tell me the day before {d}",
                      "give me the day before {d}", "tell me what day comes before {d}"],
@@ -756,80 +754,68 @@ WIDE_PHRASINGS = {
                    "which day is just before {d}?", "what is the previous day before {d}?",
                    "before {d} comes which day?", "what day is one day before {d}?",
                    "which day is the one before {d}?", "the day ahead of {d} is?",
-                   "what day do you get before {d}?", "which day comes ahead of {d}?"],
-        test_only=[]),
+                   "what day do you get before {d}?", "which day comes ahead of {d}?"]),
     "month_after": dict(
         imperatives=["name the month after {m}", "tell me the month after {m}",
                      "give me the month after {m}", "tell me what month comes after {m}"],
         questions=["which month comes after {m}?", "what's the month after {m}?",
                    "the month following {m} is?", "what is the next month after {m}?",
                    "which month is next after {m}?", "after {m} comes which month?",
-                   "what month comes next after {m}?", "which month follows on from {m}?"],
-        test_only=[]),
+                   "what month comes next after {m}?", "which month follows on from {m}?"]),
     "month_before": dict(
         imperatives=["name the month before {m}", "tell me the month before {m}",
                      "give me the month before {m}", "tell me what month comes before {m}"],
         questions=["which month comes before {m}?", "what's the month before {m}?",
                    "which month is just before {m}?", "what is the previous month before {m}?",
                    "before {m} comes which month?", "which month is the one before {m}?",
-                   "the month ahead of {m} is?", "which month comes ahead of {m}?"],
-        test_only=[]),
+                   "the month ahead of {m} is?", "which month comes ahead of {m}?"]),
     "tomorrow": dict(
         imperatives=["tell me what tomorrow is if today is {d}"],
         questions=["today is {d}, so what is tomorrow?", "it is {d} today; what day is tomorrow?",
                    "if today's {d}, what's tomorrow?", "{d} today, so tomorrow is?",
-                   "what day is tomorrow if it's {d} today?"],
-        test_only=[]),
+                   "what day is tomorrow if it's {d} today?"]),
     "yesterday": dict(
         imperatives=["tell me what yesterday was if today is {d}"],
         questions=["today is {d}, so what was yesterday?",
                    "it is {d} today; what day was yesterday?", "if today's {d}, what was yesterday?",
-                   "{d} today, so yesterday was?", "what day was yesterday if it's {d} today?"],
-        test_only=[]),
+                   "{d} today, so yesterday was?", "what day was yesterday if it's {d} today?"]),
     "nth_month": dict(
         imperatives=["tell me the {nth} month", "name the {nth} month",
                      "tell me which month is the {nth}"],
         questions=["which is the {nth} month of the year?", "the {nth} month of the year is?",
                    "what's the {nth} month?", "what month is the {nth} one?",
-                   "what do you call the {nth} month?", "which month comes {nth} in the year?"],
-        test_only=[]),
+                   "what do you call the {nth} month?", "which month comes {nth} in the year?"]),
     "month_number": dict(
         imperatives=["tell me the number of the month {m}", "give me the month number of {m}"],
         questions=["what number is {m} in the year?", "{m} is month number what?",
                    "which number is {m} among the months?", "what month number is {m}?",
-                   "{m} comes which in the year?", "how far into the year is {m}, as a number?"],
-        test_only=[]),
+                   "{m} comes which in the year?", "how far into the year is {m}, as a number?"]),
     "month_days": dict(
         imperatives=["tell me how many days {m} has", "count the days in {m}"],
         questions=["how many days has {m} got?", "{m} has how many days?",
                    "how many days long is {m}?", "how many days does {m} last?",
-                   "how many days are there in {m}?"],
-        test_only=[]),
+                   "how many days are there in {m}?"]),
     "day_shift_after": dict(
         imperatives=["tell me the day {n} {days} after {d}"],
         questions=["{n} {days} after {d}, what day is it?",
                    "what day will it be {n} {days} after {d}?",
-                   "which day falls {n} {days} after {d}?", "what's {n} {days} after {d}?"],
-        test_only=[]),
+                   "which day falls {n} {days} after {d}?", "what's {n} {days} after {d}?"]),
     "day_shift_before": dict(
         imperatives=["tell me the day {n} {days} before {d}"],
         questions=["{n} {days} before {d}, what day was it?",
                    "what day was it {n} {days} before {d}?",
-                   "which day falls {n} {days} before {d}?", "what's {n} {days} before {d}?"],
-        test_only=[]),
+                   "which day falls {n} {days} before {d}?", "what's {n} {days} before {d}?"]),
     "month_shift_after": dict(
         imperatives=["tell me the month {n} {months} after {m}"],
         questions=["{n} {months} after {m}, what month is it?",
                    "what month will it be {n} {months} after {m}?",
-                   "which month falls {n} {months} after {m}?", "what's {n} {months} after {m}?"],
-        test_only=[]),
+                   "which month falls {n} {months} after {m}?", "what's {n} {months} after {m}?"]),
     "month_shift_before": dict(
         imperatives=["tell me the month {n} {months} before {m}"],
         questions=["{n} {months} before {m}, what month was it?",
                    "what month was it {n} {months} before {m}?",
                    "which month falls {n} {months} before {m}?",
-                   "what's {n} {months} before {m}?"],
-        test_only=[]),
+                   "what's {n} {months} before {m}?"]),
 }
 
 
@@ -891,11 +877,12 @@ def widen(tasks) -> None:
         spec = WIDE_PHRASINGS.get(task.name)
         if spec is None:
             continue
-        forced = {normalize(t) for t in spec["test_only"]}
+        test_only = spec.get("test_only", [])
+        forced = {normalize(t) for t in test_only}
         taken = {normalize(t) for t in task.train + task.test}
         assert not forced & taken, task.name
         cands = [v for c in spec["imperatives"] for v in _polite(c)]
-        for t in cands + spec["questions"] + spec["test_only"]:
+        for t in cands + spec["questions"] + test_only:
             key = normalize(t)
             if key in taken:
                 continue

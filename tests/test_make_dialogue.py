@@ -46,7 +46,7 @@ def test_wide_phrasings_are_split_by_hash_and_the_issue_wordings_held_out():
         keys = {md.normalize(t) for t in w.train + w.wide}
         assert not keys & {md.normalize(t) for t in w.test}, name
         for t in new_test:
-            forced = {md.normalize(x) for x in md.WIDE_PHRASINGS[name]["test_only"]}
+            forced = {md.normalize(x) for x in md.WIDE_PHRASINGS[name].get("test_only", [])}
             assert md.phrasing_is_heldout(name, t) or md.normalize(t) in forced, t
         assert not any(md.phrasing_is_heldout(name, t) for t in w.wide)
         held_out_new += len(new_test)
@@ -113,8 +113,8 @@ def test_the_wide_corpus_wraps_some_questions_in_chat_and_asks_weak_skills_more(
     assert wide["add"].weight == narrow["add"].weight
 
     train, stats, _, _ = md.generate(1337, 3000, md.DEFAULT_SEED_DIR, 300, wide_phrasings=True)
-    pairs = [(m["content"], a["content"]) for line in train
-             for m, a in zip(json.loads(line)["messages"][::2], json.loads(line)["messages"][1::2])]
+    turns = [json.loads(line)["messages"] for line in train]
+    pairs = [(q["content"], a["content"]) for ms in turns for q, a in zip(ms[::2], ms[1::2])]
     leads = tuple(lead.lower() for lead in md.LEAD_INS)
     wrapped = [(q, a) for q, a in pairs if q.lower().startswith(leads)]
     assert 0.05 < len(wrapped) / len(pairs) < 0.3

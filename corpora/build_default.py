@@ -308,7 +308,7 @@ def phase4_record(run: Path) -> dict | None:
         or its.get("trained_by_this_script") is True,
         "phases_1_to_3_build": {k: its.get(k) for k in (
             "run", "trained_by_this_script", "recipe_matches", "steps", "best_val_loss",
-            "corpus", "git", "exported")} if its else None,
+            "corpus", "git", "exported", "phase4")} if its else None,
         "phase_3_corpus": {"file": portable(str(CORPUS), ROOT),
                            "phases": f"steps {EXTEND_TO + 1:,} to {FINAL_STEPS:,}",
                            "sha256": sha,

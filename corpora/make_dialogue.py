@@ -863,6 +863,147 @@ def chat_cores(q: str) -> set[str]:
     return out
 
 
+# The fourth round (session 17): wordings built from parts. The third round still failed most
+# wordings written by people who had not read these lists (47-84% a skill): the model had learnt
+# the lists, not the words that carry each skill. So each skill also gets verb phrases ("sum {a}
+# and {b}"), noun phrases ("the total of {a} and {b}") and clauses ("what {a} and {b} add up
+# to"), and each is asked in every frame of its kind below: a few hundred wordings a skill in
+# which the same skill words recur among changing ones. They are split by hash like the lists
+# above (about 1 in 5 held out); a composed wording equal to one already placed keeps its place.
+VERB_FRAMES = ["{v}", "please {v}", "can you {v}?", "could you {v}?", "{v} please", "{v} for me",
+               "would you {v}?", "I want you to {v}", "I need you to {v}", "help me {v}",
+               "go ahead and {v}", "try to {v}", "now {v}", "I'd like you to {v}"]
+NP_FRAMES = ["what is {np}?", "what's {np}?", "tell me {np}", "give me {np}", "I need {np}",
+             "do you know {np}?", "{np}?", "{np} please", "what would {np} be?",
+             "can you tell me {np}?", "could you give me {np}?", "show me {np}", "I'd like {np}",
+             "find {np}", "what do you think {np} is?"]
+CLAUSE_FRAMES = ["tell me {cl}", "do you know {cl}?", "can you tell me {cl}?",
+                 "could you tell me {cl}?", "I want to know {cl}", "I'd like to know {cl}",
+                 "I wonder {cl}", "work out {cl}", "find out {cl}", "any idea {cl}?",
+                 "I need to know {cl}", "please tell me {cl}"]
+PARTS = {
+    "add": dict(
+        verbs=["add {a} and {b}", "add {a} to {b}", "add up {a} and {b}", "sum {a} and {b}",
+               "sum up {a} and {b}", "total {a} and {b}", "total up {a} and {b}",
+               "combine {a} and {b}", "put {a} and {b} together", "work out {a} plus {b}"],
+        nps=["the sum of {a} and {b}", "the total of {a} and {b}", "{a} plus {b}", "{a} + {b}",
+             "{a} and {b} added together", "{a} and {b} combined", "the result of {a} plus {b}",
+             "{a} added to {b}", "the sum of {a} plus {b}"],
+        clauses=["what {a} plus {b} is", "what {a} and {b} add up to", "how much {a} plus {b} is",
+                 "what {a} and {b} make together", "what you get if you add {a} and {b}"]),
+    "sub": dict(
+        verbs=["subtract {b} from {a}", "take {b} from {a}", "take {b} away from {a}",
+               "take away {b} from {a}", "deduct {b} from {a}", "remove {b} from {a}",
+               "take {b} off {a}", "work out {a} minus {b}", "reduce {a} by {b}",
+               "knock {b} off {a}", "minus {b} from {a}"],
+        nps=["{a} minus {b}", "{a} - {b}", "{a} take away {b}", "{a} less {b}",
+             "{b} subtracted from {a}", "{a} with {b} taken away", "the result of {a} minus {b}",
+             "{a} reduced by {b}"],
+        clauses=["what {a} minus {b} is", "what is left if you take {b} from {a}",
+                 "how much is left when {b} is taken from {a}",
+                 "what you get if you subtract {b} from {a}",
+                 "what remains if {b} is taken away from {a}"]),
+    "capital": dict(
+        verbs=["name the capital of {c}", "name {cs} capital", "name the capital city of {c}",
+               "say the capital of {c}", "look up the capital of {c}", "find the capital of {c}",
+               "identify the capital of {c}"],
+        nps=["the capital of {c}", "the capital city of {c}", "{cs} capital",
+             "{cs} capital city", "the name of {cs} capital"],
+        clauses=["what {cs} capital is", "which city is the capital of {c}",
+                 "what the capital of {c} is", "what city is {cs} capital"]),
+    "country_of_capital": dict(
+        verbs=["name the country whose capital is {cap}", "name the country {cap} is the capital of",
+               "find the country whose capital is {cap}",
+               "say which country has {cap} as its capital",
+               "identify the country with the capital {cap}"],
+        nps=["the country whose capital is {cap}", "the country with {cap} as its capital",
+             "the country {cap} is the capital of", "the country that has {cap} as its capital",
+             "the nation whose capital is {cap}"],
+        clauses=["which country {cap} is the capital of", "what country has {cap} as its capital",
+                 "which country has the capital {cap}", "which country {cap} is in",
+                 "whose capital {cap} is", "which nation {cap} is the capital of"]),
+    "continent": dict(
+        verbs=["name the continent of {c}", "name the continent {c} is in",
+               "find the continent of {c}", "say which continent {c} is on",
+               "identify the continent of {c}"],
+        nps=["the continent of {c}", "{cs} continent", "the continent {c} is in",
+             "the continent {c} is on", "the continent where {c} is",
+             "the continent that {c} belongs to"],
+        clauses=["which continent {c} is in", "what continent {c} is on",
+                 "which continent {c} belongs to", "what continent {c} is part of",
+                 "on which continent {c} lies"]),
+    "spell": dict(
+        verbs=["spell {w}", "spell out {w}", "spell the word {w}", "spell out the word {w}",
+               "list the letters of {w}", "write out the letters of {w}",
+               "write {w} letter by letter", "go through {w} letter by letter",
+               "say {w} one letter at a time", "give the letters of {w}"],
+        nps=["the spelling of {w}", "the letters of {w}", "the letters in {w}",
+             "{w} letter by letter", "{w} spelled out", "the letters of the word {w}",
+             "{w} one letter at a time"],
+        clauses=["how to spell {w}", "how {w} is spelled", "how you spell {w}",
+                 "which letters are in {w}", "what letters make up {w}"]),
+    "reverse": dict(
+        verbs=["reverse {w}", "reverse the word {w}", "spell {w} backwards", "write {w} backwards",
+               "write {w} in reverse", "say {w} backwards", "turn {w} around",
+               "read {w} backwards", "write the letters of {w} in reverse order"],
+        nps=["{w} backwards", "{w} in reverse", "{w} reversed", "the reverse of {w}",
+             "{w} spelled backwards", "{w} written backwards", "the word {w} backwards",
+             "{w} read backwards"],
+        clauses=["what {w} is backwards", "how {w} looks backwards", "what {w} looks like reversed",
+                 "how you write {w} backwards", "what you get if you reverse {w}"]),
+    "count": dict(
+        verbs=["count the letters in {w}", "count the letters of {w}",
+               "count how many letters {w} has", "count the letters in the word {w}",
+               "work out how many letters {w} has"],
+        nps=["the number of letters in {w}", "the letter count of {w}", "the length of {w}",
+             "the length of the word {w}", "the number of letters {w} has",
+             "the letter count for {w}"],
+        clauses=["how many letters {w} has", "how many letters are in {w}",
+                 "how many letters there are in {w}", "how long the word {w} is",
+                 "how many letters make up {w}"]),
+}
+for _unit, _key in (("day", "d"), ("month", "m")):
+    PARTS[f"{_unit}_after"] = dict(
+        verbs=[f"name the {_unit} after {{{_key}}}", f"say the {_unit} after {{{_key}}}",
+               f"find the {_unit} after {{{_key}}}"],
+        nps=[f"the {_unit} after {{{_key}}}", f"the {_unit} following {{{_key}}}",
+             f"the next {_unit} after {{{_key}}}", f"the {_unit} that comes after {{{_key}}}",
+             f"the {_unit} that follows {{{_key}}}"],
+        clauses=[f"what {_unit} comes after {{{_key}}}", f"which {_unit} follows {{{_key}}}",
+                 f"what {_unit} is after {{{_key}}}", f"which {_unit} comes next after {{{_key}}}",
+                 f"what the {_unit} after {{{_key}}} is"])
+    PARTS[f"{_unit}_before"] = dict(
+        verbs=[f"name the {_unit} before {{{_key}}}", f"say the {_unit} before {{{_key}}}",
+               f"find the {_unit} before {{{_key}}}"],
+        nps=[f"the {_unit} before {{{_key}}}", f"the {_unit} preceding {{{_key}}}",
+             f"the previous {_unit} before {{{_key}}}", f"the {_unit} that comes before {{{_key}}}",
+             f"the {_unit} that precedes {{{_key}}}"],
+        clauses=[f"what {_unit} comes before {{{_key}}}", f"which {_unit} precedes {{{_key}}}",
+                 f"what {_unit} is before {{{_key}}}", f"which {_unit} is just before {{{_key}}}",
+                 f"what the {_unit} before {{{_key}}} is"])
+
+
+def composed(task_name: str) -> list[str]:
+    """Every wording PARTS builds for a task: each part in each frame of its kind."""
+    parts = PARTS.get(task_name, {})
+    return ([f.format(v=v) for v in parts.get("verbs", []) for f in VERB_FRAMES]
+            + [f.format(np=n) for n in parts.get("nps", []) for f in NP_FRAMES]
+            + [f.format(cl=c) for c in parts.get("clauses", []) for f in CLAUSE_FRAMES])
+
+
+# Differences of close operands are the ones the third-round model got wrong (44 - 43 = -8; and
+# A - A never 0 for a held-out A): among uniform pairs of 1- to 3-digit numbers, fewer than 1 in
+# 100 is equal or a few apart. The wide corpus draws this share of its differences that way.
+CLOSE_SUB_SHARE = 0.3
+
+
+def close_pair(rng: random.Random) -> tuple[int, int]:
+    """Two operands that are equal (a fifth of the time) or at most 12 apart, either order."""
+    a = sample_number(rng)
+    b = a if rng.random() < 0.2 else max(0, a + rng.randint(-12, 12))
+    return (a, b) if rng.random() < 0.5 else (b, a)
+
+
 def _polite(core: str) -> list[str]:
     return [core, f"please {core}", f"can you {core}?", f"could you {core}?", f"{core} please"]
 
@@ -874,6 +1015,9 @@ def widen(tasks) -> None:
     for task in tasks:
         task.chatty = True
         task.weight *= WIDE_WEIGHT.get(task.name, 1)
+        if task.name == "sub":
+            task.sample = (lambda rng, uniform=task.sample:
+                           close_pair(rng) if rng.random() < CLOSE_SUB_SHARE else uniform(rng))
         spec = WIDE_PHRASINGS.get(task.name)
         if spec is None:
             continue
@@ -882,7 +1026,7 @@ def widen(tasks) -> None:
         taken = {normalize(t) for t in task.train + task.test}
         assert not forced & taken, task.name
         cands = [v for c in spec["imperatives"] for v in _polite(c)]
-        for t in cands + spec["questions"] + test_only:
+        for t in cands + spec["questions"] + test_only + composed(task.name):
             key = normalize(t)
             if key in taken:
                 continue

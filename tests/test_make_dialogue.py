@@ -4,6 +4,7 @@ training stay out of it."""
 
 import hashlib
 import json
+import random
 import re
 import sys
 from pathlib import Path
@@ -69,8 +70,11 @@ def test_the_wide_training_file_never_asks_the_held_out_wordings():
     for pattern in ISSUE_WORDINGS:
         assert not any(pattern.match(u) for u in users), pattern.pattern
     # The wide phrasings are there (about half the questions of a widened task) ...
-    assert any(re.match(r"^can you add \d+ to \d+\?$", u, re.I) for u in users)
-    assert any(re.match(r"^what do \d+ and \d+ make\??$", u, re.I) for u in users)
+    assert any(re.match(r"^(can|could) you add \d+ to \d+\?$", u, re.I) for u in users)
+    assert any(re.match(r"^what do \d+ and \d+ make( together)?\??$", u, re.I) for u in users)
+    # ... the ones built from parts too (make_dialogue.PARTS) ...
+    assert any(re.match(r"^(please )?(sum|total)( up)? \d+ and \d+", u, re.I) for u in users)
+    assert any(re.match(r"^I wonder what .+ capital", u, re.I) for u in users)
     assert any("'s capital" in u for u in users)
     # ... and the test split asks the held-out ones (the generator checks they are not in
     # training).
@@ -126,3 +130,30 @@ def test_the_wide_corpus_wraps_some_questions_in_chat_and_asks_weak_skills_more(
         assert x in q and y in q
     tails = tuple(t.lower() for t in md.TAILS)
     assert any(q.lower().endswith(tails) for q, _ in pairs)
+
+
+def test_the_wide_corpus_asks_differences_of_close_numbers_more_and_never_held_out_pairs():
+    narrow = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR).template_tasks}
+    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
+    rng = random.Random(5)
+    for corpus, lo, hi in ((narrow, 0.0, 0.02), (wide, 0.04, 0.15)):
+        pairs = [corpus["sub"].pick(rng) for _ in range(3000)]
+        assert not any(md.pair_is_heldout(a, b) for a, b in pairs)
+        equal = sum(a == b for a, b in pairs) / len(pairs)
+        assert lo <= equal <= hi, equal
+        close = sum(abs(a - b) <= 12 for a, b in pairs) / len(pairs)
+        assert close > (0.25 if corpus is wide else 0), close
+    # Sums keep the uniform draw.
+    assert sum(a == b for a, b in (wide["add"].pick(rng) for _ in range(3000))) < 60
+
+
+def test_wordings_built_from_parts_are_in_the_wide_corpus_and_split_by_hash():
+    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
+    for name in md.PARTS:
+        built = {md.normalize(t) for t in md.composed(name)}
+        task = wide[name]
+        placed = {md.normalize(t) for t in task.train + task.wide + task.test}
+        assert built <= placed, name
+        assert len(built & {md.normalize(t) for t in task.wide}) > 0.6 * len(built), name
+    assert "I wonder what {a} and {b} add up to" in md.composed("add")
+    assert "find the month preceding {m}" in md.composed("month_before")

@@ -304,8 +304,10 @@ def phase4_record(run: Path) -> dict | None:
         "started_from_stored_dtype": start.get("stored_dtype"),
         # Whether this script also trained phases 1 to 3 (from runs/default-build), and, when
         # it started from an exported model, that model's own record of how it was made.
+        # A start model that is itself a phase 4 (a chain of them) was not: the command that
+        # rebuilds this one starts from that model.
         "phases_1_to_3_trained_by_this_script": bool(start.get("is_phase_3_run"))
-        or its.get("trained_by_this_script") is True,
+        or (its.get("trained_by_this_script") is True and not its.get("phase4")),
         "phases_1_to_3_build": {k: its.get(k) for k in (
             "run", "trained_by_this_script", "recipe_matches", "steps", "best_val_loss",
             "corpus", "git", "exported", "phase4")} if its else None,

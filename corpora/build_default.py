@@ -23,7 +23,8 @@ One command, from a source checkout with charchat installed:
    a fixed PHASE4["max_steps"] steps: warmup to a rate a fifth of phase 1's peak, cosine decay
    to a tenth of that, into runs/default-build-wide/. It was added after the phase-3 model failed
    wordings its generator never used ("please add 91 to 24": 0 of 40). On a 2-core CPU its
-   7,000 steps take about an hour (0.5 s a step);
+   7,000 steps take about an hour (0.4-0.5 s a step). The shipped model ran three phases 4 one
+   after another, each on the generator of its day (--phase4-from below): this command runs one;
 4. exports the best weights, stored as float16 to halve the file (the package limit is 10 MB;
    loading casts them back to float32), with the records of how the model was made:
    train_args.json, corpus.json, metrics.jsonl and build.json.
@@ -31,11 +32,17 @@ One command, from a source checkout with charchat installed:
     python corpora/build_default.py --resume            # continue an interrupted build
     python corpora/build_default.py --export-only       # export runs/default-build-wide again
     python corpora/build_default.py --phase4-from runs/phase3-shipped
-        # only phase 4, from a model already built, then export it. How the shipped model was
-        # made: from the phase-3 model shipped at commit 4cdc4be (its float16 weights read back
-        # as float32), put in that folder with
-        #   mkdir -p runs/phase3-shipped && git archive 4cdc4be charchat/data/default |
-        #       tar -x --strip-components=3 -C runs/phase3-shipped
+        # only phase 4, from a model already built, then export it. The shipped model is a
+        # chain of three such phases 4 (each from the float16 weights of the one before, read
+        # back as float32), each model put in its folder with
+        #   mkdir -p FOLDER && git archive COMMIT charchat/data/default |
+        #       tar -x --strip-components=3 -C FOLDER
+        # 1. from the phase-3 model of commit 4cdc4be, with the generator of a1f8ab1 and no
+        #    PHASE4 seed (so 1337): the third try, shipped at f93343a;
+        # 2. from that, with the generator of 57abf91 (wordings built from parts, close
+        #    differences), seed 1337: the fourth try, committed at cb8c674;
+        # 3. from that, with this file's generator and recipe (seed 1341): the shipped model
+        #    (--phase4-from runs/phase4-fourth-try). Each build.json keeps the one before it.
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
 """
@@ -93,9 +100,12 @@ FINAL_STEPS = 12000
 # (the shipped one has no optimizer state). The rate of the warm restarts (about a fifth of the
 # peak), the same shape, batch and seed; a fixed step count. 2,500 steps on the first wide
 # corpus left differences, continents, spellings, reversals and letter counts under 90% on
-# held-out wordings; the shipped model is the third try: 7,000 steps on a wide corpus that
-# also asks the weak skills more often (make_dialogue.WIDE_WEIGHT), wraps questions in chat
-# (chat_around) and widens the calendar (benchmarks/README.md, sixteenth session).
+# held-out wordings. The third try (sixteenth session): 7,000 steps on a wide corpus that also
+# asks the weak skills more often (make_dialogue.WIDE_WEIGHT), wraps questions in chat
+# (chat_around) and widens the calendar. The shipped model (seventeenth session) is two more
+# such phases chained on top of it, on the corpus with wordings built from parts
+# (make_dialogue.PARTS) and more differences of close numbers; the second of them draws its
+# batches with its own seed so as not to repeat the first's (benchmarks/README.md).
 PHASE4 = dict(max_steps=7000, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
               patience=40, seed=1341)
 # How the app samples from this model until the user changes it: arithmetic and facts have one

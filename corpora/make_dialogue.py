@@ -962,25 +962,21 @@ PARTS = {
                  "how many letters there are in {w}", "how long the word {w} is",
                  "how many letters make up {w}"]),
 }
+# The calendar's neighbours: the same parts for after and before, days and months.
+_NEIGHBOUR_WORDS = {"after": ("following", "next", "follows", "comes next after"),
+                    "before": ("preceding", "previous", "precedes", "is just before")}
 for _unit, _key in (("day", "d"), ("month", "m")):
-    PARTS[f"{_unit}_after"] = dict(
-        verbs=[f"name the {_unit} after {{{_key}}}", f"say the {_unit} after {{{_key}}}",
-               f"find the {_unit} after {{{_key}}}"],
-        nps=[f"the {_unit} after {{{_key}}}", f"the {_unit} following {{{_key}}}",
-             f"the next {_unit} after {{{_key}}}", f"the {_unit} that comes after {{{_key}}}",
-             f"the {_unit} that follows {{{_key}}}"],
-        clauses=[f"what {_unit} comes after {{{_key}}}", f"which {_unit} follows {{{_key}}}",
-                 f"what {_unit} is after {{{_key}}}", f"which {_unit} comes next after {{{_key}}}",
-                 f"what the {_unit} after {{{_key}}} is"])
-    PARTS[f"{_unit}_before"] = dict(
-        verbs=[f"name the {_unit} before {{{_key}}}", f"say the {_unit} before {{{_key}}}",
-               f"find the {_unit} before {{{_key}}}"],
-        nps=[f"the {_unit} before {{{_key}}}", f"the {_unit} preceding {{{_key}}}",
-             f"the previous {_unit} before {{{_key}}}", f"the {_unit} that comes before {{{_key}}}",
-             f"the {_unit} that precedes {{{_key}}}"],
-        clauses=[f"what {_unit} comes before {{{_key}}}", f"which {_unit} precedes {{{_key}}}",
-                 f"what {_unit} is before {{{_key}}}", f"which {_unit} is just before {{{_key}}}",
-                 f"what the {_unit} before {{{_key}}} is"])
+    for _way, (_ing, _adj, _verb, _near) in _NEIGHBOUR_WORDS.items():
+        _x = f"{{{_key}}}"
+        PARTS[f"{_unit}_{_way}"] = dict(
+            verbs=[f"name the {_unit} {_way} {_x}", f"say the {_unit} {_way} {_x}",
+                   f"find the {_unit} {_way} {_x}"],
+            nps=[f"the {_unit} {_way} {_x}", f"the {_unit} {_ing} {_x}",
+                 f"the {_adj} {_unit} {_way} {_x}", f"the {_unit} that comes {_way} {_x}",
+                 f"the {_unit} that {_verb} {_x}"],
+            clauses=[f"what {_unit} comes {_way} {_x}", f"which {_unit} {_verb} {_x}",
+                     f"what {_unit} is {_way} {_x}", f"which {_unit} {_near} {_x}",
+                     f"what the {_unit} {_way} {_x} is"])
 
 
 def composed(task_name: str) -> list[str]:

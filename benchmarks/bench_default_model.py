@@ -119,8 +119,10 @@ def any_pairs(rng, n):
 
 
 def listed(task):
-    """The task's held-out phrasings that are not built from make_dialogue.PARTS: the ones the
-    third-round model (session 16) was measured on."""
+    """The task's held-out phrasings that make_dialogue.PARTS does not also build: part of those
+    the third-round model was measured on (session 16), the part with no trained sibling built
+    from the same parts (add: 20 of that round's 30; the issue's wordings are among those left
+    out, and issue_probes asks them)."""
     built = {md.normalize(t) for t in md.composed(task.name)}
     return [t for t in task.test if md.normalize(t) not in built]
 
@@ -183,7 +185,7 @@ FRESH_2 = ROOT / "benchmarks" / "data" / "fresh_wordings_2.json"
 def seen_in_training(task, template):
     """Whether a training question can read as `template`: one of the task's training phrasings
     (narrow or wide), alone or wrapped in make_dialogue.chat_around's lead-ins and tails."""
-    return bool(md.chat_cores(template) & {md.normalize(t) for t in task.train + task.wide})
+    return bool(md.chat_cores(template) & {md.bare(t) for t in task.train + task.wide})
 
 
 def fresh_questions(wide, rng, task_name, per_wording=4, path=FRESH):
@@ -274,24 +276,32 @@ def score_exact(runner, items):
     return score_answers(runner, items, "same_as_exact", lambda got, want: got.strip() == want)
 
 
-CALENDAR_WORD = re.compile(r"\b(?:%s)\b|\d+" % "|".join(md.DAYS + md.MONTHS), re.I)
+CALENDAR_NAME = re.compile(r"\b(?:%s)\b" % "|".join(md.DAYS + md.MONTHS))
+AFTER = re.compile(r"\b(?:after|tomorrow)\b", re.I)
+BEFORE = re.compile(r"\b(?:before|yesterday)\b", re.I)
 
 
 def calendar_facts(text):
-    """The days and months a reply names, in order, and its numbers."""
-    found = [w.lower() for w in CALENDAR_WORD.findall(text)]
-    return [w for w in found if not w.isdigit()], {w for w in found if w.isdigit()}
+    """What a calendar reply says: the days and months it names (capitalised, as the corpus
+    writes them), in order; its numbers, in order; and which way it looks (after/tomorrow,
+    before/yesterday, both or neither)."""
+    return (CALENDAR_NAME.findall(text), re.findall(r"\d+", text),
+            (bool(AFTER.search(text)), bool(BEFORE.search(text))))
 
 
 def score_calendar(runner, items):
-    """Exact, and whether the reply names the same days and months in the same order with every
-    number of the wanted reply: "1 day after Monday is Tuesday." and "If today is Monday,
-    tomorrow is Tuesday." answer "after Monday comes which day?" rightly, in another task's
-    sentence ("The day after Monday is Tuesday." is the exact one)."""
+    """Exact, and whether the reply says the same thing in another task's sentence: the same
+    days and months in the same order, the same numbers, the same direction ("After Monday
+    comes which day?" answered `1 day after Monday is Tuesday.` or `If today is Monday, tomorrow
+    is Tuesday.`, where `The day after Monday is Tuesday.` is the exact reply). A leading "1"
+    is allowed only in that "1 day/month after/before" form."""
     def same_facts(got, want):
-        names, numbers = calendar_facts(got)
-        want_names, want_numbers = calendar_facts(want)
-        return names == want_names and want_numbers <= numbers
+        names, numbers, way = calendar_facts(got)
+        want_names, want_numbers, want_way = calendar_facts(want)
+        if numbers != want_numbers and not (numbers == ["1"] + want_numbers and re.match(
+                r"1 (day|month) (after|before) ", got.strip())):
+            return False
+        return names == want_names and way == want_way
     return score_answers(runner, items, "right_days_and_months", same_facts)
 
 

@@ -850,16 +850,26 @@ def chat_around(rng: random.Random, q: str) -> str:
     return q
 
 
+def bare(q: str) -> str:
+    """normalize(q) without punctuation: "I wonder, how many ...?" and "I wonder how many ..."
+    are the same question to a reader."""
+    return " ".join(_NORM_PUNCT.sub(" ", normalize(q)).split())
+
+
+_NORM_PUNCT = re.compile(r"[,;:!?.]")
+
+
 def chat_cores(q: str) -> set[str]:
-    """The normalised questions chat_around could have wrapped into q, q's own key included."""
-    out = {normalize(q)}
-    for lead in LEAD_INS:
-        if q.lower().startswith(lead.lower()):
-            out.add(normalize(q[len(lead):]))
+    """The questions chat_around could have wrapped into q, q's own included, as bare() keys."""
+    whole = bare(q)
+    out = {whole}
+    for lead in map(bare, LEAD_INS):
+        if whole.startswith(lead + " "):
+            out.add(whole[len(lead) + 1:])
     for core in list(out):
-        for tail in map(normalize, TAILS):
-            if core.endswith(tail):
-                out.add(normalize(core[:-len(tail)]))
+        for tail in map(bare, TAILS):
+            if tail and core.endswith(" " + tail):
+                out.add(core[:-len(tail) - 1])
     return out
 
 
@@ -1031,6 +1041,13 @@ def widen(tasks) -> None:
                 task.test.append(t)
             else:
                 task.wide.append(t)
+        # A held-out wording that a training one wrapped in chat reads as, up to punctuation
+        # ("I wonder how many letters are in {w}" against "I wonder, " + "how many letters are
+        # in {w}?") is not unseen: it leaves the test list (the training file is unchanged).
+        seen = {bare(t) for t in task.train + task.wide}
+        leaked = [t for t in task.test if chat_cores(t) & seen]
+        assert not {normalize(t) for t in leaked} & forced, task.name
+        task.test = [t for t in task.test if t not in leaked]
 
 
 # --------------------------------------------------------------------------

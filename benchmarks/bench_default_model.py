@@ -188,12 +188,12 @@ def seen_in_training(task, template):
     return bool(md.chat_cores(template) & {md.bare(t) for t in task.train + task.wide})
 
 
-def fresh_questions(wide, rng, task_name, per_wording=4, path=FRESH):
-    """The wordings of benchmarks/data/fresh_wordings.json for one skill, written for this
-    benchmark by someone who had not read the generator, each asked of per_wording items (as in
-    wording_questions). Returns (questions, the wordings asked, those left out because training can ask them)."""
+def fresh_questions(wide, rng, task_name, wordings, per_wording=4):
+    """One skill's fresh wordings (from FRESH or FRESH_2: written for this benchmark by someone
+    who had not read the generator), each asked of per_wording items (as in
+    wording_questions). Returns (questions, the wordings asked, those left out because training
+    can ask them)."""
     task = next(t for t in wide.template_tasks if t.name == task_name)
-    wordings = json.loads(path.read_text())[task_name]
     fresh = [w for w in wordings if not seen_in_training(task, w)]
     items = items_for(task, rng, per_wording * len(fresh))
     return ask_each(task, rng, fresh, items), fresh, [w for w in wordings if w not in fresh]
@@ -411,12 +411,12 @@ def main(argv=None):
                                                           calendar_questions(wide, wrng))
     for key, path in (("fresh_wordings", FRESH), ("fresh_wordings_2", FRESH_2)):
         result[key] = {}
-        for name in json.loads(path.read_text()):
-            items, asked, left_out = fresh_questions(wide, wrng, name, path=path)
+        for name, wordings in json.loads(path.read_text()).items():
+            items, asked, left_out = fresh_questions(wide, wrng, name, wordings)
             result[key][name] = {**score_skill(runner, name, items),
                                  "wordings": len(asked), "left_out_as_seen": left_out}
-    # The held-out wordings of the third round's lists alone, without those built from parts
-    # (whose parts, in other frames, the fourth-round corpus trains on).
+    # The held-out wordings of the hand-written lists that the parts do not also build (see
+    # listed()): those built from parts have siblings, in other frames, in training.
     lrng = random.Random(f"bench-listed-{args.seed}")
     result["unseen_wordings_listed"] = {
         name: score_skill(runner, name, wording_questions(wide, lrng, name, args.wording_n,

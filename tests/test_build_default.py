@@ -185,3 +185,25 @@ def test_phase_4_fine_tunes_a_built_model_on_the_wide_corpus_and_says_so(tmp_pat
     assert build["corpus"]["options"] == "--wide-phrasings"
     # A run that is not a phase 4 has no such record.
     assert build_default.export(tmp_path / "pkg2" / "default", start)["phase4"] is None
+
+
+def test_a_phase_4_started_from_another_phase_4_records_the_chain(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.setattr(build_default, "CORPUS", tmp_path / "absent.jsonl")
+    earlier = {"trained_by_this_script": True, "steps": 7000,
+               "phase4": {"started_from": "runs/phase3-shipped"}}
+
+    def record(its_build):
+        (run / build_default.PHASE4_START).write_text(json.dumps(
+            {"folder": "runs/start", "is_phase_3_run": False, "its_build": its_build}))
+        return build_default.phase4_record(run)
+
+    chained = record(earlier)
+    # The start model's phase 4 was this script's, its phases 1 to 3 were not run here: the
+    # command that rebuilds this model has to start from that one (--phase4-from).
+    assert chained["phases_1_to_3_trained_by_this_script"] is False
+    assert chained["phases_1_to_3_build"]["phase4"] == earlier["phase4"]
+    # A start model built whole by this script (phases 1 to 3) still counts as built here.
+    whole = record({"trained_by_this_script": True, "steps": 12000})
+    assert whole["phases_1_to_3_trained_by_this_script"] is True

@@ -41,8 +41,11 @@ One command, from a source checkout with charchat installed:
         #    PHASE4 seed (so 1337): the third try, shipped at f93343a;
         # 2. from that, with the generator of 57abf91 (wordings built from parts, close
         #    differences), seed 1337: the fourth try, committed at cb8c674;
-        # 3. from that, with this file's generator and recipe (seed 1341): the shipped model
-        #    (--phase4-from runs/phase4-fourth-try). Each build.json keeps the one before it.
+        # 3. from that, with the generator of 034317b (the training file of e5e856a's, byte for
+        #    byte) and seed 1341: the fifth try, shipped at e5e856a
+        #    (--phase4-from runs/phase4-fourth-try);
+        # 4. from that, with this file's generator and recipe (seed 1342): the sixth try
+        #    (--phase4-from runs/phase4-fifth-try). Each build.json keeps the one before it.
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
 """
@@ -105,9 +108,12 @@ FINAL_STEPS = 12000
 # (chat_around) and widens the calendar. The shipped model (seventeenth session) is two more
 # such phases chained on top of it, on the corpus with wordings built from parts
 # (make_dialogue.PARTS) and more differences of close numbers; the second of them draws its
-# batches with its own seed so as not to repeat the first's (benchmarks/README.md).
+# batches with its own seed so as not to repeat the first's (benchmarks/README.md). The sixth
+# try (eighteenth session) is one more, on the corpus with the fifth round of wordings
+# (make_dialogue.FRAMED: the item first, named in a clause before a question about "it", and word
+# problems), again with a seed of its own.
 PHASE4 = dict(max_steps=7000, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
-              patience=40, seed=1341)
+              patience=40, seed=1342)
 # How the app samples from this model until the user changes it: arithmetic and facts have one
 # right answer, so the likeliest character is the best one.
 SAMPLING = {"temperature": 0.0, "top_k": None, "top_p": None, "max_new_chars": 300}

@@ -997,6 +997,128 @@ def composed(task_name: str) -> list[str]:
             + [f.format(cl=c) for c in parts.get("clauses", []) for f in CLAUSE_FRAMES])
 
 
+
+# The fifth round (session 18): the item where the parts above never put it. Blind wordings
+# still failed when the item came first ("network is how many letters long?" counted "long"),
+# when a clause named it and a pronoun asked ("I always misspell girl, can you spell it out?"),
+# and in everyday sums ("if I have 32 apples and get 82 more ..."). So each skill also gets
+# - topics: a clause naming the item, then a question about "it" in a linking frame (LINKS);
+# - predicates: the item as the subject, the question after it (PRED_FRAMES);
+# - stories (sums and differences): a little word problem, each in every one of THINGS.
+# A wording of this round that reads as a held-out one, either of them wrapped in chat (up to
+# lead-ins, tails and punctuation), is not placed at all: the held-out lists stay what they were.
+LINKS = ["{t}: {q}?", "{t} - {q}?", "{t}. {q}?", "{t}, {q}?", "about {t}: {q}?",
+         "take {t}. {q}?", "think of {t}. {q}?", "I'm thinking of {t}. {q}?",
+         "I always forget {t}, {q}?", "here's one: {t}. {q}?", "so about {t}, {q}?",
+         "for {t}, {q}?", "what about {t}? {q}?", "consider {t}: {q}?",
+         "I'm not sure about {t}. {q}?", "let's talk about {t}. {q}?", "{t}? {q}?"]
+PRED_FRAMES = ["{p}?", "so {p}?", "tell me, {p}?", "quick one: {p}?", "{p}, do you know?",
+               "{p}, any idea?", "I wonder: {p}?", "{p}? I forgot", "{p}? tell me",
+               "and so {p}?"]
+THINGS = ["apples", "coins", "dollars", "books", "cards", "marbles", "points", "stamps",
+          "pens", "sweets", "eggs", "euros"]
+FRAMED = {
+    "add": dict(
+        topics=[("{a} and {b}", ["what do they add up to", "what is their sum", "add them",
+                                 "add them up", "what's their total", "what do they make together",
+                                 "what are they added together"])],
+        preds=["{a} plus {b} is what", "{a} and {b} add up to what", "{a} and {b} make what",
+               "{a} and {b} together make what", "{a} + {b} comes to what",
+               "the sum of {a} and {b} is what", "{a} added to {b} gives what",
+               "the total of {a} and {b} comes to"],
+        stories=["if I have {a} {x} and get {b} more, how many {x} do I have",
+                 "I had {a} {x} and found {b} more. how many now",
+                 "I have {a} {x} and you give me {b}, how many {x} is that",
+                 "there are {a} {x} and {b} more arrive, how many are there",
+                 "{a} {x} plus {b} {x} is how many {x}",
+                 "I got {a} {x} yesterday and {b} today, how many in total",
+                 "you have {a} {x} and I have {b}, how many do we have together"]),
+    "sub": dict(
+        topics=[("{a}", ["take away {b}, what's left", "what is it minus {b}",
+                         "subtract {b} from it", "what's left if you take {b} from it",
+                         "take {b} off it"])],
+        preds=["{a} minus {b} is what", "{a} take away {b} leaves what", "{a} less {b} is",
+               "{b} taken from {a} leaves what", "{a} - {b} comes to what",
+               "{b} subtracted from {a} is what", "the difference {a} minus {b} is"],
+        stories=["if I have {a} {x} and give away {b}, how many {x} do I have left",
+                 "I had {a} {x} and lost {b}. how many now",
+                 "I had {a} {x} and spent {b}, how many are left",
+                 "there were {a} {x} and {b} were taken, how many remain",
+                 "{a} {x} minus {b} {x} is how many {x}",
+                 "I start with {a} {x} and use {b}, how many do I have left"]),
+    "capital": dict(
+        topics=[("{c}", ["what is its capital", "which city is its capital", "name its capital",
+                         "what's the capital there", "which city is the capital there"]),
+                ("{cs} capital", ["what is it", "which city is it", "what is it again",
+                                  "remind me what it is", "what city is it"])],
+        preds=["{cs} capital is what", "{cs} capital is which city", "{cs} capital city is",
+               "the capital of {c} is which city", "{c} has which city as capital",
+               "{cs} capital is called what", "{c} has its capital where"]),
+    "country_of_capital": dict(
+        topics=[("{cap}", ["which country is it the capital of", "whose capital is it",
+                           "what country has it as its capital", "which nation is it the capital of",
+                           "which country is it in"])],
+        preds=["{cap} is the capital of what nation", "{cap} is the capital of which nation",
+               "{cap} is in which country", "{cap} belongs to which country",
+               "{cap} is the capital city of which country", "{cap} is the capital of whom"]),
+    "continent": dict(
+        topics=[("{c}", ["which continent is it in", "what continent is it on",
+                         "which continent does it belong to", "where in the world is it",
+                         "what continent is that in"])],
+        preds=["{c} is part of which continent", "{c} belongs to which continent",
+               "{c} lies on what continent", "{c} is found on which continent",
+               "{c} can be found in which continent", "{c} sits on which continent"]),
+    "spell": dict(
+        topics=[("{w}", ["how do you spell it", "can you spell it out", "spell it for me",
+                         "spell it letter by letter", "how is it spelled", "what are its letters",
+                         "spell it out letter by letter"]),
+                ("the word {w}", ["how do you spell it", "spell it please",
+                                  "how is it spelled"])],
+        preds=["{w} is spelled how", "{w} is spelled with which letters",
+               "{w} spelled out is", "{w} letter by letter is", "the spelling of {w} is what",
+               "{w} is made of which letters"]),
+    "reverse": dict(
+        topics=[("{w}", ["what is it backwards", "can you reverse it", "write it backwards",
+                         "how does it read backwards", "spell it backwards",
+                         "what is it reversed", "flip it around"]),
+                ("the word {w}", ["what is it backwards", "reverse it please",
+                                  "write it in reverse"])],
+        preds=["{w} backwards is what", "{w} reversed is", "{w} read backwards gives what",
+               "{w} spelled backwards is", "{w} in reverse is what",
+               "{w} written backwards looks like what"]),
+    "count": dict(
+        topics=[("{w}", ["how many letters does it have", "how many letters is it",
+                         "how long is it", "how many letters are in it", "count its letters",
+                         "what's its letter count"]),
+                ("the word {w}", ["how many letters does it have", "how long is it",
+                                  "count its letters"])],
+        preds=["{w} has how many letters", "{w} contains how many letters",
+               "the word {w} has how many letters", "{w} is made of how many letters",
+               "{w} is how many letters in all", "{w} has a length of how many letters",
+               "the word {w} is how long"]),
+}
+for _unit, _key in (("day", "d"), ("month", "m")):
+    _x = f"{{{_key}}}"
+    for _way, _prep, _verb in (("after", "right after", "follows"),
+                               ("before", "prior to", "precedes")):
+        FRAMED[f"{_unit}_{_way}"] = dict(
+            topics=[(_x, [f"what {_unit} comes {_way} it", f"which {_unit} {_verb} it",
+                          f"what's the {_unit} {_way} it", f"what {_unit} is {_way} it",
+                          f"which {_unit} is {_prep} it"])],
+            preds=[f"the {_unit} {_way} {_x} is what", f"the {_unit} {_prep} {_x} is",
+                   f"the {_unit} {_prep} {_x} is which", f"the {_unit} that {_verb} {_x} is",
+                   f"{_prep} {_x} comes which {_unit}"])
+
+
+def framed(task_name: str) -> list[str]:
+    """Every wording FRAMED builds for a task: each topic's questions in each of LINKS, each
+    predicate in each of PRED_FRAMES, each story with each of THINGS."""
+    spec = FRAMED.get(task_name, {})
+    return ([link.format(t=t, q=q) for t, qs in spec.get("topics", []) for q in qs
+             for link in LINKS]
+            + [f.format(p=p) for p in spec.get("preds", []) for f in PRED_FRAMES]
+            + [s.replace("{x}", x) for s in spec.get("stories", []) for x in THINGS])
+
 # Differences of close operands are the ones the third-round model got wrong (44 - 43 = -8; and
 # A - A never 0 for a held-out A): among uniform pairs of 1- to 3-digit numbers, fewer than 1 in
 # 100 is equal or a few apart. The wide corpus draws this share of its differences that way.
@@ -1041,6 +1163,16 @@ def widen(tasks) -> None:
                 task.test.append(t)
             else:
                 task.wide.append(t)
+        # The fifth round's wordings (FRAMED): none that reads as an earlier held-out one
+        # wrapped in chat, or that one wrapped in chat reads as.
+        earlier_tests = set().union(*map(chat_cores, task.test))
+        earlier_bare = {bare(t) for t in task.test}
+        for t in framed(task.name):
+            key = normalize(t)
+            if key in taken or bare(t) in earlier_tests or chat_cores(t) & earlier_bare:
+                continue
+            taken.add(key)
+            (task.test if phrasing_is_heldout(task.name, t) else task.wide).append(t)
         # A held-out wording that a training one wrapped in chat reads as, up to punctuation
         # ("I wonder how many letters are in {w}" against "I wonder, " + "how many letters are
         # in {w}?") is not unseen: it leaves the test list (the training file is unchanged).

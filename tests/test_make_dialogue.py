@@ -63,7 +63,7 @@ ISSUE_WORDINGS = [re.compile(p, re.I) for p in (
 
 
 def test_the_wide_training_file_never_asks_the_held_out_wordings():
-    train, stats, test, _ = md.generate(1337, 4000, md.DEFAULT_SEED_DIR, 600,
+    train, stats, test, _ = md.generate(1337, 4000, md.DEFAULT_SEED_DIR, 2000,
                                         wide_phrasings=True)
     users = [m["content"] for line in train for m in json.loads(line)["messages"]
              if m["role"] == "user"]
@@ -71,7 +71,7 @@ def test_the_wide_training_file_never_asks_the_held_out_wordings():
         assert not any(pattern.match(u) for u in users), pattern.pattern
     # The wide phrasings are there (about half the questions of a widened task) ...
     assert any(re.match(r"^(can|could) you add \d+ to \d+\?$", u, re.I) for u in users)
-    assert any(re.match(r"^what do \d+ and \d+ make( together)?\??$", u, re.I) for u in users)
+    assert any(re.search(r"\bwhat do \d+ and \d+ make\b", u, re.I) for u in users)
     # ... the ones built from parts too (make_dialogue.PARTS) ...
     assert any(re.match(r"^(please )?(sum|total)( up)? \d+ and \d+", u, re.I) for u in users)
     assert any(re.match(r"^I wonder what .+ capital", u, re.I) for u in users)
@@ -173,3 +173,66 @@ def test_wordings_built_from_parts_are_in_the_wide_corpus_and_split_by_hash():
         assert len(built & {md.normalize(t) for t in task.wide}) > 0.6 * len(built), name
     assert "I wonder what {a} and {b} add up to" in md.composed("add")
     assert "find the month preceding {m}" in md.composed("month_before")
+
+
+def test_the_fifth_round_adds_framed_wordings_and_leaves_the_earlier_lists_as_they_were(
+        monkeypatch):
+    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
+    monkeypatch.setattr(md, "FRAMED", {})
+    before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
+                                           wide_phrasings=True).template_tasks}
+    for name in before:
+        # The earlier wordings keep their places and order; the new ones come after them.
+        assert wide[name].wide[:len(before[name].wide)] == before[name].wide, name
+        assert wide[name].test[:len(before[name].test)] == before[name].test, name
+    monkeypatch.undo()
+    for name in md.FRAMED:
+        task, old = wide[name], before[name]
+        built = md.framed(name)
+        new_wide = task.wide[len(old.wide):]
+        new_test = task.test[len(old.test):]
+        assert set(new_wide + new_test) <= set(built), name
+        assert len(new_wide) > 0.6 * len(built) and new_test, name
+        # None of them reads as an earlier held-out wording (up to lead-ins, tails and
+        # punctuation): those held-out lists stay unseen.
+        earlier = set().union(*map(md.chat_cores, old.test))
+        assert not {md.bare(t) for t in new_wide + new_test} & earlier, name
+        earlier = {md.bare(t) for t in old.test}
+        assert not any(md.chat_cores(t) & earlier for t in new_wide + new_test), name
+        # Held out by the same hash as every wide wording.
+        assert all(md.phrasing_is_heldout(name, t) for t in new_test), name
+        assert not any(md.phrasing_is_heldout(name, t) for t in new_wide), name
+    # A held-out list wording stays held out even where FRAMED builds a wording that reads as
+    # it: with "{w} is how many letters long" (held out) among the predicates, "so {w} is how
+    # many letters long?" would be it with the lead-in "so, ".
+    assert "{w} is how many letters long?" in wide["count"].test
+    count = dict(md.FRAMED["count"], preds=["{w} is how many letters long"])
+    monkeypatch.setattr(md, "FRAMED", {"count": count})
+    assert "so {w} is how many letters long?" in md.framed("count")
+    twin = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
+                                         wide_phrasings=True).template_tasks}["count"]
+    assert "{w} is how many letters long?" in twin.test
+    assert twin.test[:len(before["count"].test)] == before["count"].test
+    assert not any(md.bare(t) == md.bare("so {w} is how many letters long?")
+                   for t in twin.wide + twin.test)
+    monkeypatch.undo()
+    # Every story is built with each of THINGS, and the item-first forms are there.
+    stories = [t for t in md.framed("add") if "apples" in t]
+    assert len(stories) == len(md.FRAMED["add"]["stories"])
+    assert "{w} has how many letters?" in md.framed("count")
+    assert "I always forget {cs} capital, what is it again?" in md.framed("capital")
+
+
+def test_the_wide_training_file_asks_word_problems_and_item_first_questions():
+    train, _, _, _ = md.generate(1337, 4000, md.DEFAULT_SEED_DIR, 600, wide_phrasings=True)
+    convs = [json.loads(line)["messages"] for line in train]
+    pairs = [(m["content"], n["content"]) for ms in convs
+             for m, n in zip(ms[::2], ms[1::2])]
+    story = [(q, a) for q, a in pairs
+             if re.search(r"\bI (had|have) \d+ [a-z]+ and\b", q, re.I)]
+    assert story
+    for q, a in story:
+        # The answer is the sum or difference of the story's numbers, in their order.
+        x, y = map(int, re.findall(r"\d+", q))
+        assert a in (f"{x} + {y} = {x + y}.", f"{x} - {y} = {x - y}."), (q, a)
+    assert any(re.match(r"^\S+ (has|contains) how many letters", q, re.I) for q, _ in pairs)

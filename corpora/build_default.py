@@ -142,6 +142,20 @@ def make_corpus(which=("base", "full", "wide")) -> None:
             f"{sum(stats.values())} question/answer pairs ({time.perf_counter() - t0:.1f}s)")
 
 
+def wide_corpus_current(resume: bool) -> None:
+    """Make sure phase 4's corpus is what make_dialogue.py writes now. A file left by an earlier
+    generator is written again for a new run (a stale one was once about to be trained on), and
+    stops a resumed run, whose first steps saw that file."""
+    if CORPUS_WIDE.exists():
+        if sha256_file(CORPUS_WIDE) == sha256_generated(True, True):
+            return
+        if resume:
+            raise SystemExit(f"{portable(str(CORPUS_WIDE), ROOT)}: not what make_dialogue.py "
+                             "writes now, and the run to resume was trained on it: go back to "
+                             "the generator it began with, or start the phase again")
+    make_corpus(("wide",))
+
+
 def phases() -> list[tuple[Path, int]]:
     """(corpus file, step total) of each phase; phases after the first resume the run."""
     return [(CORPUS_BASE, TRAIN["max_steps"]), (CORPUS_BASE, EXTEND_TO), (CORPUS, FINAL_STEPS)]
@@ -525,9 +539,8 @@ def main(argv=None) -> int:
         if (RUN_WIDE / PHASE4_START).exists() and not args.resume:
             raise SystemExit(f"{RUN_WIDE.relative_to(ROOT)} already holds a phase 4: use "
                              "--resume to continue it, --export-only to export it, or delete it")
-        if not CORPUS_WIDE.exists():
-            make_corpus(("wide",))
         resume = args.resume and (RUN_WIDE / store.STATE).exists()
+        wide_corpus_current(resume)
         if train_phase4(start, args.device, resume,
                         portable(str(args.phase4_from), ROOT)) not in COMPLETE:
             log("not exported: run again with --resume to continue, or with --export-only "

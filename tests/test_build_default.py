@@ -207,3 +207,35 @@ def test_a_phase_4_started_from_another_phase_4_records_the_chain(tmp_path, monk
     # A start model built whole by this script (phases 1 to 3) still counts as built here.
     whole = record({"trained_by_this_script": True, "steps": 12000})
     assert whole["phases_1_to_3_trained_by_this_script"] is True
+
+
+def test_phase_4_never_trains_on_a_wide_corpus_left_by_an_earlier_generator(tmp_path, monkeypatch):
+    wide = tmp_path / "default_train_wide.jsonl"
+    monkeypatch.setattr(build_default, "CORPUS_WIDE", wide)
+    monkeypatch.setattr(build_default, "sha256_generated", lambda *a: "sha of today's generator")
+    made = []
+
+    def make(which):
+        made.append(which)
+        wide.write_text("today's corpus\n")
+    monkeypatch.setattr(build_default, "make_corpus", make)
+    monkeypatch.setattr(build_default, "sha256_file",
+                        lambda p: "sha of today's generator"
+                        if p.read_text() == "today's corpus\n" else "another sha")
+    # Missing: written.
+    build_default.wide_corpus_current(resume=False)
+    assert made == [("wide",)]
+    # Current: kept, on a new run and on a resumed one.
+    build_default.wide_corpus_current(resume=False)
+    build_default.wide_corpus_current(resume=True)
+    assert made == [("wide",)]
+    # Left by an earlier generator: written again for a new run ...
+    wide.write_text("yesterday's corpus\n")
+    build_default.wide_corpus_current(resume=False)
+    assert made == [("wide",), ("wide",)] and wide.read_text() == "today's corpus\n"
+    # ... and a resumed run, which began on that file, stops with one line naming it.
+    wide.write_text("yesterday's corpus\n")
+    with pytest.raises(SystemExit) as stop:
+        build_default.wide_corpus_current(resume=True)
+    assert "default_train_wide.jsonl: not what make_dialogue.py writes now" in str(stop.value)
+    assert wide.read_text() == "yesterday's corpus\n" and len(made) == 2

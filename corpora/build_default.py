@@ -143,17 +143,17 @@ def make_corpus(which=("base", "full", "wide")) -> None:
 
 
 def wide_corpus_current(resume: bool) -> None:
-    """Make sure phase 4's corpus is what make_dialogue.py writes now. A file left by an earlier
-    generator is written again for a new run (a stale one was once about to be trained on), and
-    stops a resumed run, whose first steps saw that file."""
-    if CORPUS_WIDE.exists():
-        if sha256_file(CORPUS_WIDE) == sha256_generated(True, True):
-            return
-        if resume:
-            raise SystemExit(f"{portable(str(CORPUS_WIDE), ROOT)}: not what make_dialogue.py "
-                             "writes now, and the run to resume was trained on it: go back to "
-                             "the generator it began with, or start the phase again")
-    make_corpus(("wide",))
+    """Make sure phase 4's corpus is what make_dialogue.py writes now: a file left by an earlier
+    generator is written again (a stale one was once about to be trained on). A resumed run
+    stops if that is not the corpus it began on (its phase4_start.json keeps the SHA-256)."""
+    if not CORPUS_WIDE.exists() or sha256_file(CORPUS_WIDE) != sha256_generated(True, True):
+        make_corpus(("wide",))
+    start = RUN_WIDE / PHASE4_START
+    began = json.loads(start.read_text()).get("corpus_sha256") if resume and start.exists() else None
+    if began is not None and began != sha256_file(CORPUS_WIDE):
+        raise SystemExit(f"{portable(str(CORPUS_WIDE), ROOT)}: make_dialogue.py now writes another "
+                         f"corpus than the one {portable(str(RUN_WIDE), ROOT)} began on: go back "
+                         "to the generator it began with, or start the phase again")
 
 
 def phases() -> list[tuple[Path, int]]:
@@ -223,6 +223,7 @@ def train_phase4(start: Path, device: str, resume: bool = False,
         build = start / "build.json"
         store.atomic_write_json(RUN_WIDE / PHASE4_START, {
             "folder": label or portable(str(start), ROOT), "weights_sha256": sha256_file(weights),
+            "corpus_sha256": sha256_file(CORPUS_WIDE),
             "stored_dtype": store.read_weights(weights)[2].get("stored_dtype", "float32"),
             "is_phase_3_run": start.resolve() == RUN.resolve(),
             "its_build": json.loads(build.read_text()) if build.is_file() else None})

@@ -173,6 +173,7 @@ class TemplateTask:
         self.sample, self.fields, self.answer = sample, fields, answer
         self.heldout, self.followups, self.weight = heldout, list(followups), weight
         self.wide = []
+        self.framed_test = []  # the held-out wordings of widen()'s fifth round (FRAMED)
         self.chatty = False  # set by widen(): see chat_around
         assert self.train and self.test, name
 
@@ -1002,21 +1003,27 @@ def composed(task_name: str) -> list[str]:
 # still failed when the item came first ("network is how many letters long?" counted "long"),
 # when a clause named it and a pronoun asked ("I always misspell girl, can you spell it out?"),
 # and in everyday sums ("if I have 32 apples and get 82 more ..."). So each skill also gets
-# - topics: a clause naming the item, then a question about "it" in a linking frame (LINKS);
+# - topics: a clause naming the item, then a question about "it" in a linking frame (LINKS;
+#   sums and differences in NUMBER_LINKS);
 # - predicates: the item as the subject, the question after it (PRED_FRAMES);
-# - stories (sums and differences): a little word problem, each in every one of THINGS.
-# A wording of this round that reads as a held-out one, either of them wrapped in chat (up to
-# lead-ins, tails and punctuation), is not placed at all: the held-out lists stay what they were.
-LINKS = ["{t}: {q}?", "{t} - {q}?", "{t}. {q}?", "{t}, {q}?", "about {t}: {q}?",
-         "take {t}. {q}?", "think of {t}. {q}?", "I'm thinking of {t}. {q}?",
-         "I always forget {t}, {q}?", "here's one: {t}. {q}?", "so about {t}, {q}?",
+# - stories (sums and differences): a little word problem, each with every one of its things
+#   (THINGS; differences only with MONEY, where less than nothing is a debt or a score).
+# Held out by the same hash, but a whole core at a time (a predicate, a topic's question, a
+# story): "{w} has how many letters" is held out in all its frames or in none, so no held-out
+# wording is a trained one inside another frame. A wording of this round that holds an earlier
+# held-out one, or one of those read without chat (up to lead-ins, tails and punctuation), is
+# not placed: the earlier held-out lists stay unseen.
+LINKS = ["{t}, {q}?", "{t} - {q}?", "about {t}: {q}?", "take {t}. {q}?", "think of {t}. {q}?",
+         "I'm thinking of {t}. {q}?", "I always forget {t}, {q}?", "here's one: {t}. {q}?",
          "for {t}, {q}?", "what about {t}? {q}?", "consider {t}: {q}?",
-         "I'm not sure about {t}. {q}?", "let's talk about {t}. {q}?", "{t}? {q}?"]
-PRED_FRAMES = ["{p}?", "so {p}?", "tell me, {p}?", "quick one: {p}?", "{p}, do you know?",
-               "{p}, any idea?", "I wonder: {p}?", "{p}? I forgot", "{p}? tell me",
-               "and so {p}?"]
+         "I'm not sure about {t}. {q}?", "let's talk about {t}. {q}?"]
+NUMBER_LINKS = ["{t}, {q}?", "{t} - {q}?", "take {t}. {q}?", "for {t}, {q}?",
+                "what about {t}? {q}?", "consider {t}: {q}?", "here's one: {t}. {q}?"]
+PRED_FRAMES = ["{p}?", "tell me, {p}?", "quick one: {p}?", "{p}, do you know?",
+               "{p}, any idea?", "{p}? tell me", "and so {p}?"]
 THINGS = ["apples", "coins", "dollars", "books", "cards", "marbles", "points", "stamps",
           "pens", "sweets", "eggs", "euros"]
+MONEY = ["dollars", "euros", "points"]
 FRAMED = {
     "add": dict(
         topics=[("{a} and {b}", ["what do they add up to", "what is their sum", "add them",
@@ -1040,12 +1047,12 @@ FRAMED = {
         preds=["{a} minus {b} is what", "{a} take away {b} leaves what", "{a} less {b} is",
                "{b} taken from {a} leaves what", "{a} - {b} comes to what",
                "{b} subtracted from {a} is what", "the difference {a} minus {b} is"],
-        stories=["if I have {a} {x} and give away {b}, how many {x} do I have left",
-                 "I had {a} {x} and lost {b}. how many now",
-                 "I had {a} {x} and spent {b}, how many are left",
-                 "there were {a} {x} and {b} were taken, how many remain",
+        stories=["I have {a} {x} and spend {b}, how many {x} do I have left",
+                 "I had {a} {x} and spent {b}. how many now",
+                 "my balance is {a} {x} and I pay out {b}, what is it now",
+                 "I had {a} {x} and lost {b}, what do I have left",
                  "{a} {x} minus {b} {x} is how many {x}",
-                 "I start with {a} {x} and use {b}, how many do I have left"]),
+                 "I start with {a} {x} and give {b} away, how many are left"]),
     "capital": dict(
         topics=[("{c}", ["what is its capital", "which city is its capital", "name its capital",
                          "what's the capital there", "which city is the capital there"]),
@@ -1060,7 +1067,7 @@ FRAMED = {
                            "which country is it in"])],
         preds=["{cap} is the capital of what nation", "{cap} is the capital of which nation",
                "{cap} is in which country", "{cap} belongs to which country",
-               "{cap} is the capital city of which country", "{cap} is the capital of whom"]),
+               "{cap} is the capital city of which country"]),
     "continent": dict(
         topics=[("{c}", ["which continent is it in", "what continent is it on",
                          "which continent does it belong to", "where in the world is it",
@@ -1099,25 +1106,33 @@ FRAMED = {
 }
 for _unit, _key in (("day", "d"), ("month", "m")):
     _x = f"{{{_key}}}"
-    for _way, _prep, _verb in (("after", "right after", "follows"),
+    for _way, _prep, _verb in (("after", "just after", "follows"),
                                ("before", "prior to", "precedes")):
         FRAMED[f"{_unit}_{_way}"] = dict(
             topics=[(_x, [f"what {_unit} comes {_way} it", f"which {_unit} {_verb} it",
                           f"what's the {_unit} {_way} it", f"what {_unit} is {_way} it",
                           f"which {_unit} is {_prep} it"])],
             preds=[f"the {_unit} {_way} {_x} is what", f"the {_unit} {_prep} {_x} is",
-                   f"the {_unit} {_prep} {_x} is which", f"the {_unit} that {_verb} {_x} is",
-                   f"{_prep} {_x} comes which {_unit}"])
+                   f"the {_unit} {_prep} {_x} is which", f"the {_unit} that {_verb} {_x} is"])
+
+
+def framed_cores(task_name: str) -> list[tuple[str, list[str]]]:
+    """Every wording FRAMED builds for a task, by core: (the core, its wordings): each topic's
+    question in each link (NUMBER_LINKS for sums and differences, else LINKS), each predicate in
+    each of PRED_FRAMES, each story with each of its things."""
+    spec = FRAMED.get(task_name, {})
+    links = NUMBER_LINKS if task_name in ("add", "sub") else LINKS
+    things = MONEY if task_name == "sub" else THINGS
+    return ([(f"{t} / {q}", [link.format(t=t, q=q) for link in links])
+             for t, qs in spec.get("topics", []) for q in qs]
+            + [(p, [f.format(p=p) for f in PRED_FRAMES]) for p in spec.get("preds", [])]
+            + [(s, [s.replace("{x}", x) for x in things]) for s in spec.get("stories", [])])
 
 
 def framed(task_name: str) -> list[str]:
-    """Every wording FRAMED builds for a task: each topic's questions in each of LINKS, each
-    predicate in each of PRED_FRAMES, each story with each of THINGS."""
-    spec = FRAMED.get(task_name, {})
-    return ([link.format(t=t, q=q) for t, qs in spec.get("topics", []) for q in qs
-             for link in LINKS]
-            + [f.format(p=p) for p in spec.get("preds", []) for f in PRED_FRAMES]
-            + [s.replace("{x}", x) for s in spec.get("stories", []) for x in THINGS])
+    """framed_cores' wordings, one list."""
+    return [w for _, ws in framed_cores(task_name) for w in ws]
+
 
 # Differences of close operands are the ones the third-round model got wrong (44 - 43 = -8; and
 # A - A never 0 for a held-out A): among uniform pairs of 1- to 3-digit numbers, fewer than 1 in
@@ -1163,16 +1178,19 @@ def widen(tasks) -> None:
                 task.test.append(t)
             else:
                 task.wide.append(t)
-        # The fifth round's wordings (FRAMED): none that reads as an earlier held-out one
-        # wrapped in chat, or that one wrapped in chat reads as.
-        earlier_tests = set().union(*map(chat_cores, task.test))
-        earlier_bare = {bare(t) for t in task.test}
-        for t in framed(task.name):
-            key = normalize(t)
-            if key in taken or bare(t) in earlier_tests or chat_cores(t) & earlier_bare:
-                continue
-            taken.add(key)
-            (task.test if phrasing_is_heldout(task.name, t) else task.wide).append(t)
+        # The fifth round's wordings (FRAMED), held out a core at a time; none that holds an
+        # earlier held-out wording or one of its chat cores (see the comment at FRAMED).
+        earlier = {f" {c} " for c in set().union(*map(chat_cores, task.test))}
+        task.framed_test = []
+        for core, wordings in framed_cores(task.name):
+            held = phrasing_is_heldout(task.name, core)
+            for t in wordings:
+                key = normalize(t)
+                if key in taken or any(e in f" {b} " for b in chat_cores(t) for e in earlier):
+                    continue
+                taken.add(key)
+                (task.framed_test if held else task.wide).append(t)
+        task.test += task.framed_test
         # A held-out wording that a training one wrapped in chat reads as, up to punctuation
         # ("I wonder how many letters are in {w}" against "I wonder, " + "how many letters are
         # in {w}?") is not unseen: it leaves the test list (the training file is unchanged).
@@ -1180,6 +1198,13 @@ def widen(tasks) -> None:
         leaked = [t for t in task.test if chat_cores(t) & seen]
         assert not {normalize(t) for t in leaked} & forced, task.name
         task.test = [t for t in task.test if t not in leaked]
+        # A held-out wording of the fifth round that a training one holds whole ("{w} has how
+        # many letters" in "the word {w} has how many letters?") is not unseen either.
+        padded = [f" {b} " for b in seen]
+        inside = {t for t in task.framed_test
+                  if any(f" {c} " in b for c in chat_cores(t) for b in padded)}
+        task.framed_test = [t for t in task.framed_test if t not in leaked and t not in inside]
+        task.test = [t for t in task.test if t not in inside]
 
 
 # --------------------------------------------------------------------------

@@ -211,31 +211,37 @@ def test_a_phase_4_started_from_another_phase_4_records_the_chain(tmp_path, monk
 
 def test_phase_4_never_trains_on_a_wide_corpus_left_by_an_earlier_generator(tmp_path, monkeypatch):
     wide = tmp_path / "default_train_wide.jsonl"
+    run = tmp_path / "run"
+    run.mkdir()
     monkeypatch.setattr(build_default, "CORPUS_WIDE", wide)
-    monkeypatch.setattr(build_default, "sha256_generated", lambda *a: "sha of today's generator")
+    monkeypatch.setattr(build_default, "RUN_WIDE", run)
+    generator = {"writes": "today's corpus\n"}
+    monkeypatch.setattr(build_default, "sha256_generated", lambda *a: "sha:" + generator["writes"])
+    monkeypatch.setattr(build_default, "sha256_file", lambda p: "sha:" + p.read_text())
     made = []
 
     def make(which):
         made.append(which)
-        wide.write_text("today's corpus\n")
+        wide.write_text(generator["writes"])
     monkeypatch.setattr(build_default, "make_corpus", make)
-    monkeypatch.setattr(build_default, "sha256_file",
-                        lambda p: "sha of today's generator"
-                        if p.read_text() == "today's corpus\n" else "another sha")
     # Missing: written.
     build_default.wide_corpus_current(resume=False)
     assert made == [("wide",)]
-    # Current: kept, on a new run and on a resumed one.
+    # Current: kept.
     build_default.wide_corpus_current(resume=False)
-    build_default.wide_corpus_current(resume=True)
     assert made == [("wide",)]
-    # Left by an earlier generator: written again for a new run ...
+    # Left by an earlier generator: written again for a new run.
     wide.write_text("yesterday's corpus\n")
     build_default.wide_corpus_current(resume=False)
-    assert made == [("wide",), ("wide",)] and wide.read_text() == "today's corpus\n"
-    # ... and a resumed run, which began on that file, stops with one line naming it.
-    wide.write_text("yesterday's corpus\n")
+    assert len(made) == 2 and wide.read_text() == "today's corpus\n"
+    # A resumed run goes on while its corpus is the one it began on ...
+    (run / build_default.PHASE4_START).write_text(json.dumps(
+        {"corpus_sha256": "sha:today's corpus\n"}))
+    build_default.wide_corpus_current(resume=True)
+    assert len(made) == 2
+    # ... and stops with one line naming the file once the generator writes another.
+    generator["writes"] = "tomorrow's corpus\n"
     with pytest.raises(SystemExit) as stop:
         build_default.wide_corpus_current(resume=True)
-    assert "default_train_wide.jsonl: not what make_dialogue.py writes now" in str(stop.value)
-    assert wide.read_text() == "yesterday's corpus\n" and len(made) == 2
+    assert "default_train_wide.jsonl: make_dialogue.py now writes another corpus" in str(
+        stop.value)

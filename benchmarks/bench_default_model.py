@@ -21,8 +21,9 @@ one the training file never contains:
   type them (about 9 in 10 occur in training, as they would for a user);
 - calendar (unseen wordings too): every calendar task's held-out phrasings (days and months
   after and before, shifts, month numbers and lengths ...), three items each;
-- fresh wordings: benchmarks/data/fresh_wordings.json, ten wordings a skill written for this
-  benchmark by a helper told not to read the generator (casual ones among them: "yo, 30 + 50?",
+- fresh wordings: benchmarks/data/fresh_wordings.json (and _2, _3: 10, 10 and 20 wordings a
+  skill, the last two for the calendar's four neighbour skills too), written for this
+  benchmark by helpers told not to read the generator (casual ones among them: "yo, 30 + 50?",
   "i forgot the capital of Chile. what is it?"), each asked of 4 items as above. A wording
   a training question can equal (a training phrasing, alone or inside the wide corpus's chat
   lead-ins and tails) is left out and listed in the JSON;
@@ -119,19 +120,34 @@ def any_pairs(rng, n):
 
 
 def listed(task):
-    """The task's held-out phrasings that make_dialogue.PARTS does not also build: part of those
-    the third-round model was measured on (session 16), the part with no trained sibling built
-    from the same parts (add: 20 of that round's 30; the issue's wordings are among those left
-    out, and issue_probes asks them)."""
-    built = {md.normalize(t) for t in md.composed(task.name)}
-    return [t for t in task.test if md.normalize(t) not in built]
+    """The task's held-out phrasings that make_dialogue.PARTS does not also build, that are not
+    of the fifth round (FRAMED), and that no training phrasing holds whole ("{v}" is held
+    inside "please {v}"): part of those the third-round model was measured on (session 16), the
+    part with no trained sibling (add: 20 of that round's 30; the issue's wordings are among
+    those left out, and issue_probes asks them)."""
+    built = {md.normalize(t) for t in md.composed(task.name) + task.framed_test}
+    return [t for t in task.test if md.normalize(t) not in built and not held_inside(task, t)]
 
 
-def wording_questions(wide, rng, task_name, n, only_listed=False):
+def framed_heldout(task):
+    """The task's held-out phrasings of the fifth round (make_dialogue.FRAMED) alone."""
+    return list(task.framed_test)
+
+
+def held_inside(task, template):
+    """Whether a training phrasing of the task holds `template` (or what it reads as without
+    a chat lead-in or tail) whole, as words."""
+    trained = [f" {md.bare(t)} " for t in task.train + task.wide]
+    return any(f" {c} " in t for c in md.chat_cores(template) for t in trained)
+
+
+def wording_questions(wide, rng, task_name, n, only_listed=False, only_framed=False):
     """n questions of one task with its held-out phrasings (wide: a --wide-phrasings corpus),
-    each phrasing in turn: [(question, answer, key)]. only_listed: those of listed(task)."""
+    each phrasing in turn: [(question, answer, key)]. only_listed: those of listed(task);
+    only_framed: those of framed_heldout(task)."""
     task = next(t for t in wide.template_tasks if t.name == task_name)
-    templates = listed(task) if only_listed else task.test
+    templates = (listed(task) if only_listed else framed_heldout(task) if only_framed
+                 else task.test)
     return ask_each(task, rng, templates, items_for(task, rng, max(n, 2 * len(templates))))
 
 
@@ -180,17 +196,25 @@ FRESH = ROOT / "benchmarks" / "data" / "fresh_wordings.json"
 # A second set, written blind (like the first) before the fourth-round generator and committed
 # before I read it: the first had been read while the third and fourth rounds were written.
 FRESH_2 = ROOT / "benchmarks" / "data" / "fresh_wordings_2.json"
+# A third, 20 wordings a skill, written blind before the fifth-round generator (session 18) and
+# committed before I read it: the second had been read while that round was written.
+FRESH_3 = ROOT / "benchmarks" / "data" / "fresh_wordings_3.json"
 
 
 def seen_in_training(task, template):
-    """Whether a training question can read as `template`: one of the task's training phrasings
-    (narrow or wide), alone or wrapped in make_dialogue.chat_around's lead-ins and tails."""
-    return bool(md.chat_cores(template) & {md.bare(t) for t in task.train + task.wide})
+    """Whether `template` reads as a training question, up to punctuation: one of the task's
+    training phrasings (narrow or wide), alone or wrapped in make_dialogue.chat_around's lead-ins
+    and tails, or one that holds `template` whole ("tell me, {w} has how many letters?" in
+    training makes "{w} has how many letters" seen)."""
+    trained = task.train + task.wide
+    if md.chat_cores(template) & {md.bare(t) for t in trained}:
+        return True
+    return held_inside(task, template)
 
 
 def fresh_questions(wide, rng, task_name, wordings, per_wording=4):
-    """One skill's fresh wordings (from FRESH or FRESH_2: written for this benchmark by someone
-    who had not read the generator), each asked of per_wording items (as in
+    """One skill's fresh wordings (from FRESH, FRESH_2 or FRESH_3: written for this benchmark by
+    someone who had not read the generator), each asked of per_wording items (as in
     wording_questions). Returns (questions, the wordings asked, those left out because training
     can ask them)."""
     task = next(t for t in wide.template_tasks if t.name == task_name)
@@ -199,15 +223,16 @@ def fresh_questions(wide, rng, task_name, wordings, per_wording=4):
     return ask_each(task, rng, fresh, items), fresh, [w for w in wordings if w not in fresh]
 
 
-def calendar_questions(wide, rng, per_wording=3, only_listed=False):
+def calendar_questions(wide, rng, per_wording=3, only_listed=False, only_framed=False):
     """Every calendar task's held-out phrasings (the narrow corpus's and the wide ones held out
-    by hash; only_listed: see listed()), each asked of per_wording items the training file also
-    asks about."""
+    by hash; only_listed: see listed(); only_framed: see framed_heldout()), each asked of
+    per_wording items the training file also asks about."""
     out = []
     for task in wide.template_tasks:
         if task.category != "calendar":
             continue
-        for template in (listed(task) if only_listed else task.test):
+        for template in (listed(task) if only_listed else framed_heldout(task) if only_framed
+                         else task.test):
             for _ in range(per_wording):
                 pair = task.make(rng, template, task.pick(rng))
                 out.append((pair.user, pair.assistant, pair.assistant))
@@ -409,10 +434,13 @@ def main(argv=None):
         for name in ("add", "sub")}
     result["unseen_wordings"]["calendar"] = score_calendar(runner,
                                                           calendar_questions(wide, wrng))
-    for key, path in (("fresh_wordings", FRESH), ("fresh_wordings_2", FRESH_2)):
+    fresh_sets = (("fresh_wordings", FRESH, wrng), ("fresh_wordings_2", FRESH_2, wrng),
+                  # its own draw: adding it changed no other section's questions
+                  ("fresh_wordings_3", FRESH_3, random.Random(f"bench-fresh-3-{args.seed}")))
+    for key, path, rng in fresh_sets:
         result[key] = {}
         for name, wordings in json.loads(path.read_text()).items():
-            items, asked, left_out = fresh_questions(wide, wrng, name, wordings)
+            items, asked, left_out = fresh_questions(wide, rng, name, wordings)
             result[key][name] = {**score_skill(runner, name, items),
                                  "wordings": len(asked), "left_out_as_seen": left_out}
     # The held-out wordings of the hand-written lists that the parts do not also build (see
@@ -424,6 +452,16 @@ def main(argv=None):
         for name in WIDE_SKILLS}
     result["unseen_wordings_listed"]["calendar"] = score_calendar(
         runner, calendar_questions(wide, lrng, only_listed=True))
+    # The fifth round's held-out wordings alone: whole cores held out (a predicate in all its
+    # frames ...), so none is a trained one in another frame. Skills where the hash held out no
+    # core are left out.
+    frng = random.Random(f"bench-framed-{args.seed}")
+    result["unseen_wordings_framed"] = {
+        name: score_skill(runner, name, wording_questions(wide, frng, name, args.wording_n,
+                                                          only_framed=True))
+        for name in WIDE_SKILLS if tasks[name].framed_test}
+    result["unseen_wordings_framed"]["calendar"] = score_calendar(
+        runner, calendar_questions(wide, frng, only_framed=True))
     result["issue_probes"] = {
         name: (score_sums if kind == "sum" else score_capitals)(runner, items)
         for name, (kind, items) in issue_probes(wide, wrng).items()}
@@ -446,6 +484,8 @@ def main(argv=None):
            for k, v in result["fresh_wordings"].items()},
         **{f"fresh_wordings_2_{k}>=0.90": v["exact"] >= 0.90
            for k, v in result["fresh_wordings_2"].items()},
+        **{f"fresh_wordings_3_{k}>=0.90": v["exact"] >= 0.90
+           for k, v in result["fresh_wordings_3"].items()},
         **{f"probe '{k}'>=0.90": v["exact"] >= 0.90 for k, v in result["issue_probes"].items()},
     }
     result["seconds"] = round(time.perf_counter() - t1, 1)

@@ -45,8 +45,9 @@ One command, from a source checkout with charchat installed:
         #    byte) and seed 1341: the fifth try, shipped at e5e856a
         #    (--phase4-from runs/phase4-fourth-try);
         # 4. from that, with this file's generator and recipe (seed 1342): the shipped model,
-        #    the sixth try (--phase4-from runs/phase4-fifth-try; the fifth try's folder from
-        #    e5e856a). Each build.json keeps the one before it.
+        #    the sixth try (--phase4-from runs/phase4-fifth-try: e5e856a's weights, with the
+        #    fifth try's first build.json, see corpora/README). Each build.json keeps the one
+        #    before it.
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
 """

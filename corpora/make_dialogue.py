@@ -998,7 +998,6 @@ def composed(task_name: str) -> list[str]:
             + [f.format(cl=c) for c in parts.get("clauses", []) for f in CLAUSE_FRAMES])
 
 
-
 # The fifth round (session 18): the item where the parts above never put it. Blind wordings
 # still failed when the item came first ("network is how many letters long?" counted "long"),
 # when a clause named it and a pronoun asked ("I always misspell girl, can you spell it out?"),
@@ -1009,8 +1008,8 @@ def composed(task_name: str) -> list[str]:
 # - stories (sums and differences): a little word problem, each with every one of its things
 #   (THINGS; differences only with MONEY, where less than nothing is a debt or a score).
 # Held out by the same hash, but a whole core at a time (a predicate, a topic's question, a
-# story): "{w} has how many letters" is held out in all its frames or in none, so no held-out
-# wording is a trained one inside another frame. A wording of this round that holds an earlier
+# story): "{w}, what's its letter count?" is held out in all its links or in none, so no
+# held-out wording is a trained one inside another frame. A wording of this round that holds an earlier
 # held-out one, or one of those read without chat (up to lead-ins, tails and punctuation), is
 # not placed: the earlier held-out lists stay unseen.
 LINKS = ["{t}, {q}?", "{t} - {q}?", "about {t}: {q}?", "take {t}. {q}?", "think of {t}. {q}?",
@@ -1198,8 +1197,8 @@ def widen(tasks) -> None:
         leaked = [t for t in task.test if chat_cores(t) & seen]
         assert not {normalize(t) for t in leaked} & forced, task.name
         task.test = [t for t in task.test if t not in leaked]
-        # A held-out wording of the fifth round that a training one holds whole ("{w} has how
-        # many letters" in "the word {w} has how many letters?") is not unseen either.
+        # A held-out wording of the fifth round that a training one holds whole (a held-out
+        # predicate "{p}?" that a trained one extends, "the word {p}?") is not unseen either.
         padded = [f" {b} " for b in seen]
         inside = {t for t in task.framed_test
                   if any(f" {c} " in b for c in chat_cores(t) for b in padded)}

@@ -26,7 +26,8 @@ one the training file never contains:
   benchmark by helpers told not to read the generator (casual ones among them: "yo, 30 + 50?",
   "i forgot the capital of Chile. what is it?"), each asked of 4 items as above. A wording
   a training question can equal (a training phrasing, alone or inside the wide corpus's chat
-  lead-ins and tails) is left out and listed in the JSON;
+  lead-ins and tails), or that a training phrasing holds whole, is left out and listed in the
+  JSON;
 - the issue's probes: the three wordings it measured ("please add A to B", "what does A plus B
   make?", "what is X's capital city?"), each asked of 40 items as typed there, reported apart;
   the generator holds all three out of training;
@@ -204,8 +205,8 @@ FRESH_3 = ROOT / "benchmarks" / "data" / "fresh_wordings_3.json"
 def seen_in_training(task, template):
     """Whether `template` reads as a training question, up to punctuation: one of the task's
     training phrasings (narrow or wide), alone or wrapped in make_dialogue.chat_around's lead-ins
-    and tails, or one that holds `template` whole ("tell me, {w} has how many letters?" in
-    training makes "{w} has how many letters" seen)."""
+    and tails, or one that holds `template` whole (were "tell me, {w} has how many letters?"
+    trained, "{w} has how many letters" would be seen)."""
     trained = task.train + task.wide
     if md.chat_cores(template) & {md.bare(t) for t in trained}:
         return True

@@ -50,6 +50,7 @@ phrasings were added, so their figures compare with older runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import re
@@ -135,11 +136,16 @@ def framed_heldout(task):
     return list(task.framed_test)
 
 
+@functools.cache
+def trained_keys(task) -> frozenset[str]:
+    """The task's training phrasings (narrow and wide) as make_dialogue.bare() keys."""
+    return frozenset(md.bare(t) for t in task.train + task.wide)
+
+
 def held_inside(task, template):
     """Whether a training phrasing of the task holds `template` (or what it reads as without
     a chat lead-in or tail) whole, as words."""
-    trained = [f" {md.bare(t)} " for t in task.train + task.wide]
-    return any(f" {c} " in t for c in md.chat_cores(template) for t in trained)
+    return any(f" {c} " in f" {t} " for c in md.chat_cores(template) for t in trained_keys(task))
 
 
 def wording_questions(wide, rng, task_name, n, only_listed=False, only_framed=False):
@@ -207,10 +213,7 @@ def seen_in_training(task, template):
     training phrasings (narrow or wide), alone or wrapped in make_dialogue.chat_around's lead-ins
     and tails, or one that holds `template` whole (were "tell me, {w} has how many letters?"
     trained, "{w} has how many letters" would be seen)."""
-    trained = task.train + task.wide
-    if md.chat_cores(template) & {md.bare(t) for t in trained}:
-        return True
-    return held_inside(task, template)
+    return bool(md.chat_cores(template) & trained_keys(task)) or held_inside(task, template)
 
 
 def fresh_questions(wide, rng, task_name, wordings, per_wording=4):

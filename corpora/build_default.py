@@ -132,13 +132,18 @@ def corpus_files() -> dict:
             "wide": (CORPUS_WIDE, True, True)}
 
 
-def make_corpus(which=("base", "full", "wide")) -> None:
+def make_corpus(which=("base", "full", "wide"), keep_current: bool = False) -> None:
+    """Write the corpus files named in `which`; keep_current: leave a file that already holds
+    what the generator writes (it is generated once either way, to compare)."""
     for kind in which:
         path, name_order, wide = corpus_files()[kind]
         t0 = time.perf_counter()
         lines, stats, _, _ = make_dialogue.generate(make_dialogue.DEFAULT_SEED, N_CONVERSATIONS,
                                                     name_order_phrasings=name_order,
                                                     wide_phrasings=wide)
+        if keep_current and path.exists() and sha256_file(path) == sha256_lines(lines):
+            log(f"kept {portable(str(path), ROOT)}: what the generator writes now")
+            continue
         make_dialogue.write_lines(str(path), lines)
         log(f"wrote {portable(str(path), ROOT)}: {len(lines)} conversations, "
             f"{sum(stats.values())} question/answer pairs ({time.perf_counter() - t0:.1f}s)")
@@ -148,8 +153,7 @@ def wide_corpus_current(resume: bool) -> None:
     """Make sure phase 4's corpus is what make_dialogue.py writes now: a file left by an earlier
     generator is written again (a stale one was once about to be trained on). A resumed run
     stops if that is not the corpus it began on (its phase4_start.json keeps the SHA-256)."""
-    if not CORPUS_WIDE.exists() or sha256_file(CORPUS_WIDE) != sha256_generated(True, True):
-        make_corpus(("wide",))
+    make_corpus(("wide",), keep_current=True)
     start = RUN_WIDE / PHASE4_START
     began = json.loads(start.read_text()).get("corpus_sha256") if resume and start.exists() else None
     if began is not None and began != sha256_file(CORPUS_WIDE):
@@ -310,6 +314,11 @@ def sha256_generated(name_order_phrasings: bool = True, wide_phrasings: bool = F
     lines, _, _, _ = make_dialogue.generate(make_dialogue.DEFAULT_SEED, N_CONVERSATIONS,
                                             name_order_phrasings=name_order_phrasings,
                                             wide_phrasings=wide_phrasings)
+    return sha256_lines(lines)
+
+
+def sha256_lines(lines) -> str:
+    """The SHA-256 of the file make_dialogue.write_lines makes of `lines`."""
     h = hashlib.sha256()
     for line in lines:
         h.update(line.encode("utf-8") + b"\n")

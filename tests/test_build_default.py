@@ -215,33 +215,39 @@ def test_phase_4_never_trains_on_a_wide_corpus_left_by_an_earlier_generator(tmp_
     run.mkdir()
     monkeypatch.setattr(build_default, "CORPUS_WIDE", wide)
     monkeypatch.setattr(build_default, "RUN_WIDE", run)
-    generator = {"writes": "today's corpus\n"}
-    monkeypatch.setattr(build_default, "sha256_generated", lambda *a: "sha:" + generator["writes"])
-    monkeypatch.setattr(build_default, "sha256_file", lambda p: "sha:" + p.read_text())
-    made = []
+    md = build_default.make_dialogue
+    generator = {"writes": "today's corpus"}
+    runs = []
 
-    def make(which):
-        made.append(which)
-        wide.write_text(generator["writes"])
-    monkeypatch.setattr(build_default, "make_corpus", make)
-    # Missing: written.
+    def generate(*a, **kw):
+        runs.append(kw)
+        return [generator["writes"]], {"pairs": 1}, None, None
+    monkeypatch.setattr(md, "generate", generate)
+    written = []
+    real_write = md.write_lines
+    monkeypatch.setattr(md, "write_lines", lambda path, lines: (written.append(path),
+                                                                real_write(path, lines)))
+    # Missing: written (the wide corpus's options).
     build_default.wide_corpus_current(resume=False)
-    assert made == [("wide",)]
-    # Current: kept.
+    assert written == [str(wide)] and wide.read_text() == "today's corpus\n"
+    assert runs[-1] == {"name_order_phrasings": True, "wide_phrasings": True}
+    # Current: kept, the generator run once to compare.
     build_default.wide_corpus_current(resume=False)
-    assert made == [("wide",)]
+    assert len(written) == 1 and len(runs) == 2
     # Left by an earlier generator: written again for a new run.
     wide.write_text("yesterday's corpus\n")
     build_default.wide_corpus_current(resume=False)
-    assert len(made) == 2 and wide.read_text() == "today's corpus\n"
+    assert len(written) == 2 and wide.read_text() == "today's corpus\n"
     # A resumed run goes on while its corpus is the one it began on ...
     (run / build_default.PHASE4_START).write_text(json.dumps(
-        {"corpus_sha256": "sha:today's corpus\n"}))
+        {"corpus_sha256": build_default.sha256_file(wide)}))
     build_default.wide_corpus_current(resume=True)
-    assert len(made) == 2
+    assert len(written) == 2
     # ... and stops with one line naming the file once the generator writes another.
-    generator["writes"] = "tomorrow's corpus\n"
+    generator["writes"] = "tomorrow's corpus"
     with pytest.raises(SystemExit) as stop:
         build_default.wide_corpus_current(resume=True)
     assert "default_train_wide.jsonl: make_dialogue.py now writes another corpus" in str(
         stop.value)
+    # The digest the records compare with is that of the written file.
+    assert build_default.sha256_lines(["tomorrow's corpus"]) == build_default.sha256_file(wide)

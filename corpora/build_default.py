@@ -44,10 +44,11 @@ One command, from a source checkout with charchat installed:
         # 3. from that, with the generator of 034317b (the training file of e5e856a's, byte for
         #    byte) and seed 1341: the fifth try, shipped at e5e856a
         #    (--phase4-from runs/phase4-fourth-try);
-        # 4. from that, with this file's generator and recipe (seed 1342): the shipped model,
-        #    the sixth try (--phase4-from runs/phase4-fifth-try: e5e856a's weights, with the
-        #    fifth try's first build.json, see corpora/README). Each build.json keeps the one
-        #    before it.
+        # 4. from that, with the generator of 4ae63c7 and seed 1342: the sixth try, shipped at
+        #    905fcbc (--phase4-from runs/phase4-fifth-try: e5e856a's weights, with the fifth
+        #    try's first build.json, see corpora/README);
+        # 5. from that, with this file's generator and recipe (seed 1343): the seventh try
+        #    (--phase4-from runs/phase4-sixth-try). Each build.json keeps the one before it.
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
 """
@@ -113,9 +114,11 @@ FINAL_STEPS = 12000
 # batches with its own seed so as not to repeat the first's (benchmarks/README.md). The sixth
 # try (eighteenth session) is one more, on the corpus with the fifth round of wordings
 # (make_dialogue.FRAMED: the item first, named in a clause before a question about "it", and word
-# problems), again with a seed of its own.
+# problems), again with a seed of its own. The seventh try (nineteenth session) is one more, on
+# the corpus with the sixth round (make_dialogue.SENTENCES: relations asked the other way round,
+# "characters", stories of other kinds, reasons for asking), with a seed of its own.
 PHASE4 = dict(max_steps=7000, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
-              patience=40, seed=1342)
+              patience=40, seed=1343)
 # How the app samples from this model until the user changes it: arithmetic and facts have one
 # right answer, so the likeliest character is the best one.
 SAMPLING = {"temperature": 0.0, "top_k": None, "top_p": None, "max_new_chars": 300}

@@ -607,7 +607,7 @@ WIDE_PHRASINGS = {
                      "take away {b} from {a}", "deduct {b} from {a}", "remove {b} from {a}",
                      "work out {a} - {b}", "work out {a} minus {b}", "solve {a} - {b}",
                      "evaluate {a} - {b}", "tell me what {a} minus {b} is",
-                     "find {a} minus {b}", "reduce {a} by {b}",
+                     "find {a} minus {b}",
                      "compute {a} minus {b}", "calculate {a} minus {b}",
                      "start with {a} and take away {b}", "take {b} off {a}"],
         questions=["what does {a} minus {b} make?", "what does {a} minus {b} give?",
@@ -824,8 +824,9 @@ WIDE_PHRASINGS = {
 # differences, continents, spellings, reversals and letter counts): those tasks asked more often
 # in the wide corpus (differences failed on the numbers, not the wording: 70% of held-out pairs
 # with a training phrasing) ...
-WIDE_WEIGHT = {"sub": 1.5, "continent": 2.5, "count": 1.5, "spell": 1.3, "reverse": 1.3,
-               "country_of_capital": 1.3}  # the last one: the third round
+WIDE_WEIGHT = {"sub": 1.5, "continent": 2.5, "count": 2.0, "spell": 1.3, "reverse": 1.3,
+               "country_of_capital": 1.3}  # the last one: the third round; count 2.0 (was 1.5):
+# the sixth round, as letter counts were the one skill under 90% on held-out wordings (82%)
 # ... and a quarter of its template questions wrapped in chat the answer does not depend on, so
 # that the model learns to find the item among words it has not seen ("on what continent do we
 # find Sudan?" was answered about Finland). None of these begins or ends a phrasing of the
@@ -833,7 +834,12 @@ WIDE_WEIGHT = {"sub": 1.5, "continent": 2.5, "count": 1.5, "spell": 1.3, "revers
 LEAD_INS = ["hey, ", "hi, ", "hello! ", "ok, ", "okay so ", "quick question: ", "question: ",
             "so, ", "hmm, ", "right, ", "one more: ", "next one: ", "I wonder, ", "sorry, ",
             "excuse me, ", "I have a question. ", "another one: ", "now then, ", "well, ",
-            "good morning! "]
+            "good morning! ",
+            # the sixth round: a reason for asking before the question
+            "for my homework: ", "for a quiz: ", "settle a bet: ", "I keep forgetting, ",
+            "my friend asked me this. ", "for a crossword: ", "I'm studying for a test. ",
+            "random question, ", "just curious: ", "help me out here: ", "for a school project: ",
+            "our teacher asked us this. ", "I was wondering, ", "I can't remember. "]
 TAILS = [" thanks", " thanks!", ", thank you", " thank you", " :)", " if you know",
          " if you can", ", I forgot", " again", " quickly", ", thanks a lot", " for my homework"]
 CHAT_RATE = 0.25
@@ -905,7 +911,7 @@ PARTS = {
     "sub": dict(
         verbs=["subtract {b} from {a}", "take {b} from {a}", "take {b} away from {a}",
                "take away {b} from {a}", "deduct {b} from {a}", "remove {b} from {a}",
-               "take {b} off {a}", "work out {a} minus {b}", "reduce {a} by {b}",
+               "take {b} off {a}", "work out {a} minus {b}",
                "knock {b} off {a}", "minus {b} from {a}"],
         nps=["{a} minus {b}", "{a} - {b}", "{a} take away {b}", "{a} less {b}",
              "{b} subtracted from {a}", "{a} with {b} taken away", "the result of {a} minus {b}",
@@ -1115,6 +1121,109 @@ for _unit, _key in (("day", "d"), ("month", "m")):
                    f"the {_unit} {_prep} {_x} is which", f"the {_unit} that {_verb} {_x} is"])
 
 
+# The sixth round (session 19): whole sentences, each its own core, held out by the same hash
+# one at a time. The fifth round's model still failed shapes that no round had named, in the
+# third blind set: a relation asked the other way round ("{d} comes after which day" is the day
+# before; "if yesterday was {d}, what day is it today?" the day after), "characters" for
+# letters, stories about things other than a pile that grows or shrinks (passengers, litres,
+# a temperature that falls below zero), spelling and reversing asked as an order of letters,
+# and the item after a sentence about why one asks. Each skill gets such sentences, in shapes
+# of several kinds rather than one named shape, and LEAD_INS gets reasons for asking. None is
+# one word away from an earlier held-out wording (a test checks): "{d} comes after which day"
+# is left out, as "{d} comes right after which day?" is held out.
+SENTENCES = {
+    "add": ["a bus has {a} passengers and {b} more get on, how many are on the bus now",
+            "a shop sold {a} cups on Monday and {b} on Tuesday. how many cups in all",
+            "there are {a} birds in a tree and {b} more land. how many birds are there now",
+            "I spent {a} dollars on food and {b} dollars on fuel, what did I spend in total",
+            "a class has {a} pupils and {b} new ones join. how many pupils now",
+            "a tank holds {a} litres and I pour in {b} more. how many litres is that",
+            "the temperature was {a} degrees and rose by {b}. what is it now",
+            "I walked {a} km yesterday and {b} km today, how far in all",
+            "a book has {a} pages in part one and {b} in part two. how many pages altogether",
+            "what is the total when you combine {a} and {b}",
+            "if you put {a} and {b} together, how much is that",
+            "increase {a} by {b}", "{a} increased by {b} is how much",
+            "what number is {b} more than {a}", "start at {a} and count on {b}. where do you end",
+            "{a} with {b} added on top gives what"],
+    "sub": ["a tank holds {a} litres and {b} litres drain out. how many litres are left",
+            "the temperature was {a} degrees and fell by {b}. what is it now",
+            "a lift is on floor {a} and goes down {b} floors. which floor is it on now",
+            "my account had {a} dollars and I paid {b} dollars. what is the balance now",
+            "a bus had {a} passengers and {b} got off, how many are still on board",
+            "a team scored {a} points and lost {b} as a penalty. what is its score",
+            "I was at {a} metres and climbed down {b} metres, what height am I at now",
+            "what is left when {b} is taken away from {a}",
+            "decrease {a} by {b}", "{a} decreased by {b} is how much",
+            "what number is {b} less than {a}", "start at {a} and count back {b}. where do you end",
+            "how much bigger is {a} than {b}",
+            "what do you get when {b} is subtracted from {a}"],
+    "capital": ["what city serves as the capital of {c}", "I'm planning a trip to {c}. what is its capital",
+                "which city is the seat of government of {c}",
+                "my friend lives in {c}. which city is the capital there",
+                "in which city does {c} have its capital", "{cs} capital, which city is that",
+                "I'm reading about {c}. what's the capital city", "which city is {c} governed from",
+                "the capital city of {c}, what is it called", "where is the capital of {c}"],
+    "country_of_capital": ["which country has its capital at {cap}",
+                           "I'm flying to {cap}. which country is that the capital of",
+                           "{cap} is the capital city of what country",
+                           "the city of {cap} is the capital of which country",
+                           "which country is governed from {cap}",
+                           "what country would I be in if I visited the capital {cap}",
+                           "tell me which country {cap} is the capital of",
+                           "{cap} serves as the capital of which country",
+                           "of which country is {cap} the capital",
+                           "my friend lives in {cap}. what country is that the capital of"],
+    "continent": ["where in the world is {c}? which continent", "which continent is home to {c}",
+                  "{c} is located on which continent", "what continent would I find {c} on",
+                  "I'm planning a trip to {c}. which continent is that on",
+                  "on which continent is {c} found", "{c}: which continent is it part of",
+                  "my friend lives in {c}. what continent is that",
+                  "which continent would you say {c} is in", "{c} is a country in which continent"],
+    "spell": ["write out {w} letter by letter", "spell {w} a letter at a time",
+              "break {w} down into its letters", "what are the letters of {w} in order",
+              "list the letters of {w}", "give me the letters of {w} one by one",
+              "how would you spell {w}", "what's the correct spelling of {w}",
+              "spell out {w} for me one letter at a time", "I need to spell {w}. how does it go",
+              "which letters make up {w}, in order", "show me how {w} is spelled",
+              "for my spelling test, spell {w}"],
+    "reverse": ["spell {w} from the last letter to the first", "write {w} from end to start",
+                "flip {w} so it reads backwards", "what is {w} when it is reversed",
+                "reverse the order of the letters in {w}", "read {w} from right to left",
+                "give me {w} with its letters in reverse order",
+                "how do you write {w} backwards", "what does {w} become backwards",
+                "mirror the letters of {w}", "{w} from back to front is what"],
+    "count": ["how many characters is {w}", "how many characters are in {w}",
+              "count the characters in {w}",
+              "how many characters long is {w}", "{w} is how many characters",
+              "{w} runs to how many letters",
+              "{w} is spelled with how many letters", "{w} is how many letters in length",
+              "{w} has how many letters in total", "how many letters long is the word {w}",
+              "what's the length of {w} in letters", "{w}: what's the number of letters",
+              "I'm doing a crossword. how many letters does {w} have",
+              "how many letters would I need to write {w}", "tell me the size of {w} in letters",
+              "{w}, how many letters is that word"],
+}
+for _unit, _key, _past, _next, _now_q, _now in (
+        ("day", "d", "yesterday was", "tomorrow is", "what day is it today", "today"),
+        ("month", "m", "last month was", "next month is", "what month is it now", "this month")):
+    _x = f"{{{_key}}}"
+    for _way, _other, _then, _lead in (("after", "before", _past, "leads into"),
+                                       ("before", "after", _next, "follows")):
+        # Asked the other way round: "{d} comes before which day" is the day after; "if
+        # yesterday was {d}, what day is it today" is the day after too.
+        SENTENCES[f"{_unit}_{_way}"] = [
+            f"{_x} is the {_unit} {_other} which one",
+            f"which {_unit} has {_x} right {_other} it", f"{_x} {_lead} which {_unit}",
+            f"if {_then} {_x}, {_now_q}",
+            f"{_then} {_x}, so which {_unit} is {_now}",
+            f"{_now} is the {_unit} {_way} {_x}. which {_unit} is {_now}",
+            f"what {_unit} do you get one step {_way} {_x}",
+            f"going {'forward' if _way == 'after' else 'back'} one {_unit} from {_x}, "
+            f"where are you"]
+        if _way == "after":
+            SENTENCES[f"{_unit}_{_way}"].append(f"{_x} comes before which {_unit}")
+
 def framed_cores(task_name: str) -> list[tuple[str, list[str]]]:
     """Every wording FRAMED builds for a task, by core: (the core, its wordings): each topic's
     question in each link (NUMBER_LINKS for sums and differences, else LINKS), each predicate in
@@ -1125,7 +1234,8 @@ def framed_cores(task_name: str) -> list[tuple[str, list[str]]]:
     return ([(f"{t} / {q}", [link.format(t=t, q=q) for link in links])
              for t, qs in spec.get("topics", []) for q in qs]
             + [(p, [f.format(p=p) for f in PRED_FRAMES]) for p in spec.get("preds", [])]
-            + [(s, [s.replace("{x}", x) for x in things]) for s in spec.get("stories", [])])
+            + [(s, [s.replace("{x}", x) for x in things]) for s in spec.get("stories", [])]
+            + [(s, [s]) for s in SENTENCES.get(task_name, [])])
 
 
 def framed(task_name: str) -> list[str]:

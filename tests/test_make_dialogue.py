@@ -2,6 +2,7 @@
 fourth build phase without changing the corpus of its first three, and the wordings held out of
 training stay out of it."""
 
+import difflib
 import hashlib
 import json
 import random
@@ -74,7 +75,8 @@ def test_the_wide_training_file_never_asks_the_held_out_wordings():
     for pattern in ISSUE_WORDINGS:
         assert not any(pattern.match(u) for u in users), pattern.pattern
     # The wide phrasings are there (about half the questions of a widened task) ...
-    assert any(re.match(r"^(can|could) you add \d+ to \d+\?$", u, re.I) for u in users)
+    assert any(re.match(r"^(can you|could you|would you|now|help me|try to) add \d+ to \d+\??$", u,
+                        re.I) for u in users)
     assert any(re.search(r"\bwhat do \d+ and \d+ make\b", u, re.I) for u in users)
     # ... the ones built from parts too (make_dialogue.PARTS) ...
     assert any(re.match(r"^(please )?(sum|total)( up)? \d+ and \d+", u, re.I) for u in users)
@@ -183,6 +185,7 @@ def test_the_fifth_round_adds_framed_wordings_and_leaves_the_earlier_lists_as_th
         monkeypatch):
     wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
     monkeypatch.setattr(md, "FRAMED", {})
+    monkeypatch.setattr(md, "SENTENCES", {})  # the sixth round: its own test below
     before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
                                            wide_phrasings=True).template_tasks}
     for name in before:
@@ -247,3 +250,51 @@ def test_the_wide_training_file_asks_word_problems_and_item_first_questions():
         if x < y and "-" in a:
             assert re.search(r"dollars|euros|points", q), q
     assert any(re.match(r"^\S+ is made of how many letters", q, re.I) for q, _ in pairs)
+
+
+def _word_edits(a: str, b: str) -> int:
+    """Words to add, drop or change to turn a into b."""
+    x, y = a.split(), b.split()
+    ops = difflib.SequenceMatcher(a=x, b=y, autojunk=False).get_opcodes()
+    return sum(max(i2 - i1, j2 - j1) for op, i1, i2, j1, j2 in ops if op != "equal")
+
+
+def test_the_sixth_round_places_its_sentences_one_at_a_time_far_from_earlier_held_out_ones(
+        monkeypatch):
+    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
+    monkeypatch.setattr(md, "SENTENCES", {})
+    before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
+                                           wide_phrasings=True).template_tasks}
+    monkeypatch.undo()
+    placed = held = 0
+    for name, sentences in md.SENTENCES.items():
+        task, old = wide[name], before[name]
+        # The rounds before keep their places; each sentence is its own core, held out by hash.
+        assert task.wide[:len(old.wide)] == old.wide, name
+        new_wide = task.wide[len(old.wide):]
+        new_held = [t for t in task.framed_test if t not in old.framed_test]
+        assert set(new_wide) | set(new_held) <= set(sentences), name
+        assert all(md.phrasing_is_heldout(name, t) for t in new_held), name
+        assert not any(md.phrasing_is_heldout(name, t) for t in new_wide), name
+        placed += len(new_wide)
+        held += len(new_held)
+        # No trained sentence is one word from a wording held out before it ("{d} comes after
+        # which day" against "{d} comes right after which day?"): that would test a near copy.
+        earlier = [c for t in old.test for c in md.chat_cores(t)]
+        for t in new_wide:
+            for c in md.chat_cores(t):
+                assert not any(_word_edits(c, e) <= 1 for e in earlier), (name, t)
+    assert placed >= 80 and held >= 15, (placed, held)
+    # A relation asked the other way round has the answer of the task it is in.
+    rng = random.Random(0)
+    monday = md.DAYS.index("Monday")
+    for name, wording, want in (
+            ("day_before", "{d} follows which day", "The day before Monday is Sunday."),
+            ("day_after", "{d} comes before which day", "The day after Monday is Tuesday."),
+            ("day_after", "if yesterday was {d}, what day is it today",
+             "The day after Monday is Tuesday."),
+            ("day_before", "if tomorrow is {d}, what day is it today",
+             "The day before Monday is Sunday.")):
+        assert wording in md.SENTENCES[name]
+        assert wide[name].make(rng, wording, monday).assistant == want
+    assert md.chat_cores("For a quiz: what is 2 plus 3?") >= {"what is 2 plus 3"}

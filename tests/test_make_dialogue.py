@@ -259,42 +259,41 @@ def _word_edits(a: str, b: str) -> int:
     return sum(max(i2 - i1, j2 - j1) for op, i1, i2, j1, j2 in ops if op != "equal")
 
 
-def test_the_sixth_round_places_its_sentences_one_at_a_time_far_from_earlier_held_out_ones(
-        monkeypatch):
+def test_the_sixth_round_places_its_sentences_one_at_a_time_far_from_held_out_ones(monkeypatch):
     wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
     monkeypatch.setattr(md, "SENTENCES", {})
     before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
                                            wide_phrasings=True).template_tasks}
     monkeypatch.undo()
+    # The rounds before it are the fifth round's lists, wording for wording (those of 10a68d5):
+    # the sixth round adds sentences and takes nothing away.
+    lists = json.dumps([(t.name, t.train, t.wide, t.test, t.framed_test)
+                        for t in before.values()])
+    assert hashlib.sha256(lists.encode()).hexdigest() == (
+        "cbfe53fd4c79bdab0d67f2c5e7f284be58c8ab048c645f934d1991aceb5f3fa5")
     placed = held = 0
     for name, sentences in md.SENTENCES.items():
         task, old = wide[name], before[name]
-        # The rounds before keep their places; each sentence is its own core, held out by hash.
         assert task.wide[:len(old.wide)] == old.wide, name
         new_wide = task.wide[len(old.wide):]
         new_held = [t for t in task.framed_test if t not in old.framed_test]
-        assert set(new_wide) | set(new_held) <= set(sentences), name
+        # Every sentence is placed (none equals or holds an earlier held-out wording), each
+        # its own core, held out by the hash.
+        assert sorted(new_wide + new_held) == sorted(sentences), name
         assert all(md.phrasing_is_heldout(name, t) for t in new_held), name
         assert not any(md.phrasing_is_heldout(name, t) for t in new_wide), name
         placed += len(new_wide)
         held += len(new_held)
         # No trained sentence is one word from a wording held out before it ("{d} comes after
-        # which day" against "{d} comes right after which day?"): that would test a near copy.
+        # which day" against "{d} comes right after which day?"), and no held-out sentence is
+        # one word from a trained wording: either would test a near copy.
         earlier = [c for t in old.test for c in md.chat_cores(t)]
+        trained = {c for t in task.train + task.wide for c in md.chat_cores(t)}
         for t in new_wide:
-            for c in md.chat_cores(t):
-                assert not any(_word_edits(c, e) <= 1 for e in earlier), (name, t)
+            assert not any(_word_edits(c, e) <= 1 for c in md.chat_cores(t) for e in earlier), (
+                name, t)
+        for t in new_held:
+            assert not any(_word_edits(c, e) <= 1 for c in md.chat_cores(t) for e in trained), (
+                name, t)
     assert placed >= 80 and held >= 15, (placed, held)
-    # A relation asked the other way round has the answer of the task it is in.
-    rng = random.Random(0)
-    monday = md.DAYS.index("Monday")
-    for name, wording, want in (
-            ("day_before", "{d} follows which day", "The day before Monday is Sunday."),
-            ("day_after", "{d} comes before which day", "The day after Monday is Tuesday."),
-            ("day_after", "if yesterday was {d}, what day is it today",
-             "The day after Monday is Tuesday."),
-            ("day_before", "if tomorrow is {d}, what day is it today",
-             "The day before Monday is Sunday.")):
-        assert wording in md.SENTENCES[name]
-        assert wide[name].make(rng, wording, monday).assistant == want
     assert md.chat_cores("For a quiz: what is 2 plus 3?") >= {"what is 2 plus 3"}

@@ -133,7 +133,19 @@ def listed(task):
 
 def framed_heldout(task):
     """The task's held-out phrasings of the fifth round (make_dialogue.FRAMED) alone."""
-    return list(task.framed_test)
+    sixth = set(md.SENTENCES.get(task.name, []))
+    return [t for t in task.framed_test if t not in sixth]
+
+
+def sentences_heldout(task):
+    """The task's held-out phrasings of the sixth round (make_dialogue.SENTENCES) alone."""
+    sixth = set(md.SENTENCES.get(task.name, []))
+    return [t for t in task.framed_test if t in sixth]
+
+
+def all_heldout(task):
+    """Every held-out phrasing of the task."""
+    return task.test
 
 
 @functools.cache
@@ -148,13 +160,11 @@ def held_inside(task, template):
     return any(f" {c} " in f" {t} " for c in md.chat_cores(template) for t in trained_keys(task))
 
 
-def wording_questions(wide, rng, task_name, n, only_listed=False, only_framed=False):
-    """n questions of one task with its held-out phrasings (wide: a --wide-phrasings corpus),
-    each phrasing in turn: [(question, answer, key)]. only_listed: those of listed(task);
-    only_framed: those of framed_heldout(task)."""
+def wording_questions(wide, rng, task_name, n, pick=all_heldout):
+    """n questions of one task with the held-out phrasings pick(task) gives (wide: a
+    --wide-phrasings corpus), each phrasing in turn: [(question, answer, key)]."""
     task = next(t for t in wide.template_tasks if t.name == task_name)
-    templates = (listed(task) if only_listed else framed_heldout(task) if only_framed
-                 else task.test)
+    templates = pick(task)
     return ask_each(task, rng, templates, items_for(task, rng, max(n, 2 * len(templates))))
 
 
@@ -219,27 +229,62 @@ def seen_in_training(task, template):
     return bool(md.chat_cores(template) & trained_keys(task)) or held_inside(task, template)
 
 
+_CONTRACTIONS = [(re.compile(p), r) for p, r in (
+    (r"\b(what|who|where|how|when|which|that|it|there|here|he|she)'s\b", r"\1 is"),
+    (r"\bi'm\b", "i am"), (r"'re\b", " are"), (r"'ll\b", " will"), (r"'d\b", " would"),
+    (r"\bcan't\b", "can not"), (r"\bwon't\b", "will not"), (r"n't\b", " not"))]
+_NOT_WORDS = re.compile(r"[-\u2012-\u2015\"\u201c\u201d\u2018()]")
+
+
+def near_form(core: str) -> str:
+    """A chat core as words to compare: contractions written out ("what's" -> "what is"),
+    hyphens, dashes, quotes and brackets as spaces (make_dialogue.normalize joins "a - b" into
+    "a-b")."""
+    core = core.lower().replace("\u2019", "'")
+    for pattern, repl in _CONTRACTIONS:
+        core = pattern.sub(repl, core)
+    return " ".join(_NOT_WORDS.sub(" ", core).split())
+
+
+def near_copy(task, template):
+    """Whether `template`, or what it reads as without a chat lead-in or tail, is one word from a
+    training phrasing of the task, contractions written out ("what's the capital of {c}?"
+    against a trained "what is the capital of {c}"): unseen, but a near copy. The fresh sets are
+    scored with and without them."""
+    cores = {near_form(c) for c in md.chat_cores(template)}
+    return any(abs(len(c.split()) - len(t.split())) <= 1 and md.word_edits(c, t) <= 1
+               for c in cores for t in near_keys(task))
+
+
+@functools.cache
+def near_keys(task) -> frozenset[str]:
+    """trained_keys(task) in near_form."""
+    return frozenset(map(near_form, trained_keys(task)))
+
+
 def fresh_questions(wide, rng, task_name, wordings, per_wording=4):
     """One skill's fresh wordings (from FRESH to FRESH_4: written for this benchmark by
     someone who had not read the generator), each asked of per_wording items (as in
     wording_questions). Returns (questions, the wordings asked, those left out because training
-    can ask them)."""
+    can ask them, whether each question's wording is two words or more from every training
+    phrasing: see near_copy)."""
     task = next(t for t in wide.template_tasks if t.name == task_name)
     fresh = [w for w in wordings if not seen_in_training(task, w)]
     items = items_for(task, rng, per_wording * len(fresh))
-    return ask_each(task, rng, fresh, items), fresh, [w for w in wordings if w not in fresh]
+    far = [not near_copy(task, w) for w in fresh]
+    return (ask_each(task, rng, fresh, items), fresh, [w for w in wordings if w not in fresh],
+            [far[i % len(fresh)] for i in range(len(items))])
 
 
-def calendar_questions(wide, rng, per_wording=3, only_listed=False, only_framed=False):
-    """Every calendar task's held-out phrasings (the narrow corpus's and the wide ones held out
-    by hash; only_listed: see listed(); only_framed: see framed_heldout()), each asked of
-    per_wording items the training file also asks about."""
+def calendar_questions(wide, rng, per_wording=3, pick=all_heldout):
+    """Every calendar task's held-out phrasings that pick(task) gives (all_heldout: the narrow
+    corpus's and the wide ones held out by hash), each asked of per_wording items the training
+    file also asks about."""
     out = []
     for task in wide.template_tasks:
         if task.category != "calendar":
             continue
-        for template in (listed(task) if only_listed else framed_heldout(task) if only_framed
-                         else task.test):
+        for template in pick(task):
             for _ in range(per_wording):
                 pair = task.make(rng, template, task.pick(rng))
                 out.append((pair.user, pair.assistant, pair.assistant))
@@ -277,35 +322,42 @@ class Runner:
 NUMBER_AFTER_EQUALS = re.compile(r"=\s*(-?\d+)")
 
 
-def score_answers(runner, items, loose_name, loose):
-    """Exact match of each whole reply, plus a looser check loose(reply, key) -> bool."""
-    exact = loosely = 0
+def score_answers(runner, items, loose_name, loose, far=None):
+    """Exact match of each whole reply, plus a looser check loose(reply, key) -> bool; far (one
+    bool an item): also the exact score of the items marked True alone."""
+    exact = loosely = far_exact = 0
     misses = []
-    for q, want, key in items:
+    for i, (q, want, key) in enumerate(items):
         got, _ = runner.ask(q)
         exact += got.strip() == want
+        far_exact += bool(far and far[i]) and got.strip() == want
         loosely += loose(got, key)
         if got.strip() != want and len(misses) < 5:
             misses.append({"q": q, "want": want, "got": got})
-    return {"exact": round(exact / len(items), 4), loose_name: round(loosely / len(items), 4),
-            "n": len(items), "misses": misses}
+    out = {"exact": round(exact / len(items), 4), loose_name: round(loosely / len(items), 4),
+           "n": len(items), "misses": misses}
+    if far is not None:
+        out.update(far_exact=round(far_exact / sum(far), 4) if any(far) else None,
+                   far_n=sum(far))
+    return out
 
 
-def score_sums(runner, items):
+def score_sums(runner, items, far=None):
     def number_right(got, total):
         m = NUMBER_AFTER_EQUALS.search(got)
         return bool(m) and int(m.group(1)) == total
-    return score_answers(runner, items, "number_right", number_right)
+    return score_answers(runner, items, "number_right", number_right, far)
 
 
-def score_capitals(runner, items):
+def score_capitals(runner, items, far=None):
     # " is Monaco", not "Monaco" anywhere: the country's own name may contain its capital.
     return score_answers(runner, items, "capital_named",
-                         lambda got, capital: f" is {capital}".lower() in got.lower())
+                         lambda got, capital: f" is {capital}".lower() in got.lower(), far)
 
 
-def score_exact(runner, items):
-    return score_answers(runner, items, "same_as_exact", lambda got, want: got.strip() == want)
+def score_exact(runner, items, far=None):
+    return score_answers(runner, items, "same_as_exact", lambda got, want: got.strip() == want,
+                         far)
 
 
 CALENDAR_NAME = re.compile(r"\b(?:%s)\b" % "|".join(md.DAYS + md.MONTHS))
@@ -321,7 +373,7 @@ def calendar_facts(text):
             (bool(AFTER.search(text)), bool(BEFORE.search(text))))
 
 
-def score_calendar(runner, items):
+def score_calendar(runner, items, far=None):
     """Exact, and whether the reply says the same thing in another task's sentence: the same
     days and months in the same order, the same numbers, the same direction ("After Monday
     comes which day?" answered `1 day after Monday is Tuesday.` or `If today is Monday, tomorrow
@@ -334,17 +386,17 @@ def score_calendar(runner, items):
                 r"1 (day|month) (after|before) ", got.strip())):
             return False
         return names == want_names and way == want_way
-    return score_answers(runner, items, "right_days_and_months", same_facts)
+    return score_answers(runner, items, "right_days_and_months", same_facts, far)
 
 
-def score_skill(runner, task_name, items):
+def score_skill(runner, task_name, items, far=None):
     if task_name in ("add", "sub"):
-        return score_sums(runner, items)
+        return score_sums(runner, items, far)
     if task_name == "capital":
-        return score_capitals(runner, items)
+        return score_capitals(runner, items, far)
     if task_name in CALENDAR_TASKS:
-        return score_calendar(runner, items)
-    return score_exact(runner, items)
+        return score_calendar(runner, items, far)
+    return score_exact(runner, items, far)
 
 
 def score_turns(runner, questions):
@@ -448,28 +500,24 @@ def main(argv=None):
     for key, path, rng in fresh_sets:
         result[key] = {}
         for name, wordings in json.loads(path.read_text()).items():
-            items, asked, left_out = fresh_questions(wide, rng, name, wordings)
-            result[key][name] = {**score_skill(runner, name, items),
+            items, asked, left_out, far = fresh_questions(wide, rng, name, wordings)
+            result[key][name] = {**score_skill(runner, name, items, far),
                                  "wordings": len(asked), "left_out_as_seen": left_out}
     # The held-out wordings of the hand-written lists that the parts do not also build (see
-    # listed()): those built from parts have siblings, in other frames, in training.
-    lrng = random.Random(f"bench-listed-{args.seed}")
-    result["unseen_wordings_listed"] = {
-        name: score_skill(runner, name, wording_questions(wide, lrng, name, args.wording_n,
-                                                          only_listed=True))
-        for name in WIDE_SKILLS}
-    result["unseen_wordings_listed"]["calendar"] = score_calendar(
-        runner, calendar_questions(wide, lrng, only_listed=True))
-    # The fifth round's held-out wordings alone: whole cores held out (a predicate in all its
-    # frames ...), so none is a trained one in another frame. Skills where the hash held out no
-    # core are left out.
-    frng = random.Random(f"bench-framed-{args.seed}")
-    result["unseen_wordings_framed"] = {
-        name: score_skill(runner, name, wording_questions(wide, frng, name, args.wording_n,
-                                                          only_framed=True))
-        for name in WIDE_SKILLS if tasks[name].framed_test}
-    result["unseen_wordings_framed"]["calendar"] = score_calendar(
-        runner, calendar_questions(wide, frng, only_framed=True))
+    # listed()): those built from parts have siblings, in other frames, in training. Then the
+    # fifth round's held-out wordings alone: whole cores held out (a predicate in all its
+    # frames ...), so none is a trained one in another frame; then the sixth round's (whole
+    # sentences, each its own core). Skills where the hash held out none are left out.
+    for key, pick, seed in (("unseen_wordings_listed", listed, "listed"),
+                            ("unseen_wordings_framed", framed_heldout, "framed"),
+                            ("unseen_wordings_sentences", sentences_heldout, "sentences")):
+        prng = random.Random(f"bench-{seed}-{args.seed}")
+        result[key] = {
+            name: score_skill(runner, name, wording_questions(wide, prng, name, args.wording_n,
+                                                              pick))
+            for name in WIDE_SKILLS if pick(tasks[name])}
+        result[key]["calendar"] = score_calendar(runner, calendar_questions(wide, prng,
+                                                                            pick=pick))
     result["issue_probes"] = {
         name: (score_sums if kind == "sum" else score_capitals)(runner, items)
         for name, (kind, items) in issue_probes(wide, wrng).items()}

@@ -866,6 +866,17 @@ def bare(q: str) -> str:
 _NORM_PUNCT = re.compile(r"[,;:!?.]")
 
 
+def word_edits(a: str, b: str) -> int:
+    """How many words to add, drop or change to turn a into b (Levenshtein over words)."""
+    x, y = a.split(), b.split()
+    row = list(range(len(y) + 1))
+    for i, wx in enumerate(x, 1):
+        prev, row[0] = row[0], i
+        for j, wy in enumerate(y, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (wx != wy))
+    return row[-1]
+
+
 def chat_cores(q: str) -> set[str]:
     """The questions chat_around could have wrapped into q, q's own included, as bare() keys."""
     whole = bare(q)

@@ -2,7 +2,6 @@
 fourth build phase without changing the corpus of its first three, and the wordings held out of
 training stay out of it."""
 
-import difflib
 import hashlib
 import json
 import random
@@ -252,13 +251,6 @@ def test_the_wide_training_file_asks_word_problems_and_item_first_questions():
     assert any(re.match(r"^\S+ is made of how many letters", q, re.I) for q, _ in pairs)
 
 
-def _word_edits(a: str, b: str) -> int:
-    """Words to add, drop or change to turn a into b."""
-    x, y = a.split(), b.split()
-    ops = difflib.SequenceMatcher(a=x, b=y, autojunk=False).get_opcodes()
-    return sum(max(i2 - i1, j2 - j1) for op, i1, i2, j1, j2 in ops if op != "equal")
-
-
 def test_the_sixth_round_places_its_sentences_one_at_a_time_far_from_held_out_ones(monkeypatch):
     wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
     monkeypatch.setattr(md, "SENTENCES", {})
@@ -290,10 +282,10 @@ def test_the_sixth_round_places_its_sentences_one_at_a_time_far_from_held_out_on
         earlier = [c for t in old.test for c in md.chat_cores(t)]
         trained = {c for t in task.train + task.wide for c in md.chat_cores(t)}
         for t in new_wide:
-            assert not any(_word_edits(c, e) <= 1 for c in md.chat_cores(t) for e in earlier), (
+            assert not any(md.word_edits(c, e) <= 1 for c in md.chat_cores(t) for e in earlier), (
                 name, t)
         for t in new_held:
-            assert not any(_word_edits(c, e) <= 1 for c in md.chat_cores(t) for e in trained), (
+            assert not any(md.word_edits(c, e) <= 1 for c in md.chat_cores(t) for e in trained), (
                 name, t)
     assert placed >= 80 and held >= 15, (placed, held)
     assert md.chat_cores("For a quiz: what is 2 plus 3?") >= {"what is 2 plus 3"}

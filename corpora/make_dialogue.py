@@ -1134,10 +1134,10 @@ for _unit, _key in (("day", "d"), ("month", "m")):
 
 # The sixth round (session 19): whole sentences, each its own core, held out by the same hash
 # one at a time. The fifth round's model still failed shapes that no round had named, in the
-# third blind set: a relation asked the other way round ("{d} comes after which day" is the day
+# third blind set: a relation asked the other way round ("{d} follows which day" is the day
 # before; "if yesterday was {d}, what day is it today?" the day after), "characters" for
-# letters, stories about things other than a pile that grows or shrinks (passengers, litres,
-# a temperature that falls below zero), spelling and reversing asked as an order of letters,
+# letters, stories about things other than a pile that grows or shrinks (passengers, litres;
+# a floor or a balance that falls below zero), spelling and reversing asked as an order of letters,
 # and the item after a sentence about why one asks. Each skill gets such sentences, in shapes
 # of several kinds rather than one named shape, and LEAD_INS gets reasons for asking. Every
 # sentence is placed (none equals or holds an earlier wording), no trained one is one word from
@@ -1219,6 +1219,7 @@ for _unit, _key, _past, _next, _now_q, _now in (
             f"where are you"]
         if _way == "after":
             SENTENCES[f"{_unit}_{_way}"].append(f"{_x} comes before which {_unit}")
+
 
 def framed_cores(task_name: str) -> list[tuple[str, list[str]]]:
     """Every wording FRAMED builds for a task, by core: (the core, its wordings): each topic's

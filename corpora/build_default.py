@@ -47,9 +47,10 @@ One command, from a source checkout with charchat installed:
         # 4. from that, with the generator of 4ae63c7 and seed 1342: the sixth try, shipped at
         #    905fcbc (--phase4-from runs/phase4-fifth-try: e5e856a's weights, with the fifth
         #    try's first build.json, see corpora/README);
-        # 5. from that, with this file's generator and recipe (seed 1343, the generator of
-        #    156e8bd): the shipped model, the seventh try (--phase4-from runs/phase4-sixth-try).
-        #    Each build.json keeps the one before it.
+        # 5. from that, with the generator of 156e8bd and seed 1343: the seventh try, shipped
+        #    at 28f27fa (--phase4-from runs/phase4-sixth-try);
+        # 6. from that, with this file's generator and recipe (seed 1344): the eighth try
+        #    (--phase4-from runs/phase4-seventh-try). Each build.json keeps the one before it.
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
 """
@@ -117,9 +118,11 @@ FINAL_STEPS = 12000
 # (make_dialogue.FRAMED: the item first, named in a clause before a question about "it", and word
 # problems), again with a seed of its own. The seventh try (nineteenth session) is one more, on
 # the corpus with the sixth round (make_dialogue.SENTENCES: relations asked the other way round,
-# "characters", stories of other kinds, reasons for asking), with a seed of its own.
+# "characters", stories of other kinds, reasons for asking), with a seed of its own. The eighth
+# (the same session) is one more, on the corpus that asks the calendar's next and previous day
+# and month six times as often (make_dialogue.WIDE_WEIGHT, CALENDAR_SHARE).
 PHASE4 = dict(max_steps=7000, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
-              patience=40, seed=1343)
+              patience=40, seed=1344)
 # How the app samples from this model until the user changes it: arithmetic and facts have one
 # right answer, so the likeliest character is the best one.
 SAMPLING = {"temperature": 0.0, "top_k": None, "top_p": None, "max_new_chars": 300}

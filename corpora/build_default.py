@@ -121,7 +121,7 @@ FINAL_STEPS = 12000
 # the corpus with the sixth round (make_dialogue.SENTENCES: relations asked the other way round,
 # "characters", stories of other kinds, reasons for asking), with a seed of its own. The eighth
 # (the same session) is one more, on the corpus that asks the calendar's next and previous day
-# and month six times as often (make_dialogue.WIDE_WEIGHT, CALENDAR_SHARE).
+# and month 5.4 times as often (make_dialogue.WIDE_WEIGHT, CALENDAR_SHARE).
 PHASE4 = dict(max_steps=7000, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
               patience=40, seed=1344)
 # How the app samples from this model until the user changes it: arithmetic and facts have one

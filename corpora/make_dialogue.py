@@ -832,9 +832,9 @@ WIDE_WEIGHT = {"sub": 1.5, "continent": 2.5, "count": 2.0, "spell": 1.3, "revers
 # The calendar's next and previous day and month (the eighth try, session 19) hold about 240
 # wide wordings each, but had 0.34% of the questions each (668 questions of the day after in
 # the 201,768 pairs of the seventh try's corpus: one or two a wording; the shifts by n days,
-# with 6 to 9 wordings, had 1% each). They are asked six times as often, and the calendar's
-# share of the wide corpus rises to make room (CALENDAR_SHARE), so the other calendar tasks
-# keep theirs.
+# with 6 to 9 wordings, had 1% each). They weigh 6.0 (5.4 times the questions: 1.85% each),
+# and the calendar's share of the wide corpus rises to make room (CALENDAR_SHARE), so the other
+# calendar tasks keep theirs.
 # ... and a quarter of its template questions wrapped in chat the answer does not depend on, so
 # that the model learns to find the item among words it has not seen ("on what continent do we
 # find Sudan?" was answered about Finland). None of these begins or ends a phrasing of the
@@ -852,7 +852,7 @@ TAILS = [" thanks", " thanks!", ", thank you", " thank you", " :)", " if you kno
          " if you can", ", I forgot", " again", " quickly", ", thanks a lot", " for my homework"]
 CHAT_RATE = 0.25
 # The calendar's weight among the categories (see Corpus): 10 as it always was in the narrow
-# corpora; 18 in the wide one, whose four neighbour tasks WIDE_WEIGHT asks six times as often.
+# corpora; 18 in the wide one, whose four neighbour tasks WIDE_WEIGHT weighs 6.0.
 CALENDAR_SHARE = {"narrow": 10, "wide": 18}
 
 

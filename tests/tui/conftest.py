@@ -15,10 +15,11 @@ async def settle(pilot, rounds: int = 50) -> None:
     it still checks the corpus) has ended too; a worker that failed still raises."""
     app = pilot.app
     for _ in range(rounds):
-        try:
-            await app.workers.wait_for_complete()
-        except WorkerCancelled:
-            pass
+        for worker in list(app.workers):  # one at a time: a cancelled one must not hide a
+            try:                          # failed one, as a single gather() could
+                await worker.wait()
+            except WorkerCancelled:
+                pass
         await pilot.pause()
         if not any(w.is_running or w.state.name == "PENDING" for w in app.workers):
             await pilot.pause()

@@ -33,3 +33,20 @@ async def test_settle_still_raises_a_failed_worker():
         app.run_worker(fail, thread=True, exit_on_error=False)
         with pytest.raises(WorkerFailed):
             await settle(pilot)
+
+
+async def test_settle_raises_a_failed_worker_beside_a_cancelled_one():
+    release = threading.Event()
+
+    def fail():
+        release.wait(5)
+        raise ValueError("boom")
+    app = _Idle()
+    async with app.run_test() as pilot:
+        cancelled = app.run_worker(lambda: release.wait(5), thread=True)
+        app.run_worker(fail, thread=True, exit_on_error=False)
+        await pilot.pause()
+        cancelled.cancel()
+        release.set()
+        with pytest.raises(WorkerFailed):
+            await settle(pilot)

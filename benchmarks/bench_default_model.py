@@ -133,14 +133,12 @@ def listed(task):
 
 def framed_heldout(task):
     """The task's held-out phrasings of the fifth round (make_dialogue.FRAMED) alone."""
-    sixth = set(md.SENTENCES.get(task.name, []))
-    return [t for t in task.framed_test if t not in sixth]
+    return [t for t in task.framed_test if t not in md.SENTENCES.get(task.name, ())]
 
 
 def sentences_heldout(task):
     """The task's held-out phrasings of the sixth round (make_dialogue.SENTENCES) alone."""
-    sixth = set(md.SENTENCES.get(task.name, []))
-    return [t for t in task.framed_test if t in sixth]
+    return [t for t in task.framed_test if t in md.SENTENCES.get(task.name, ())]
 
 
 def all_heldout(task):

@@ -23,7 +23,7 @@ One command, from a source checkout with charchat installed:
    a fixed PHASE4["max_steps"] steps: warmup to a rate a fifth of phase 1's peak, cosine decay
    to a tenth of that, into runs/default-build-wide/. It was added after the phase-3 model failed
    wordings its generator never used ("please add 91 to 24": 0 of 40). On a 2-core CPU its
-   7,000 steps take about an hour (0.4-0.5 s a step). The shipped model ran six phases 4 one
+   7,000 steps take about an hour (0.4-0.5 s a step). The shipped model ran seven phases 4 one
    after another, each on the generator of its day (--phase4-from below): this command runs one;
 4. exports the best weights, stored as float16 to halve the file (the package limit is 10 MB;
    loading casts them back to float32), with the records of how the model was made:
@@ -33,7 +33,7 @@ One command, from a source checkout with charchat installed:
     python corpora/build_default.py --export-only       # export runs/default-build-wide again
     python corpora/build_default.py --phase4-from runs/phase3-shipped
         # only phase 4, from a model already built, then export it. The shipped model is a
-        # chain of six such phases 4 (each from the float16 weights of the one before, read
+        # chain of seven such phases 4 (each from the float16 weights of the one before, read
         # back as float32), each model put in its folder with
         #   mkdir -p FOLDER && git archive COMMIT charchat/data/default |
         #       tar -x --strip-components=3 -C FOLDER
@@ -49,9 +49,11 @@ One command, from a source checkout with charchat installed:
         #    try's first build.json, see corpora/README);
         # 5. from that, with the generator of 156e8bd and seed 1343: the seventh try, shipped
         #    at 28f27fa (--phase4-from runs/phase4-sixth-try);
-        # 6. from that, with this file's generator and recipe (seed 1344, the generator of
-        #    92169e0): the shipped model, the eighth try (--phase4-from
-        #    runs/phase4-seventh-try). Each build.json keeps the one before it.
+        # 6. from that, with the generator of 92169e0 and seed 1344: the eighth try, shipped
+        #    at 79a1478 (--phase4-from runs/phase4-seventh-try);
+        # 7. from that, with this file's generator and recipe (seed 1345, the same generator
+        #    and training file as the eighth): the shipped model, the ninth try (--phase4-from
+        #    runs/phase4-eighth-try). Each build.json keeps the one before it.
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
 """
@@ -121,9 +123,12 @@ FINAL_STEPS = 12000
 # the corpus with the sixth round (make_dialogue.SENTENCES: relations asked the other way round,
 # "characters", stories of other kinds, reasons for asking), with a seed of its own. The eighth
 # (the same session) is one more, on the corpus that asks the calendar's next and previous day
-# and month 5.4 times as often (make_dialogue.WIDE_WEIGHT, CALENDAR_SHARE).
+# and month 5.4 times as often (make_dialogue.WIDE_WEIGHT, CALENDAR_SHARE). The ninth (session
+# 20) is one more on the same training file, byte for byte, with a batch seed of its own: the
+# eighth gained on 9 of the fourth blind set's 12 skills without a new wording, so it measures
+# what more steps alone still give.
 PHASE4 = dict(max_steps=7000, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
-              patience=40, seed=1344)
+              patience=40, seed=1345)
 # How the app samples from this model until the user changes it: arithmetic and facts have one
 # right answer, so the likeliest character is the best one.
 SAMPLING = {"temperature": 0.0, "top_k": None, "top_p": None, "max_new_chars": 300}

@@ -174,6 +174,7 @@ class TemplateTask:
         self.heldout, self.followups, self.weight = heldout, list(followups), weight
         self.wide = []
         self.framed_test = []  # the held-out wordings of widen()'s fifth round (FRAMED)
+        self.cue_test = []  # those of its seventh (CUES)
         self.chatty = False  # set by widen(): see chat_around
         assert self.train and self.test, name
 
@@ -850,7 +851,17 @@ LEAD_INS = ["hey, ", "hi, ", "hello! ", "ok, ", "okay so ", "quick question: ", 
             "our teacher asked us this. ", "I was wondering, ", "I can't remember. "]
 TAILS = [" thanks", " thanks!", ", thank you", " thank you", " :)", " if you know",
          " if you can", ", I forgot", " again", " quickly", ", thanks a lot", " for my homework"]
-CHAT_RATE = 0.25
+# The seventh round: openers as people type them, each with several ways of setting it off.
+# Blind wordings with an opener no list had ("Yo Denmark is on which continent", "quick q -
+# monaco's capital is what city") were answered about a place spelled like the opener (Yerevan,
+# Japan): the model took the first word for the item. Half the lead-ins are drawn from these.
+LEAD_WORDS = ["yo", "hey there", "hi there", "alright", "um", "uh", "oh", "ah", "listen",
+              "quick q", "random one", "pop quiz", "easy one", "simple one", "btw",
+              "by the way", "oh and", "also", "ok bot", "hey bot", "charchat", "mate", "dude",
+              "my friend", "real quick", "one thing", "another question", "last one", "ahem"]
+LEAD_SEPARATORS = [" ", ", ", ": ", "! ", "... "]
+MORE_LEAD_INS = [w + sep for w in LEAD_WORDS for sep in LEAD_SEPARATORS]
+CHAT_RATE = 0.3  # 0.25 before the seventh round
 # The calendar's weight among the categories (see Corpus): 10 as it always was in the narrow
 # corpora; 18 in the wide one, whose four neighbour tasks WIDE_WEIGHT weighs 6.0.
 CALENDAR_SHARE = {"narrow": 10, "wide": 18}
@@ -860,7 +871,7 @@ def chat_around(rng: random.Random, q: str) -> str:
     """q with a lead-in, a tail or both (see LEAD_INS)."""
     r = rng.random()
     if r < 0.7:
-        lead = rng.choice(LEAD_INS)
+        lead = rng.choice(LEAD_INS if rng.random() < 0.5 else MORE_LEAD_INS)
         lead = cap_first(lead) if rng.random() < 0.4 else lead
         q = lead + (q if q.startswith("I ") else q[:1].lower() + q[1:])
     if r >= 0.45:
@@ -888,11 +899,32 @@ def word_edits(a: str, b: str) -> int:
     return row[-1]
 
 
+_CONTRACTIONS = [(re.compile(p), r) for p, r in (
+    (r"\b(what|who|where|how|when|which|that|it|there|here|he|she)'s\b", r"\1 is"),
+    (r"\bi'm\b", "i am"), (r"'re\b", " are"), (r"'ll\b", " will"), (r"'d\b", " would"),
+    (r"\bcan't\b", "can not"), (r"\bwon't\b", "will not"), (r"n't\b", " not"))]
+_NOT_WORDS = re.compile(r"[-\u2012-\u2015\"\u201c\u201d\u2018()]")
+
+
+def near_form(core: str) -> str:
+    """A chat core as words to compare: contractions written out ("what's" -> "what is"),
+    hyphens, dashes, quotes and brackets as spaces (normalize joins "a - b" into "a-b")."""
+    core = core.lower().replace("\u2019", "'")
+    for pattern, repl in _CONTRACTIONS:
+        core = pattern.sub(repl, core)
+    return " ".join(_NOT_WORDS.sub(" ", core).split())
+
+
+def near(a: str, b: str) -> bool:
+    """Whether two near_form()s are the same or one word apart."""
+    return abs(a.count(" ") - b.count(" ")) <= 1 and word_edits(a, b) <= 1
+
+
 def chat_cores(q: str) -> set[str]:
     """The questions chat_around could have wrapped into q, q's own included, as bare() keys."""
     whole = bare(q)
     out = {whole}
-    for lead in map(bare, LEAD_INS):
+    for lead in map(bare, LEAD_INS + MORE_LEAD_INS):
         if whole.startswith(lead + " "):
             out.add(whole[len(lead) + 1:])
     for core in list(out):
@@ -1232,6 +1264,163 @@ for _unit, _key, _past, _next, _now_q, _now in (
             SENTENCES[f"{_unit}_{_way}"].append(f"{_x} comes before which {_unit}")
 
 
+# The seventh round (session 20): the words that carry each skill, not more shapes. Counted in
+# the eighth try's training questions, many words a person reaches for first were never or
+# almost never there: "flip" 5 times in 7,869 reversals (the only place it was used held out:
+# "{w}, flip it around?" got a capital or a first letter), "tally", "total" and "how big" never
+# in letter counts, "one by one", "each letter" and "split" never or twice in spellings, "last
+# month" never as the month before ("if it's July now, what was last month?" got the month
+# after), "lower" and "drop" never in differences, "more than" never in sums. A word
+# seen in no question cannot carry a skill. So each of those words gets several parts here,
+# each asked in a few frames of its kind (CUE_FRAMES) and in a few links, so that the word
+# recurs among changing ones, as the fourth round's parts did. Held out by the same hash a part
+# at a time (a part in all its frames or in none) and each word is in three parts or more, so
+# a held-out part leaves its word in training. None is placed one word from an earlier held-out
+# wording, and a held-out one one word from a trained wording leaves the test list: either
+# would test a near copy (see place_cues in widen).
+CUE_FRAMES = {
+    "verbs": ["{x}", "please {x}", "can you {x}?", "{x} for me", "I need you to {x}",
+              "help me {x}"],
+    "nps": ["what is {x}?", "what's {x}?", "tell me {x}", "do you know {x}?", "{x} is what?",
+            "can you tell me {x}?"],
+    "clauses": ["tell me {x}", "do you know {x}?", "I want to know {x}", "any idea {x}?",
+                "I wonder {x}", "please tell me {x}"],
+}
+CUE_LINKS = ["{t}, {q}?", "{t} - {q}?", "{t}. {q}?", "{t}: {q}?"]
+CUES = {
+    "add": dict(
+        verbs=["increase {a} by {b}", "raise {a} by {b}", "tally {a} and {b}",
+               "tally up {a} and {b}", "add {b} onto {a}", "count {a} and {b} together",
+               "put {a} and {b} together and give the total"],
+        nps=["{b} more than {a}", "the number {b} more than {a}", "{a} raised by {b}",
+             "{a} and {b} altogether", "{a} and {b} in all", "{a} with {b} more",
+             "the tally of {a} and {b}", "the grand total of {a} and {b}"],
+        clauses=["what {a} and {b} come to altogether", "how much {a} and {b} are in all",
+                 "what you get when {a} goes up by {b}", "what {b} more than {a} is"],
+        topics=[("{a} and {b}", ["what do they come to altogether", "tally them up",
+                                 "how much is that in all"]),
+                ("start with {a}", ["add {b} more", "now put {b} more on top"])]),
+    "sub": dict(
+        verbs=["lower {a} by {b}", "drop {a} by {b}", "cut {a} by {b}",
+               "take {b} off of {a}", "bring {a} down by {b}"],
+        nps=["{b} less than {a}", "{b} lower than {a}", "the number {b} less than {a}",
+             "the number {b} lower than {a}", "{a} lowered by {b}", "{a} dropped by {b}",
+             "{a} with {b} removed", "{a} cut by {b}"],
+        clauses=["what {a} comes to when lowered by {b}", "what number is {b} lower than {a}",
+                 "what you get when {a} drops by {b}", "what {b} less than {a} is"],
+        # Money and scores, which can fall below nothing (the eighth try's rule, 156e8bd).
+        topics=[("start with {a}", ["take away {b}", "now drop it by {b}", "lower it by {b}"]),
+                ("my balance is {a} dollars", ["I spend {b} dollars. what is it now",
+                                               "then {b} dollars go out. what is left"]),
+                ("a score of {a}", ["it drops by {b}. what is the score now",
+                                    "lose {b} points. what is left"])]),
+    "capital": dict(
+        verbs=["give the capital of {c}", "state the capital of {c}"],
+        nps=["the capital {c} has", "the city that is {cs} capital",
+             "the capital city that {c} has"],
+        clauses=["what city {c} has as its capital", "what {c} calls its capital",
+                 "which city {c} has for a capital", "what city is the capital in {c}"],
+        topics=[("{c}", ["what city is its capital", "which city is the capital there"])]),
+    "country_of_capital": dict(
+        verbs=["work out which nation has {cap} as its capital",
+               "say which country calls {cap} its capital"],
+        nps=["the nation that calls {cap} its capital", "the country {cap} belongs to",
+             "the home country of {cap}", "the country whose capital city is {cap}"],
+        clauses=["which nation calls {cap} its capital", "what country {cap} belongs to",
+                 "what country {cap} is the capital city of", "which country's capital {cap} is"],
+        topics=[("{cap}", ["which country is it the capital of", "what nation is that in",
+                           "whose capital is it"])]),
+    "continent": dict(
+        verbs=["locate {c} on a continent", "place {c} on its continent"],
+        nps=["the part of the world {c} is in", "the continent {c} is located on",
+             "{cs} part of the world", "the continent you find {c} on"],
+        clauses=["which part of the world {c} is in", "where in the world {c} is",
+                 "what continent {c} is located in", "which continent you find {c} on"],
+        topics=[("{c}", ["which continent is that in", "where in the world is it",
+                         "what part of the world is it in"])]),
+    "spell": dict(
+        verbs=["split {w} into letters", "split {w} into its letters", "break {w} into letters",
+               "break up {w} into its letters", "list each letter of {w}",
+               "give each letter of {w}", "spell {w} one by one",
+               "go through each letter of {w}", "write {w} with dashes between the letters",
+               "put hyphens between the letters of {w}", "separate the letters of {w}"],
+        nps=["each letter of {w}", "every letter in {w}", "the individual letters of {w}",
+             "{w} split into letters", "{w} broken into letters", "the letters of {w} one by one",
+             "{w} with dashes between its letters", "{w} letter for letter"],
+        clauses=["what each letter of {w} is", "how {w} breaks down into letters",
+                 "which letters {w} splits into", "what the letters of {w} are, one by one"],
+        topics=[("{w}", ["split it into letters", "give me each letter", "break it into letters",
+                         "letters one by one please"])]),
+    "reverse": dict(
+        verbs=["flip {w}", "flip the letters of {w}", "flip {w} around", "mirror {w}",
+               "invert {w}", "invert the letters of {w}", "turn {w} back to front",
+               "write {w} from right to left", "put the letters of {w} in the opposite order",
+               "write {w} starting from the last letter"],
+        nps=["{w} flipped", "{w} flipped around", "{w} mirrored", "{w} inverted",
+             "{w} back to front", "{w} from right to left", "{w} in the opposite order",
+             "{w} the other way round", "the mirror image of {w}"],
+        clauses=["what {w} looks like flipped", "how {w} reads from right to left",
+                 "what {w} is back to front", "what {w} becomes when you flip it",
+                 "what {w} looks like in a mirror"],
+        topics=[("{w}", ["flip it", "mirror it", "turn it back to front", "invert it",
+                         "what is it flipped"])]),
+    "count": dict(
+        verbs=["tally the letters in {w}", "tally up the letters of {w}",
+               "count up the letters in {w}", "measure {w} in letters",
+               "give the letter total of {w}", "total the letters in {w}"],
+        nps=["the total number of letters in {w}", "the size of {w} in letters",
+             "the character count of {w}", "the number of characters in {w}",
+             "the letter total for {w}", "the length of {w} in letters",
+             "the letter count of the word {w}", "the letter tally of {w}"],
+        clauses=["how big the word {w} is", "how many characters {w} has",
+                 "how many letters {w} is made of", "what length {w} is",
+                 "how many letters {w} has in total"],
+        topics=[("{w}", ["what is the letter count", "how big is it", "tally its letters",
+                         "how many characters", "what's its length in letters"])]),
+}
+for _unit, _key in (("day", "d"), ("month", "m")):
+    _x = f"{{{_key}}}"
+    _is_now = f"it's {_x} today" if _unit == "day" else f"it's {_x} now"
+    _was = "yesterday" if _unit == "day" else "last month"
+    _will = "tomorrow" if _unit == "day" else "next month"
+    # The day and month before and after, one step earlier or later, and for months in the
+    # words of now ("last month", "next month"): the days' "yesterday" and "tomorrow" are tasks
+    # of their own, answered "If today is ...".
+    CUES[f"{_unit}_before"] = dict(
+        nps=[f"one {_unit} before {_x}", f"one {_unit} earlier than {_x}",
+             f"the {_unit} that came just before {_x}", f"the {_unit} prior to {_x}"],
+        clauses=[f"which {_unit} came before {_x}", f"what {_unit} it was one {_unit} before {_x}",
+                 f"which {_unit} is one earlier than {_x}",
+                 f"what {_unit} you get going back one from {_x}"],
+        topics=[(f"{_x}", [f"what was the {_unit} before it", f"which {_unit} is one earlier",
+                           f"go back one {_unit}"])]
+        + ([(_is_now, [f"what was {_was}", f"which month was {_was}"]),
+            (f"this month is {_x}", [f"what was {_was}", "which month came before it"])]
+           if _unit == "month" else []))
+    CUES[f"{_unit}_after"] = dict(
+        nps=[f"one {_unit} after {_x}", f"the {_unit} right after {_x}",
+             f"one {_unit} later than {_x}",
+             f"the {_unit} straight after {_x}"],
+        clauses=[f"which {_unit} comes once {_x} is over", f"what {_unit} it is one {_unit} after {_x}",
+                 f"which {_unit} is one later than {_x}",
+                 f"what {_unit} you get going on one from {_x}"],
+        topics=[(f"{_x}", [f"what is the {_unit} after it", f"which {_unit} is one later",
+                           f"go forward one {_unit}"])]
+        + ([(_is_now, [f"what is {_will}", f"which month is {_will}"]),
+            (f"this month is {_x}", [f"what is {_will}", "which month comes after it"])]
+           if _unit == "month" else []))
+
+
+def cue_cores(task_name: str) -> list[tuple[str, list[str]]]:
+    """Every wording CUES builds for a task, by core: each part in each of CUE_FRAMES of its
+    kind, each topic's question in each of CUE_LINKS."""
+    spec = CUES.get(task_name, {})
+    return ([(x, [f.format(x=x) for f in CUE_FRAMES[kind]])
+             for kind in ("verbs", "nps", "clauses") for x in spec.get(kind, [])]
+            + [(f"{t} / {q}", [link.format(t=t, q=q) for link in CUE_LINKS])
+               for t, qs in spec.get("topics", []) for q in qs])
+
+
 def framed_cores(task_name: str) -> list[tuple[str, list[str]]]:
     """Every wording FRAMED builds for a task, by core: (the core, its wordings): each topic's
     question in each link (NUMBER_LINKS for sums and differences, else LINKS), each predicate in
@@ -1322,6 +1511,34 @@ def widen(tasks) -> None:
                   if any(f" {c} " in b for c in chat_cores(t) for b in padded)}
         task.framed_test = [t for t in task.framed_test if t not in leaked and t not in inside]
         task.test = [t for t in task.test if t not in inside]
+        place_cues(task, taken)
+
+
+def place_cues(task, taken) -> None:
+    """The seventh round (CUES) for one task: a part in all its frames, in training or held out
+    (task.cue_test) by the hash of the part. None is placed that holds an earlier held-out
+    wording whole or is one word from one; a held-out one that a training wording holds whole,
+    or that is one word from one, leaves the test list. Compared as near_form()s of their chat
+    cores, so "what's" is "what is" and "{c} - which" is two words."""
+    def forms(t):
+        return {near_form(c) for c in chat_cores(t)}
+
+    earlier = set().union(*map(forms, task.test))
+    task.cue_test = []
+    for core, wordings in cue_cores(task.name):
+        held = phrasing_is_heldout(task.name, core)
+        for t in wordings:
+            key, mine = normalize(t), forms(t)
+            if key in taken or any(f" {e} " in f" {c} " or near(c, e)
+                                   for c in mine for e in earlier):
+                continue
+            taken.add(key)
+            (task.cue_test if held else task.wide).append(t)
+    trained = set().union(*map(forms, task.train + task.wide))
+    task.cue_test = [t for t in task.cue_test
+                     if not any(f" {c} " in f" {b} " or near(c, b)
+                                for c in forms(t) for b in trained)]
+    task.test += task.cue_test
 
 
 # --------------------------------------------------------------------------

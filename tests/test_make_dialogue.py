@@ -46,10 +46,10 @@ def test_wide_phrasings_are_split_by_hash_and_the_issue_wordings_held_out():
         assert w.wide, name
         keys = {md.normalize(t) for t in w.train + w.wide}
         assert not keys & {md.normalize(t) for t in w.test}, name
-        # (the fifth round's wordings are held out by their core: the next test)
-        framed = set(md.framed(name))
+        # (the fifth and seventh rounds' wordings are held out by their core: tests below)
+        framed = set(md.framed(name)) | {t for _, ws in md.cue_cores(name) for t in ws}
         for t in new_test:
-            if t in w.framed_test:
+            if t in w.framed_test or t in w.cue_test:
                 continue
             forced = {md.normalize(x) for x in md.WIDE_PHRASINGS[name].get("test_only", [])}
             assert md.phrasing_is_heldout(name, t) or md.normalize(t) in forced, t
@@ -132,7 +132,7 @@ def test_the_wide_corpus_wraps_some_questions_in_chat_and_asks_weak_skills_more(
     train, stats, _, _ = md.generate(1337, 3000, md.DEFAULT_SEED_DIR, 300, wide_phrasings=True)
     turns = [json.loads(line)["messages"] for line in train]
     pairs = [(q["content"], a["content"]) for ms in turns for q, a in zip(ms[::2], ms[1::2])]
-    leads = tuple(lead.lower() for lead in md.LEAD_INS)
+    leads = tuple(lead.lower() for lead in md.LEAD_INS + md.MORE_LEAD_INS)
     wrapped = [(q, a) for q, a in pairs if q.lower().startswith(leads)]
     assert 0.05 < len(wrapped) / len(pairs) < 0.3
     # The answer does not change: a wrapped sum is answered as the bare one would be.
@@ -182,6 +182,7 @@ def test_wordings_built_from_parts_are_in_the_wide_corpus_and_split_by_hash():
 
 def test_the_fifth_round_adds_framed_wordings_and_leaves_the_earlier_lists_as_they_were(
         monkeypatch):
+    monkeypatch.setattr(md, "CUES", {})  # the seventh round: its own test below
     wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
     monkeypatch.setattr(md, "FRAMED", {})
     monkeypatch.setattr(md, "SENTENCES", {})  # the sixth round: its own test below
@@ -248,10 +249,11 @@ def test_the_wide_training_file_asks_word_problems_and_item_first_questions():
         assert a in (f"{x} + {y} = {x + y}.", f"{x} - {y} = {x - y}."), (q, a)
         if x < y and "-" in a:
             assert re.search(r"dollars|euros|points", q), q
-    assert any(re.match(r"^\S+ is made of how many letters", q, re.I) for q, _ in pairs)
+    assert any(re.match(r"^\S+ (is|has|contains)\b.* how many letters", q, re.I) for q, _ in pairs)
 
 
 def test_the_sixth_round_places_its_sentences_one_at_a_time_far_from_held_out_ones(monkeypatch):
+    monkeypatch.setattr(md, "CUES", {})  # the seventh round: its own test below
     wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
     monkeypatch.setattr(md, "SENTENCES", {})
     before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
@@ -313,3 +315,61 @@ def test_the_wide_corpus_asks_the_calendar_neighbours_in_proportion_to_their_wor
     for name, share in before.items():
         if name not in neighbours:
             assert 0.8 < wide[name] / share < 1.0, name
+
+
+def test_the_seventh_round_puts_each_skill_word_in_training_held_out_a_part_at_a_time(
+        monkeypatch):
+    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
+    monkeypatch.setattr(md, "CUES", {})
+    before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
+                                           wide_phrasings=True).template_tasks}
+    # The rounds before it are the sixth round's lists, wording for wording (those of 8ca2246),
+    # with the new lead-ins and without them: the openers change no earlier placement.
+    pinned = "9930e6cccf33f08f4b9854c02cf599dd6478baf6adfa414cafd75931a2629f7c"
+    for lead_ins in (md.MORE_LEAD_INS, []):
+        monkeypatch.setattr(md, "MORE_LEAD_INS", lead_ins)
+        tasks = md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks
+        lists = json.dumps([(t.name, t.train, t.wide, t.test, t.framed_test) for t in tasks])
+        assert hashlib.sha256(lists.encode()).hexdigest() == pinned
+    monkeypatch.undo()
+    held_parts = 0
+    for name in md.CUES:
+        task, old = wide[name], before[name]
+        # The earlier rounds keep their places and order; the new wordings come after them.
+        assert task.wide[:len(old.wide)] == old.wide and task.train == old.train, name
+        assert task.test == old.test + task.cue_test, name
+        core_of = {w: core for core, ws in md.cue_cores(name) for w in ws}
+        new_wide = task.wide[len(old.wide):]
+        assert set(new_wide) <= set(core_of) and set(task.cue_test) <= set(core_of), name
+        # A part in all its frames or in none.
+        assert all(md.phrasing_is_heldout(name, core_of[t]) for t in task.cue_test), name
+        assert not any(md.phrasing_is_heldout(name, core_of[t]) for t in new_wide), name
+        held_parts += len({core_of[t] for t in task.cue_test})
+        # No new training wording holds an earlier held-out one or is one word from it, and
+        # no held-out one is one word from, or held whole by, a training wording: compared with
+        # contractions written out and dashes as spaces ("{w}, what is the letter count?" is
+        # one word from the held-out "{w}, what's its letter count?").
+        def forms(t):
+            return {md.near_form(c) for c in md.chat_cores(t)}
+        earlier = set().union(*map(forms, old.test))
+        trained = set().union(*map(forms, task.train + task.wide))
+        for t in new_wide:
+            for c in forms(t):
+                assert not any(f" {e} " in f" {c} " or md.near(c, e) for e in earlier), (name, t)
+        for t in task.cue_test:
+            for c in forms(t):
+                assert not any(f" {c} " in f" {b} " or md.near(c, b) for b in trained), (name, t)
+    assert held_parts >= 20
+    assert md.near(md.near_form("{w}, what is the letter count"),
+                   md.near_form("{w}, what's its letter count"))
+    assert md.near_form("{c} - which continent") == "{c} which continent"
+    # The words this round is for are now trained, each in several wordings.
+    for name, word in (("reverse", "flip"), ("count", "tally"), ("spell", "one by one"),
+                       ("month_before", "last month"), ("sub", "lower"), ("add", "more than"),
+                       ("continent", "part of the world")):
+        assert sum(word in t for t in wide[name].wide) >= 5, (name, word)
+    # Openers as people type them are lead-ins, read through like the others.
+    assert md.chat_cores("Yo, what is {a} + {b}?") >= {"what is {a}+{b}"}
+    assert md.chat_cores("hey bot... how many letters are in {w}? thanks") >= {
+        "how many letters are in {w}"}
+    assert "quick q: " in md.MORE_LEAD_INS

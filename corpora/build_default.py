@@ -55,8 +55,8 @@ One command, from a source checkout with charchat installed:
         #    seventh round of wordings, make_dialogue.CUES): the shipped model, the tenth try
         #    (--phase4-from runs/phase4-eighth-try). Each build.json keeps the one before it.
         #    The ninth try (from the eighth, seed 1345, on the eighth's training file byte for
-        #    byte, at 6778182) is not in the chain: 7,000 more steps alone gained nothing on
-        #    the fourth blind set (benchmarks/README.md).
+        #    byte) is not in the chain and its export was not kept: 7,000 more steps alone
+        #    gained nothing on the fourth blind set (benchmarks/README.md, twentieth session).
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
 """

@@ -23,7 +23,7 @@ One command, from a source checkout with charchat installed:
    a fixed PHASE4["max_steps"] steps: warmup to a rate a fifth of phase 1's peak, cosine decay
    to a tenth of that, into runs/default-build-wide/. It was added after the phase-3 model failed
    wordings its generator never used ("please add 91 to 24": 0 of 40). On a 2-core CPU its
-   7,000 steps take about an hour (0.4-0.5 s a step). The shipped model ran seven phases 4 one
+   7,000 steps take about an hour (0.4-0.5 s a step). The shipped model ran six phases 4 one
    after another, each on the generator of its day (--phase4-from below): this command runs one;
 4. exports the best weights, stored as float16 to halve the file (the package limit is 10 MB;
    loading casts them back to float32), with the records of how the model was made:
@@ -33,7 +33,7 @@ One command, from a source checkout with charchat installed:
     python corpora/build_default.py --export-only       # export runs/default-build-wide again
     python corpora/build_default.py --phase4-from runs/phase3-shipped
         # only phase 4, from a model already built, then export it. The shipped model is a
-        # chain of seven such phases 4 (each from the float16 weights of the one before, read
+        # chain of six such phases 4 (each from the float16 weights of the one before, read
         # back as float32), each model put in its folder with
         #   mkdir -p FOLDER && git archive COMMIT charchat/data/default |
         #       tar -x --strip-components=3 -C FOLDER
@@ -50,13 +50,15 @@ One command, from a source checkout with charchat installed:
         # 5. from that, with the generator of 156e8bd and seed 1343: the seventh try, shipped
         #    at 28f27fa (--phase4-from runs/phase4-sixth-try);
         # 6. from that, with the generator of 92169e0 and seed 1344: the eighth try, shipped
-        #    at 79a1478 (--phase4-from runs/phase4-seventh-try);
-        # 7. from that, with this file's generator and recipe (seed 1346, the generator of the
-        #    seventh round of wordings, make_dialogue.CUES): the shipped model, the tenth try
-        #    (--phase4-from runs/phase4-eighth-try). Each build.json keeps the one before it.
+        #    at 79a1478 (--phase4-from runs/phase4-seventh-try).
+        #    That eighth try is the shipped model. Each build.json keeps the one before it.
+        # 7. next, from the eighth, with this file's generator and recipe (seed 1346, the
+        #    seventh round of wordings, make_dialogue.CUES): the tenth try (--phase4-from
+        #    runs/phase4-eighth-try), trained in session 20 and committed on branch `tenth`,
+        #    not shipped: it was still being measured when that session ended.
         #    The ninth try (from the eighth, seed 1345, on the eighth's training file byte for
         #    byte) is not in the chain and its export was not kept: 7,000 more steps alone
-        #    gained nothing on the fourth blind set (benchmarks/README.md, twentieth session).
+        #    gained nothing on the fourth blind set (benchmarks/results/*_s20*.json).
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
 """

@@ -1380,12 +1380,14 @@ CUES = {
 }
 for _unit, _key in (("day", "d"), ("month", "m")):
     _x = f"{{{_key}}}"
-    _is_now = f"it's {_x} today" if _unit == "day" else f"it's {_x} now"
-    _was = "yesterday" if _unit == "day" else "last month"
-    _will = "tomorrow" if _unit == "day" else "next month"
     # The day and month before and after, one step earlier or later, and for months in the
     # words of now ("last month", "next month"): the days' "yesterday" and "tomorrow" are tasks
     # of their own, answered "If today is ...".
+    _now = {"before": [], "after": []} if _unit == "day" else {
+        "before": [(f"it's {_x} now", ["what was last month", "which month was last month"]),
+                   (f"this month is {_x}", ["what was last month", "which month came before it"])],
+        "after": [(f"it's {_x} now", ["what is next month", "which month is next month"]),
+                  (f"this month is {_x}", ["what is next month", "which month comes after it"])]}
     CUES[f"{_unit}_before"] = dict(
         nps=[f"one {_unit} before {_x}", f"one {_unit} earlier than {_x}",
              f"the {_unit} that came just before {_x}", f"the {_unit} prior to {_x}"],
@@ -1393,10 +1395,7 @@ for _unit, _key in (("day", "d"), ("month", "m")):
                  f"which {_unit} is one earlier than {_x}",
                  f"what {_unit} you get going back one from {_x}"],
         topics=[(f"{_x}", [f"what was the {_unit} before it", f"which {_unit} is one earlier",
-                           f"go back one {_unit}"])]
-        + ([(_is_now, [f"what was {_was}", f"which month was {_was}"]),
-            (f"this month is {_x}", [f"what was {_was}", "which month came before it"])]
-           if _unit == "month" else []))
+                           f"go back one {_unit}"])] + _now["before"])
     CUES[f"{_unit}_after"] = dict(
         nps=[f"one {_unit} after {_x}", f"the {_unit} right after {_x}",
              f"one {_unit} later than {_x}",
@@ -1405,10 +1404,7 @@ for _unit, _key in (("day", "d"), ("month", "m")):
                  f"which {_unit} is one later than {_x}",
                  f"what {_unit} you get going on one from {_x}"],
         topics=[(f"{_x}", [f"what is the {_unit} after it", f"which {_unit} is one later",
-                           f"go forward one {_unit}"])]
-        + ([(_is_now, [f"what is {_will}", f"which month is {_will}"]),
-            (f"this month is {_x}", [f"what is {_will}", "which month comes after it"])]
-           if _unit == "month" else []))
+                           f"go forward one {_unit}"])] + _now["after"])
 
 
 def cue_cores(task_name: str) -> list[tuple[str, list[str]]]:

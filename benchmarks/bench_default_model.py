@@ -130,7 +130,8 @@ def listed(task):
     inside "please {v}"): part of those the third-round model was measured on (session 16), the
     part with no trained sibling (add: 20 of that round's 30; the issue's wordings are among
     those left out, and issue_probes asks them)."""
-    built = {md.normalize(t) for t in md.composed(task.name) + task.framed_test + task.cue_test}
+    built = {md.normalize(t) for t in md.composed(task.name) + task.framed_test + task.cue_test
+             + task.turn_test}
     return [t for t in task.test if md.normalize(t) not in built and not held_inside(task, t)]
 
 
@@ -147,6 +148,11 @@ def sentences_heldout(task):
 def cues_heldout(task):
     """The task's held-out phrasings of the seventh round (make_dialogue.CUES) alone."""
     return task.cue_test
+
+
+def turns_heldout(task):
+    """The task's held-out phrasings of the eighth round (make_dialogue.TURNS) alone."""
+    return task.turn_test
 
 
 def all_heldout(task):
@@ -534,7 +540,8 @@ def main(argv=None):
     for key, pick, seed in (("unseen_wordings_listed", listed, "listed"),
                             ("unseen_wordings_framed", framed_heldout, "framed"),
                             ("unseen_wordings_sentences", sentences_heldout, "sentences"),
-                            ("unseen_wordings_cues", cues_heldout, "cues")):
+                            ("unseen_wordings_cues", cues_heldout, "cues"),
+                            ("unseen_wordings_turns", turns_heldout, "turns")):
         prng = random.Random(f"bench-{seed}-{args.seed}")
         result[key] = {
             name: score_skill(runner, name, wording_questions(wide, prng, name, args.wording_n,

@@ -23,7 +23,7 @@ One command, from a source checkout with charchat installed:
    a fixed PHASE4["max_steps"] steps: warmup to a rate a fifth of phase 1's peak, cosine decay
    to a tenth of that, into runs/default-build-wide/. It was added after the phase-3 model failed
    wordings its generator never used ("please add 91 to 24": 0 of 40). On a 2-core CPU its
-   7,000 steps take about an hour (0.4-0.5 s a step). The shipped model ran six phases 4 one
+   7,000 steps take about an hour (0.4-0.5 s a step). The shipped model ran seven phases 4 one
    after another, each on the generator of its day (--phase4-from below): this command runs one;
 4. exports the best weights, stored as float16 to halve the file (the package limit is 10 MB;
    loading casts them back to float32), with the records of how the model was made:
@@ -33,7 +33,7 @@ One command, from a source checkout with charchat installed:
     python corpora/build_default.py --export-only       # export runs/default-build-wide again
     python corpora/build_default.py --phase4-from runs/phase3-shipped
         # only phase 4, from a model already built, then export it. The shipped model is a
-        # chain of six such phases 4 (each from the float16 weights of the one before, read
+        # chain of seven such phases 4 (each from the float16 weights of the one before, read
         # back as float32), each model put in its folder with
         #   mkdir -p FOLDER && git archive COMMIT charchat/data/default |
         #       tar -x --strip-components=3 -C FOLDER
@@ -51,14 +51,16 @@ One command, from a source checkout with charchat installed:
         #    at 28f27fa (--phase4-from runs/phase4-sixth-try);
         # 6. from that, with the generator of 92169e0 and seed 1344: the eighth try, shipped
         #    at 79a1478 (--phase4-from runs/phase4-seventh-try).
-        #    That eighth try is the shipped model. Each build.json keeps the one before it.
-        # 7. next, from the eighth, with this file's generator and recipe (seed 1346, the
-        #    seventh round of wordings, make_dialogue.CUES): the tenth try (--phase4-from
-        #    runs/phase4-eighth-try), trained in session 20 and committed on branch `tenth`,
-        #    not shipped: it was still being measured when that session ended.
+        #    Each build.json keeps the one before it.
+        # 7. from that, with the generator of 79d9c43 and seed 1346 (the seventh round of
+        #    wordings, make_dialogue.CUES, and MORE_LEAD_INS): the tenth try, shipped at 657909b
+        #    in session 21 (--phase4-from runs/phase4-eighth-try). That is the shipped model.
         #    The ninth try (from the eighth, seed 1345, on the eighth's training file byte for
         #    byte) is not in the chain and its export was not kept: 7,000 more steps alone
         #    gained nothing on the fourth blind set (benchmarks/results/*_s20*.json).
+        # 8. next, from the tenth, with this file's generator and recipe (seed 1347, the eighth
+        #    round, make_dialogue.TURNS: the calendar's relations turned round): the eleventh
+        #    try (--phase4-from runs/phase4-tenth-try), session 21.
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
 """
@@ -131,10 +133,12 @@ FINAL_STEPS = 12000
 # and month 5.4 times as often (make_dialogue.WIDE_WEIGHT, CALENDAR_SHARE). The ninth (session
 # 20) was one more on the same training file, byte for byte, with a batch seed of its own
 # (1345), to measure what more steps alone still give: nothing on the fourth blind set (81.3%
-# -> 81.0%). The tenth (the same session) is one more from the eighth, on the corpus with the
-# seventh round (make_dialogue.CUES: the words that carry each skill; MORE_LEAD_INS).
+# -> 81.0%). The tenth (the same session, shipped in session 21) is one more from the eighth, on
+# the corpus with the seventh round (make_dialogue.CUES: the words that carry each skill;
+# MORE_LEAD_INS). The eleventh (session 21) is one more from the tenth, on the corpus with the
+# eighth round (make_dialogue.TURNS: the calendar's relations asked the other way round).
 PHASE4 = dict(max_steps=7000, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
-              patience=40, seed=1346)
+              patience=40, seed=1347)
 # How the app samples from this model until the user changes it: arithmetic and facts have one
 # right answer, so the likeliest character is the best one.
 SAMPLING = {"temperature": 0.0, "top_k": None, "top_p": None, "max_new_chars": 300}

@@ -175,6 +175,7 @@ class TemplateTask:
         self.wide = []
         self.framed_test = []  # the held-out wordings of widen()'s fifth round (FRAMED)
         self.cue_test = []  # those of its seventh (CUES)
+        self.turn_test = []  # those of its eighth (TURNS)
         self.chatty = False  # set by widen(): see chat_around
         assert self.train and self.test, name
 
@@ -1407,6 +1408,106 @@ for _unit, _key in (("day", "d"), ("month", "m")):
                            f"go forward one {_unit}"])] + _now["after"])
 
 
+# The eighth round (session 21): the calendar's relations turned round, as a system rather than
+# a few sentences. The tenth try still answered about 70% of the day and month before on the
+# fifth blind set, and the misses read on the second and third sets (session 20) were nearly
+# all one kind: the relation word of the question taken for the answer's ("Wednesday comes
+# after which day?" -> "The day after Wednesday is Thursday."; "if next month is March, what
+# month is it now?" -> the month after March). Counted in the tenth try's training wordings, a
+# word for the other way (before, precede, yesterday, last month; or after, follow, tomorrow,
+# next month) was in 3 of the 287 wordings of the day after, and in 2 to 5 of 276 to 316 of
+# the other three tasks': the relation word stood for the answer. So each of the four tasks
+# gets the item on the other side of the relation ("{d} comes before which day" is the day
+# after, "which day is followed by {d}" the day before) in each of TURN_FRAMES, some relations
+# the straight way in the same words, and what today (this month) is when yesterday or tomorrow
+# (last or next month) is given, with each question of now in each of TURN_LINKS: 742 training
+# wordings, after which 153 to 195 of each task's 439 to 519 name the other way; 145 held out.
+# Each relation is a core in all its frames, each given clause one in all its questions and
+# links; held out by the same hash and placed like the seventh round's (place_cues), so none is
+# one word from an earlier held-out wording. None asks "in the week" or "in the year", which
+# the answer's wrapping round (Sunday, December) would make wrong. The four tasks keep their
+# weight (WIDE_WEIGHT), so their earlier wordings are asked about 40% less often than in the
+# tenth try's corpus.
+TURN_FRAMES = ["{x}?", "do you know: {x}?", "{x}? I always mix them up",
+               "can you tell me: {x}?"]
+TURN_LINKS = ["if {g}, {q}?", "{g}, {q}?", "{g}. {q}?", "given that {g}, {q}?"]
+TURNS: dict[str, dict] = {}
+_RELATION_VERBS = {"before": ("precede", "precedes", "preceded"),
+                   "after": ("follow", "follows", "followed")}
+_TURN_UNITS = (
+    ("day", "d",
+     ["yesterday was {x}", "it was {x} yesterday", "{x} was yesterday", "yesterday it was {x}",
+      "yesterday was a {x}", "the day before today was {x}"],
+     ["tomorrow is {x}", "it will be {x} tomorrow", "{x} is tomorrow", "tomorrow will be {x}",
+      "tomorrow is a {x}", "the day after today is {x}"],
+     ["what day is it today", "what is today", "what day is it then", "which day is it now"]),
+    ("month", "m",
+     ["last month was {x}", "it was {x} last month", "{x} was last month",
+      "last month it was {x}", "we were in {x} last month", "the month before this one was {x}"],
+     ["next month is {x}", "it will be {x} next month", "{x} is next month",
+      "next month will be {x}", "we will be in {x} next month", "the month after this one is {x}"],
+     ["what month is it now", "what is this month", "what month is it then",
+      "which month is it now"]))
+for _unit, _key, _past, _future, _now_qs in _TURN_UNITS:
+    _x = f"{{{_key}}}"
+    for _way, _other in (("after", "before"), ("before", "after")):
+        _base, _third, _passive = _RELATION_VERBS[_other]
+        _, _way_third, _way_passive = _RELATION_VERBS[_way]
+        TURNS[f"{_unit}_{_way}"] = dict(
+            # The item on the other side: the answer is the {_way} one all the same.
+            turned=[f"{_x} comes {_other} which {_unit}",
+                    f"{_x} comes just {_other} which {_unit}",
+                    f"{_x} comes directly {_other} which {_unit}",
+                    f"{_x} comes immediately {_other} what {_unit}",
+                    f"{_x} is just {_other} which {_unit}",
+                    f"{_x} is right {_other} what {_unit}",
+                    f"{_x} is the {_unit} {_other} what",
+                    f"{_x} is the {_unit} just {_other} which one",
+                    f"{_x} goes {_other} which {_unit}",
+                    f"{_x} falls {_other} which {_unit}",
+                    f"{_x} falls just {_other} which {_unit}",
+                    f"{_x} sits just {_other} which {_unit}",
+                    f"{_x} is one {_unit} {_other} which {_unit}",
+                    f"which {_unit} does {_x} come {_other}",
+                    f"which {_unit} does {_x} come just {_other}",
+                    f"what {_unit} does {_x} come right {_other}",
+                    f"which {_unit} does {_x} fall {_other}",
+                    f"what {_unit} is {_x} just {_other}",
+                    f"what {_unit} is {_x} {_other}",
+                    f"which {_unit} is {_x} one {_unit} {_other}",
+                    f"what {_unit} has {_x} just {_other} it",
+                    f"which {_unit} has {_x} {_other} it",
+                    f"{_other} which {_unit} does {_x} come",
+                    f"{_other} what {_unit} is {_x}",
+                    f"which {_unit} does {_x} {_base}",
+                    f"what {_unit} does {_x} {_base}",
+                    f"which {_unit} does {_x} directly {_base}",
+                    f"{_x} {_third} which {_unit}",
+                    f"{_x} directly {_third} what {_unit}",
+                    f"{_x} immediately {_third} which {_unit}",
+                    f"which {_unit} is {_passive} by {_x}",
+                    f"what {_unit} is directly {_passive} by {_x}",
+                    f"which {_unit} is the one that {_x} {_third}"],
+            # The same words the straight way, so that neither word stands for one answer.
+            straight=[f"which {_unit} comes just {_way} {_x}",
+                      f"what {_unit} is just {_way} {_x}",
+                      f"which {_unit} falls just {_way} {_x}", f"which {_unit} goes {_way} {_x}",
+                      f"{_x} is {_way_passive} by which {_unit}",
+                      f"which {_unit} {_way_third} {_x}"],
+            given=[g.replace("{x}", _x) for g in (_past if _way == "after" else _future)],
+            now=_now_qs)
+
+
+def turn_cores(task_name: str) -> list[tuple[str, list[str]]]:
+    """Every wording TURNS builds for a task, by core: each relation in each of TURN_FRAMES, each
+    given clause with each question of now in each of TURN_LINKS."""
+    spec = TURNS.get(task_name, {})
+    return ([(x, [f.format(x=x) for f in TURN_FRAMES])
+             for x in spec.get("turned", []) + spec.get("straight", [])]
+            + [(g, [link.format(g=g, q=q) for q in spec["now"] for link in TURN_LINKS])
+               for g in spec.get("given", [])])
+
+
 def cue_cores(task_name: str) -> list[tuple[str, list[str]]]:
     """Every wording CUES builds for a task, by core: each part in each of CUE_FRAMES of its
     kind, each topic's question in each of CUE_LINKS."""
@@ -1508,20 +1609,23 @@ def widen(tasks) -> None:
         task.framed_test = [t for t in task.framed_test if t not in leaked and t not in inside]
         task.test = [t for t in task.test if t not in inside]
         place_cues(task, taken)
+        place_cues(task, taken, turn_cores(task.name), "turn_test")
 
 
-def place_cues(task, taken) -> None:
-    """The seventh round (CUES) for one task: a part in all its frames, in training or held out
-    (task.cue_test) by the hash of the part. None is placed that holds an earlier held-out
-    wording whole or is one word from one; a held-out one that a training wording holds whole,
-    or that is one word from one, leaves the test list. Compared as near_form()s of their chat
-    cores, so "what's" is "what is" and "{c} - which" is two words."""
+def place_cues(task, taken, cores=None, held_attr="cue_test") -> None:
+    """The seventh round (CUES) for one task, or with cores and held_attr another round built
+    the same way (the eighth: turn_cores, task.turn_test): a part in all its frames, in
+    training or held out (task.cue_test, or held_attr) by the hash of the part. None is placed
+    that holds an earlier held-out wording whole or is one word from one; a held-out one that a
+    training wording holds whole, or that is one word from one, leaves the test list. Compared
+    as near_form()s of their chat cores, so "what's" is "what is" and "{c} - which" is two
+    words."""
     def forms(t):
         return {near_form(c) for c in chat_cores(t)}
 
     earlier = set().union(*map(forms, task.test))
-    task.cue_test = []
-    for core, wordings in cue_cores(task.name):
+    held_out = []
+    for core, wordings in cue_cores(task.name) if cores is None else cores:
         held = phrasing_is_heldout(task.name, core)
         for t in wordings:
             key, mine = normalize(t), forms(t)
@@ -1529,12 +1633,12 @@ def place_cues(task, taken) -> None:
                                    for c in mine for e in earlier):
                 continue
             taken.add(key)
-            (task.cue_test if held else task.wide).append(t)
+            (held_out if held else task.wide).append(t)
     trained = set().union(*map(forms, task.train + task.wide))
-    task.cue_test = [t for t in task.cue_test
-                     if not any(f" {c} " in f" {b} " or near(c, b)
-                                for c in forms(t) for b in trained)]
-    task.test += task.cue_test
+    held_out = [t for t in held_out
+                if not any(f" {c} " in f" {b} " or near(c, b) for c in forms(t) for b in trained)]
+    setattr(task, held_attr, held_out)
+    task.test += held_out
 
 
 # --------------------------------------------------------------------------

@@ -176,6 +176,7 @@ class TemplateTask:
         self.framed_test = []  # the held-out wordings of widen()'s fifth round (FRAMED)
         self.cue_test = []  # those of its seventh (CUES)
         self.turn_test = []  # those of its eighth (TURNS)
+        self.mirror_test = []  # those of its ninth (MIRRORS)
         self.chatty = False  # set by widen(): see chat_around
         assert self.train and self.test, name
 
@@ -1508,6 +1509,73 @@ def turn_cores(task_name: str) -> list[tuple[str, list[str]]]:
                for g in spec.get("given", [])])
 
 
+# The ninth round (session 21): each turned relation's mirror. The eleventh try, trained on
+# the eighth round, learnt the turned relations (77% of their held-out wordings, against 8% for
+# the tenth) and the day and month before on the blind sets (set 5: 48 -> 71% and 75 -> 98%
+# exact), but the month and day after fell (set 5: 83 -> 50%, 75 -> 64%): "it's October, what
+# month will it be next month?" -> "The month before October is September.", "December is
+# followed by which month?" -> the month before. The round had moved the phrases, not the
+# reading: "followed by" was in 8 training wordings of each task before and none of the tasks
+# after, "next month" in 75 of the month before's and 26 of the month after's, "yesterday" only
+# in the day after's. So each turned relation of one task gets its mirror in the other: the
+# same words with the item on the other side ("{d} is followed by which day" for the day after,
+# against "which day is followed by {d}" for the day before), and the months what next or last
+# month is when this month is given (the days have those in their "If today is" tasks). Placed
+# like the rounds before (place_cues, held out a core at a time), after them, so their lists
+# stay as they were.
+_MIRROR_PAIRS = [  # (as TURNS turns it, its mirror), in the words of one relation
+    ("{x} comes {rel} which {u}", "which {u} comes {rel} {x}"),
+    ("{x} comes just {rel} which {u}", "which {u} comes just {rel} {x}"),
+    ("{x} comes directly {rel} which {u}", "which {u} comes directly {rel} {x}"),
+    ("{x} comes immediately {rel} what {u}", "what {u} comes immediately {rel} {x}"),
+    ("{x} is just {rel} which {u}", "which {u} is just {rel} {x}"),
+    ("{x} is right {rel} what {u}", "what {u} is right {rel} {x}"),
+    ("{x} is the {u} {rel} what", "what is the {u} {rel} {x}"),
+    ("{x} goes {rel} which {u}", "which {u} goes {rel} {x}"),
+    ("{x} falls just {rel} which {u}", "which {u} falls just {rel} {x}"),
+    ("{x} sits just {rel} which {u}", "which {u} sits just {rel} {x}"),
+    ("{x} is one {u} {rel} which {u}", "which {u} is one {u} {rel} {x}"),
+    ("which {u} does {x} come {rel}", "{rel} {x} comes which {u}"),
+    ("what {u} is {x} just {rel}", "what {u} is just {rel} {x}"),
+    ("what {u} has {x} just {rel} it", "{x} has what {u} just {rel} it"),
+    ("{rel} what {u} is {x}", "{rel} {x} is what {u}"),
+    ("which {u} does {x} {base}", "which {u} {third} {x}"),
+    ("what {u} does {x} {base}", "what {u} {third} {x}"),
+    ("{x} {third} which {u}", "{x} is {passive} by which {u}"),
+    ("{x} directly {third} what {u}", "{x} is directly {passive} by what {u}"),
+    ("{x} immediately {third} which {u}", "{x} is immediately {passive} by which {u}"),
+    ("which {u} is {passive} by {x}", "which {u} is it that {third} {x}"),
+    ("what {u} is directly {passive} by {x}", "what {u} directly {third} {x}"),
+    ("which {u} is the one that {x} {third}", "which {u} is the one that {third} {x}")]
+MIRROR_NOW = ["it's {x} now", "this month is {x}", "we are in {x}", "it is {x} this month",
+              "the month is {x}", "we're in {x} now"]
+MIRROR_QUESTIONS = {
+    "after": ["what month will it be next month", "what is next month",
+              "which month is next month", "what month comes next"],
+    "before": ["what month was it last month", "what was last month",
+               "which month was last month", "what month came before"]}
+MIRRORS: dict[str, dict] = {}
+for _unit, _key in (("day", "d"), ("month", "m")):
+    for _way in ("after", "before"):
+        _base, _third, _passive = _RELATION_VERBS[_way]
+        _words = dict(x=f"{{{_key}}}", u=_unit, rel=_way, base=_base, third=_third,
+                      passive=_passive)
+        MIRRORS[f"{_unit}_{_way}"] = dict(
+            straight=[m.format(**_words) for _, m in _MIRROR_PAIRS],
+            given=([g.replace("{x}", f"{{{_key}}}") for g in MIRROR_NOW]
+                   if _unit == "month" else []),
+            now=MIRROR_QUESTIONS[_way])
+
+
+def mirror_cores(task_name: str) -> list[tuple[str, list[str]]]:
+    """Every wording MIRRORS builds for a task, by core: each relation in each of TURN_FRAMES,
+    each given clause with each question in each of TURN_LINKS."""
+    spec = MIRRORS.get(task_name, {})
+    return ([(x, [f.format(x=x) for f in TURN_FRAMES]) for x in spec.get("straight", [])]
+            + [(g, [link.format(g=g, q=q) for q in spec["now"] for link in TURN_LINKS])
+               for g in spec.get("given", [])])
+
+
 def cue_cores(task_name: str) -> list[tuple[str, list[str]]]:
     """Every wording CUES builds for a task, by core: each part in each of CUE_FRAMES of its
     kind, each topic's question in each of CUE_LINKS."""
@@ -1610,6 +1678,7 @@ def widen(tasks) -> None:
         task.test = [t for t in task.test if t not in inside]
         place_cues(task, taken)
         place_cues(task, taken, turn_cores(task.name), "turn_test")
+        place_cues(task, taken, mirror_cores(task.name), "mirror_test")
 
 
 def place_cues(task, taken, cores=None, held_attr="cue_test") -> None:

@@ -48,9 +48,9 @@ def test_wide_phrasings_are_split_by_hash_and_the_issue_wordings_held_out():
         assert not keys & {md.normalize(t) for t in w.test}, name
         # (the fifth and seventh rounds' wordings are held out by their core: tests below)
         framed = set(md.framed(name)) | {t for _, ws in md.cue_cores(name) for t in ws} | {
-            t for _, ws in md.turn_cores(name) for t in ws}
+            t for _, ws in md.turn_cores(name) + md.mirror_cores(name) for t in ws}
         for t in new_test:
-            if t in w.framed_test or t in w.cue_test or t in w.turn_test:
+            if t in w.framed_test or t in w.cue_test or t in w.turn_test or t in w.mirror_test:
                 continue
             forced = {md.normalize(x) for x in md.WIDE_PHRASINGS[name].get("test_only", [])}
             assert md.phrasing_is_heldout(name, t) or md.normalize(t) in forced, t
@@ -185,6 +185,7 @@ def test_the_fifth_round_adds_framed_wordings_and_leaves_the_earlier_lists_as_th
         monkeypatch):
     monkeypatch.setattr(md, "CUES", {})  # the seventh round: its own test below
     monkeypatch.setattr(md, "TURNS", {})  # and the eighth
+    monkeypatch.setattr(md, "MIRRORS", {})  # and the ninth
     wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
     monkeypatch.setattr(md, "FRAMED", {})
     monkeypatch.setattr(md, "SENTENCES", {})  # the sixth round: its own test below
@@ -257,6 +258,7 @@ def test_the_wide_training_file_asks_word_problems_and_item_first_questions():
 def test_the_sixth_round_places_its_sentences_one_at_a_time_far_from_held_out_ones(monkeypatch):
     monkeypatch.setattr(md, "CUES", {})  # the seventh round: its own test below
     monkeypatch.setattr(md, "TURNS", {})  # and the eighth
+    monkeypatch.setattr(md, "MIRRORS", {})  # and the ninth
     wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
     monkeypatch.setattr(md, "SENTENCES", {})
     before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
@@ -323,6 +325,7 @@ def test_the_wide_corpus_asks_the_calendar_neighbours_in_proportion_to_their_wor
 def test_the_seventh_round_puts_each_skill_word_in_training_held_out_a_part_at_a_time(
         monkeypatch):
     monkeypatch.setattr(md, "TURNS", {})  # the eighth round: its own test below
+    monkeypatch.setattr(md, "MIRRORS", {})  # and the ninth
     wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
     monkeypatch.setattr(md, "CUES", {})
     before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
@@ -381,11 +384,13 @@ def test_the_seventh_round_puts_each_skill_word_in_training_held_out_a_part_at_a
 
 def test_the_eighth_round_turns_the_calendar_relations_round_held_out_a_core_at_a_time(
         monkeypatch):
+    monkeypatch.setattr(md, "MIRRORS", {})  # the ninth round: its own test below
+    turns = md.TURNS
     wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
     monkeypatch.setattr(md, "TURNS", {})
     before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
                                            wide_phrasings=True).template_tasks}
-    monkeypatch.undo()
+    monkeypatch.setattr(md, "TURNS", turns)
     # The rounds before it are the seventh round's lists, wording for wording (those of
     # 79d9c43, the tenth try's corpus).
     lists = json.dumps([(t.name, t.train, t.wide, t.test, t.framed_test, t.cue_test)
@@ -451,3 +456,55 @@ def test_the_eighth_round_turns_the_calendar_relations_round_held_out_a_core_at_
     assert not any(" in the week" in w or " in the year" in w
                    for name in md.TURNS for _, ws in md.turn_cores(name) for w in ws)
     assert placed >= 700 and held_cores >= 10, (placed, held_cores)
+
+
+def test_the_ninth_round_mirrors_each_turned_relation_in_the_other_task(monkeypatch):
+    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
+    monkeypatch.setattr(md, "MIRRORS", {})
+    before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
+                                           wide_phrasings=True).template_tasks}
+    monkeypatch.undo()
+    # The rounds before it are the eighth round's lists, wording for wording (those of 08990f2,
+    # the eleventh try's corpus).
+    lists = json.dumps([(t.name, t.train, t.wide, t.test, t.framed_test, t.cue_test,
+                         t.turn_test) for t in before.values()])
+    assert hashlib.sha256(lists.encode()).hexdigest() == (
+        "271b638b6db0721da5c0059c69e3bed49bc3ac6838d3c1909fce21865267dbe4")
+    placed = 0
+    for name in md.MIRRORS:
+        task, old = wide[name], before[name]
+        assert task.wide[:len(old.wide)] == old.wide and task.train == old.train, name
+        assert task.test == old.test + task.mirror_test, name
+        core_of = {w: core for core, ws in md.mirror_cores(name) for w in ws}
+        new_wide = task.wide[len(old.wide):]
+        assert set(new_wide) <= set(core_of) and set(task.mirror_test) <= set(core_of), name
+        assert all(md.phrasing_is_heldout(name, core_of[t]) for t in task.mirror_test), name
+        assert not any(md.phrasing_is_heldout(name, core_of[t]) for t in new_wide), name
+        placed += len(new_wide)
+    assert placed >= 300, placed
+    # The eleventh try's misses: phrases that stood for one way now stand in both. Counted in
+    # the training wordings of each unit's after and before tasks ("followed by" was 0 and 8,
+    # "next month" 26 and 75 before this round).
+    def count(name, phrase):
+        t = wide[name]
+        return sum(phrase in f" {w} " for w in t.train + t.wide)
+    for unit, phrase in (("day", "followed by"), ("month", "followed by"),
+                         ("month", "next month"), ("month", "last month")):
+        after, before_ = count(f"{unit}_after", phrase), count(f"{unit}_before", phrase)
+        assert after and before_ and max(after, before_) <= 3 * min(after, before_), (
+            unit, phrase, after, before_)
+    # Read by hand: the mirrors land in the task their meaning asks for.
+    def of(name):
+        t = wide[name]
+        return {md.normalize(w) for w in t.train + t.wide + t.test}
+    for name, wording in (
+            ("day_after", "do you know: {d} is immediately followed by which day?"),
+            ("month_after", "{m} is directly followed by what month?"),
+            ("month_after", "it's {m} now, what is next month?"),
+            ("day_before", "which day precedes {d}?"),
+            ("month_before", "{m} is preceded by which month?"),
+            ("month_before", "this month is {m}, what was last month?")):
+        assert md.normalize(wording) in of(name), (name, wording)
+        for other_task in md.MIRRORS:
+            if other_task != name:
+                assert md.normalize(wording) not in of(other_task), (other_task, wording)

@@ -322,6 +322,44 @@ def test_the_wide_corpus_asks_the_calendar_neighbours_in_proportion_to_their_wor
             assert 0.8 < wide[name] / share < 1.0, name
 
 
+def assert_placed_a_core_at_a_time(name, task, old, held, cores):
+    """A round placed by make_dialogue.place_cues, against the task as the rounds before it
+    left it (old): those keep their places and order and the new wordings come after them; a
+    core is held out in all its frames or in none; no new training wording holds an earlier
+    held-out one or is one word from it, and no held-out one is one word from, or held whole
+    by, a training wording, compared with contractions written out and dashes as spaces ("{w},
+    what is the letter count?" is one word from the held-out "{w}, what's its letter count?").
+    Returns the new training wordings and the held-out cores."""
+    assert task.wide[:len(old.wide)] == old.wide and task.train == old.train, name
+    assert task.test == old.test + held, name
+    core_of = {w: core for core, ws in cores for w in ws}
+    new_wide = task.wide[len(old.wide):]
+    assert set(new_wide) <= set(core_of) and set(held) <= set(core_of), name
+    assert all(md.phrasing_is_heldout(name, core_of[t]) for t in held), name
+    assert not any(md.phrasing_is_heldout(name, core_of[t]) for t in new_wide), name
+
+    def forms(t):
+        return {md.near_form(c) for c in md.chat_cores(t)}
+    earlier = set().union(*map(forms, old.test))
+    trained = set().union(*map(forms, task.train + task.wide))
+    for t in new_wide:
+        for c in forms(t):
+            assert not any(f" {e} " in f" {c} " or md.near(c, e) for e in earlier), (name, t)
+    for t in held:
+        for c in forms(t):
+            assert not any(f" {c} " in f" {b} " or md.near(c, b) for b in trained), (name, t)
+    return new_wide, {core_of[t] for t in held}
+
+
+def assert_only_in(tasks, name, wording):
+    """The wording is one of the task's (trained or held out) and of no other calendar
+    neighbour's."""
+    for other in ("day_after", "day_before", "month_after", "month_before"):
+        t = tasks[other]
+        has = md.normalize(wording) in {md.normalize(w) for w in t.train + t.wide + t.test}
+        assert has == (other == name), (other, wording)
+
+
 def test_the_seventh_round_puts_each_skill_word_in_training_held_out_a_part_at_a_time(
         monkeypatch):
     monkeypatch.setattr(md, "TURNS", {})  # the eighth round: its own test below
@@ -341,31 +379,10 @@ def test_the_seventh_round_puts_each_skill_word_in_training_held_out_a_part_at_a
     monkeypatch.undo()
     held_parts = 0
     for name in md.CUES:
-        task, old = wide[name], before[name]
-        # The earlier rounds keep their places and order; the new wordings come after them.
-        assert task.wide[:len(old.wide)] == old.wide and task.train == old.train, name
-        assert task.test == old.test + task.cue_test, name
-        core_of = {w: core for core, ws in md.cue_cores(name) for w in ws}
-        new_wide = task.wide[len(old.wide):]
-        assert set(new_wide) <= set(core_of) and set(task.cue_test) <= set(core_of), name
-        # A part in all its frames or in none.
-        assert all(md.phrasing_is_heldout(name, core_of[t]) for t in task.cue_test), name
-        assert not any(md.phrasing_is_heldout(name, core_of[t]) for t in new_wide), name
-        held_parts += len({core_of[t] for t in task.cue_test})
-        # No new training wording holds an earlier held-out one or is one word from it, and
-        # no held-out one is one word from, or held whole by, a training wording: compared with
-        # contractions written out and dashes as spaces ("{w}, what is the letter count?" is
-        # one word from the held-out "{w}, what's its letter count?").
-        def forms(t):
-            return {md.near_form(c) for c in md.chat_cores(t)}
-        earlier = set().union(*map(forms, old.test))
-        trained = set().union(*map(forms, task.train + task.wide))
-        for t in new_wide:
-            for c in forms(t):
-                assert not any(f" {e} " in f" {c} " or md.near(c, e) for e in earlier), (name, t)
-        for t in task.cue_test:
-            for c in forms(t):
-                assert not any(f" {c} " in f" {b} " or md.near(c, b) for b in trained), (name, t)
+        task = wide[name]
+        _, held = assert_placed_a_core_at_a_time(name, task, before[name], task.cue_test,
+                                                 md.cue_cores(name))
+        held_parts += len(held)
     assert held_parts >= 20
     assert md.near(md.near_form("{w}, what is the letter count"),
                    md.near_form("{w}, what's its letter count"))
@@ -400,30 +417,13 @@ def test_the_eighth_round_turns_the_calendar_relations_round_held_out_a_core_at_
     assert set(md.TURNS) == {"day_after", "day_before", "month_after", "month_before"}
     placed = held_cores = 0
     for name in md.TURNS:
-        task, old = wide[name], before[name]
-        assert task.wide[:len(old.wide)] == old.wide and task.train == old.train, name
-        assert task.test == old.test + task.turn_test, name
-        assert task.cue_test == old.cue_test, name
-        core_of = {w: core for core, ws in md.turn_cores(name) for w in ws}
-        new_wide = task.wide[len(old.wide):]
-        assert set(new_wide) <= set(core_of) and set(task.turn_test) <= set(core_of), name
-        # A core (a relation, or a given clause in all its questions and links) is held out
-        # whole or not at all.
-        assert all(md.phrasing_is_heldout(name, core_of[t]) for t in task.turn_test), name
-        assert not any(md.phrasing_is_heldout(name, core_of[t]) for t in new_wide), name
+        task = wide[name]
+        assert task.cue_test == before[name].cue_test, name
+        # A core is a relation, or a given clause in all its questions and links.
+        new_wide, held = assert_placed_a_core_at_a_time(name, task, before[name],
+                                                        task.turn_test, md.turn_cores(name))
         placed += len(new_wide)
-        held_cores += len({core_of[t] for t in task.turn_test})
-
-        def forms(t):
-            return {md.near_form(c) for c in md.chat_cores(t)}
-        earlier = set().union(*map(forms, old.test))
-        trained = set().union(*map(forms, task.train + task.wide))
-        for t in new_wide:
-            for c in forms(t):
-                assert not any(f" {e} " in f" {c} " or md.near(c, e) for e in earlier), (name, t)
-        for t in task.turn_test:
-            for c in forms(t):
-                assert not any(f" {c} " in f" {b} " or md.near(c, b) for b in trained), (name, t)
+        held_cores += len(held)
         # The other way's words now reach training in this task, many times (2 to 5 of about
         # 300 wordings before this round).
         other = {"after": r"\b(before|precedes?|preceded|yesterday|last)\b",
@@ -432,9 +432,6 @@ def test_the_eighth_round_turns_the_calendar_relations_round_held_out_a_core_at_
     # Each kind of wording lands in the task its meaning asks for (read by hand, not built the
     # way the generator builds them): the item on the other side of the relation, a passive, a
     # verb, and a given yesterday / tomorrow / last month / next month.
-    def of(name):
-        t = wide[name]
-        return {md.normalize(w) for w in t.train + t.wide + t.test}
     for name, wording in (
             ("day_after", "{d} comes directly before which day?"),
             ("day_after", "which day is preceded by {d}?"),
@@ -447,10 +444,7 @@ def test_the_eighth_round_turns_the_calendar_relations_round_held_out_a_core_at_
             ("month_after", "what month is {m} just before?"),
             ("month_before", "we will be in {m} next month, what is this month?"),
             ("month_before", "which month does {m} follow?")):
-        assert md.normalize(wording) in of(name), (name, wording)
-        for other_task in md.TURNS:
-            if other_task != name:
-                assert md.normalize(wording) not in of(other_task), (other_task, wording)
+        assert_only_in(wide, name, wording)
     # No relation is asked "in the week" or "in the year": Sunday comes before no day of the
     # week, December before no month of the year.
     assert not any(" in the week" in w or " in the year" in w
@@ -472,14 +466,9 @@ def test_the_ninth_round_mirrors_each_turned_relation_in_the_other_task(monkeypa
         "271b638b6db0721da5c0059c69e3bed49bc3ac6838d3c1909fce21865267dbe4")
     placed = 0
     for name in md.MIRRORS:
-        task, old = wide[name], before[name]
-        assert task.wide[:len(old.wide)] == old.wide and task.train == old.train, name
-        assert task.test == old.test + task.mirror_test, name
-        core_of = {w: core for core, ws in md.mirror_cores(name) for w in ws}
-        new_wide = task.wide[len(old.wide):]
-        assert set(new_wide) <= set(core_of) and set(task.mirror_test) <= set(core_of), name
-        assert all(md.phrasing_is_heldout(name, core_of[t]) for t in task.mirror_test), name
-        assert not any(md.phrasing_is_heldout(name, core_of[t]) for t in new_wide), name
+        task = wide[name]
+        new_wide, _ = assert_placed_a_core_at_a_time(name, task, before[name], task.mirror_test,
+                                                     md.mirror_cores(name))
         placed += len(new_wide)
     assert placed >= 300, placed
     # The eleventh try's misses: phrases that stood for one way now stand in both. Counted in
@@ -494,9 +483,6 @@ def test_the_ninth_round_mirrors_each_turned_relation_in_the_other_task(monkeypa
         assert after and before_ and max(after, before_) <= 3 * min(after, before_), (
             unit, phrase, after, before_)
     # Read by hand: the mirrors land in the task their meaning asks for.
-    def of(name):
-        t = wide[name]
-        return {md.normalize(w) for w in t.train + t.wide + t.test}
     for name, wording in (
             ("day_after", "do you know: {d} is immediately followed by which day?"),
             ("month_after", "{m} is directly followed by what month?"),
@@ -504,7 +490,4 @@ def test_the_ninth_round_mirrors_each_turned_relation_in_the_other_task(monkeypa
             ("day_before", "which day precedes {d}?"),
             ("month_before", "{m} is preceded by which month?"),
             ("month_before", "this month is {m}, what was last month?")):
-        assert md.normalize(wording) in of(name), (name, wording)
-        for other_task in md.MIRRORS:
-            if other_task != name:
-                assert md.normalize(wording) not in of(other_task), (other_task, wording)
+        assert_only_in(wide, name, wording)

@@ -1499,14 +1499,19 @@ for _unit, _key, _past, _future, _now_qs in _TURN_UNITS:
             now=_now_qs)
 
 
-def turn_cores(task_name: str) -> list[tuple[str, list[str]]]:
-    """Every wording TURNS builds for a task, by core: each relation in each of TURN_FRAMES, each
-    given clause with each question of now in each of TURN_LINKS."""
-    spec = TURNS.get(task_name, {})
+def relation_cores(spec: dict) -> list[tuple[str, list[str]]]:
+    """Every wording a TURNS or MIRRORS entry builds, by core: each relation (turned, then
+    straight) in each of TURN_FRAMES, each given clause with each of its questions ("now") in
+    each of TURN_LINKS."""
     return ([(x, [f.format(x=x) for f in TURN_FRAMES])
              for x in spec.get("turned", []) + spec.get("straight", [])]
             + [(g, [link.format(g=g, q=q) for q in spec["now"] for link in TURN_LINKS])
                for g in spec.get("given", [])])
+
+
+def turn_cores(task_name: str) -> list[tuple[str, list[str]]]:
+    """Every wording TURNS builds for a task, by core (relation_cores)."""
+    return relation_cores(TURNS.get(task_name, {}))
 
 
 # The ninth round (session 21): each turned relation's mirror. The eleventh try, trained on
@@ -1568,12 +1573,8 @@ for _unit, _key in (("day", "d"), ("month", "m")):
 
 
 def mirror_cores(task_name: str) -> list[tuple[str, list[str]]]:
-    """Every wording MIRRORS builds for a task, by core: each relation in each of TURN_FRAMES,
-    each given clause with each question in each of TURN_LINKS."""
-    spec = MIRRORS.get(task_name, {})
-    return ([(x, [f.format(x=x) for f in TURN_FRAMES]) for x in spec.get("straight", [])]
-            + [(g, [link.format(g=g, q=q) for q in spec["now"] for link in TURN_LINKS])
-               for g in spec.get("given", [])])
+    """Every wording MIRRORS builds for a task, by core (relation_cores)."""
+    return relation_cores(MIRRORS.get(task_name, {}))
 
 
 def cue_cores(task_name: str) -> list[tuple[str, list[str]]]:

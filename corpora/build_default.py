@@ -33,7 +33,7 @@ One command, from a source checkout with charchat installed:
     python corpora/build_default.py --export-only       # export runs/default-build-wide again
     python corpora/build_default.py --phase4-from runs/phase3-shipped
         # only phase 4, from a model already built, then export it. The shipped model is a
-        # chain of seven such phases 4 (each from the float16 weights of the one before, read
+        # chain of nine such phases 4 (each from the float16 weights of the one before, read
         # back as float32), each model put in its folder with
         #   mkdir -p FOLDER && git archive COMMIT charchat/data/default |
         #       tar -x --strip-components=3 -C FOLDER
@@ -54,7 +54,7 @@ One command, from a source checkout with charchat installed:
         #    Each build.json keeps the one before it.
         # 7. from that, with the generator of 79d9c43 and seed 1346 (the seventh round of
         #    wordings, make_dialogue.CUES, and MORE_LEAD_INS): the tenth try, shipped at 657909b
-        #    in session 21 (--phase4-from runs/phase4-eighth-try). That is the shipped model.
+        #    in session 21 (--phase4-from runs/phase4-eighth-try).
         #    The ninth try (from the eighth, seed 1345, on the eighth's training file byte for
         #    byte) is not in the chain and its export was not kept: 7,000 more steps alone
         #    gained nothing on the fourth blind set (benchmarks/results/*_s20*.json).
@@ -62,10 +62,14 @@ One command, from a source checkout with charchat installed:
         #    make_dialogue.TURNS: the calendar's relations turned round) and seed 1347: the
         #    eleventh try (--phase4-from runs/phase4-tenth-try), session 21, committed on
         #    branch `eleventh` and not shipped: it learnt the day and month before and lost
-        #    the day and month after (benchmarks/README.md, session 21).
-        # 9. next, from the eleventh, with this file's generator and recipe (seed 1348, the
-        #    ninth round, make_dialogue.MIRRORS: each turned relation's mirror): the twelfth
-        #    try (--phase4-from runs/phase4-eleventh-try), started in session 21.
+        #    the day and month after (benchmarks/README.md, session 21). That branch did not
+        #    land, so its weights are kept nowhere: rebuild them with this command at 08990f2
+        #    (build.json's phase4 keeps their SHA-256, 392afb4e...).
+        # 9. from the eleventh, with the generator of 47bf13b (the ninth round,
+        #    make_dialogue.MIRRORS: each turned relation's mirror; the lists this file's
+        #    generator builds are byte for byte the same) and this file's recipe (seed 1348):
+        #    the twelfth try (--phase4-from runs/phase4-eleventh-try), trained in session 21,
+        #    shipped in session 22. That is the shipped model.
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
 """

@@ -21,6 +21,15 @@ def sha(lines):
     return hashlib.sha256(("\n".join(lines) + "\n").encode()).hexdigest()
 
 
+def lists_digest(tasks, *later):
+    """SHA-256 of every task's phrasing lists, in order: training, wide, held out, the fifth
+    round's held out, then the held-out lists named in later (e.g. "cue_test"). The rounds'
+    tests pin it to show that a new round leaves the earlier lists as they were."""
+    lists = json.dumps([(t.name, t.train, t.wide, t.test, t.framed_test,
+                         *(getattr(t, a) for a in later)) for t in tasks])
+    return hashlib.sha256(lists.encode()).hexdigest()
+
+
 @pytest.mark.parametrize("name_order, train_sha", [
     (True, "24180aa596aec140a974ecb5e30b903c79d134b821c027b38dd6431cfdcc25a6"),
     (False, "c6acf4fee7486ee49c81c557d56e39344d6a9afb9333da9ad5c7ea1e66d53257"),
@@ -266,9 +275,7 @@ def test_the_sixth_round_places_its_sentences_one_at_a_time_far_from_held_out_on
     monkeypatch.undo()
     # The rounds before it are the fifth round's lists, wording for wording (those of 10a68d5):
     # the sixth round adds sentences and takes nothing away.
-    lists = json.dumps([(t.name, t.train, t.wide, t.test, t.framed_test)
-                        for t in before.values()])
-    assert hashlib.sha256(lists.encode()).hexdigest() == (
+    assert lists_digest(before.values()) == (
         "cbfe53fd4c79bdab0d67f2c5e7f284be58c8ab048c645f934d1991aceb5f3fa5")
     placed = held = 0
     for name, sentences in md.SENTENCES.items():
@@ -374,8 +381,7 @@ def test_the_seventh_round_puts_each_skill_word_in_training_held_out_a_part_at_a
     for lead_ins in (md.MORE_LEAD_INS, []):
         monkeypatch.setattr(md, "MORE_LEAD_INS", lead_ins)
         tasks = md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks
-        lists = json.dumps([(t.name, t.train, t.wide, t.test, t.framed_test) for t in tasks])
-        assert hashlib.sha256(lists.encode()).hexdigest() == pinned
+        assert lists_digest(tasks) == pinned
     monkeypatch.undo()
     held_parts = 0
     for name in md.CUES:
@@ -410,9 +416,7 @@ def test_the_eighth_round_turns_the_calendar_relations_round_held_out_a_core_at_
     monkeypatch.setattr(md, "TURNS", turns)
     # The rounds before it are the seventh round's lists, wording for wording (those of
     # 79d9c43, the tenth try's corpus).
-    lists = json.dumps([(t.name, t.train, t.wide, t.test, t.framed_test, t.cue_test)
-                        for t in before.values()])
-    assert hashlib.sha256(lists.encode()).hexdigest() == (
+    assert lists_digest(before.values(), "cue_test") == (
         "421c350681326ef9f714259733676c17f6c5d5fa5fc0505e4e05354c97075627")
     assert set(md.TURNS) == {"day_after", "day_before", "month_after", "month_before"}
     placed = held_cores = 0
@@ -460,9 +464,7 @@ def test_the_ninth_round_mirrors_each_turned_relation_in_the_other_task(monkeypa
     monkeypatch.undo()
     # The rounds before it are the eighth round's lists, wording for wording (those of 08990f2,
     # the eleventh try's corpus).
-    lists = json.dumps([(t.name, t.train, t.wide, t.test, t.framed_test, t.cue_test,
-                         t.turn_test) for t in before.values()])
-    assert hashlib.sha256(lists.encode()).hexdigest() == (
+    assert lists_digest(before.values(), "cue_test", "turn_test") == (
         "271b638b6db0721da5c0059c69e3bed49bc3ac6838d3c1909fce21865267dbe4")
     placed = 0
     for name in md.MIRRORS:
@@ -471,6 +473,15 @@ def test_the_ninth_round_mirrors_each_turned_relation_in_the_other_task(monkeypa
                                                      md.mirror_cores(name))
         placed += len(new_wide)
     assert placed >= 300, placed
+    # Each mirror's pair in _MIRROR_PAIRS is a turned wording of the other task, in its words.
+    for name in md.MIRRORS:
+        unit, way = name.split("_")
+        other = {"after": "before", "before": "after"}[way]
+        base, third, passive = md._RELATION_VERBS[way]
+        words = dict(x="{%s}" % unit[0], u=unit, rel=way, base=base, third=third,
+                     passive=passive)
+        for turned, _ in md._MIRROR_PAIRS:
+            assert turned.format(**words) in md.TURNS[f"{unit}_{other}"]["turned"], (name, turned)
     # The eleventh try's misses: phrases that stood for one way now stand in both. Counted in
     # the training wordings of each unit's after and before tasks ("followed by" was 0 and 8,
     # "next month" 26 and 75 before this round).

@@ -420,12 +420,57 @@ def run_outcome(run: Path) -> dict:
 COMPLETE = ("max_steps", "early_stopping", "step_cap", "time_budget")
 
 
+VAL_WINDOWS = 64  # validation windows the export measures float16 storage on
+
+
+def first_val_windows(corpus_file: Path, tokenizer, block_size: int):
+    """The first VAL_WINDOWS windows of a corpus file's validation split, as the trainer
+    splits it."""
+    from charchat.corpus import load_corpus
+
+    corpus = load_corpus([str(corpus_file)], tokenizer=tokenizer)
+    return corpus.val_ids[: VAL_WINDOWS * block_size + 1]
+
+
+def windows_loss(model, val) -> float:
+    import torch
+
+    from charchat.evaluate import val_loss
+
+    return val_loss(model, val, torch.device("cpu"), None)["val_loss"]
+
+
+def finish(tmp: Path) -> int:
+    """Make an export folder's files readable by all and check its size against the package
+    limit; returns the size."""
+    for f in tmp.iterdir():
+        f.chmod(0o644)  # atomic writes make private files; these ship to everyone
+    size = sum(f.stat().st_size for f in tmp.iterdir())
+    if size > SIZE_LIMIT:
+        raise SystemExit(f"the exported model is {size / 1e6:.1f} MB, over the "
+                         f"{SIZE_LIMIT / 1e6:.0f} MB limit; nothing was replaced")
+    return size
+
+
+def install(tmp: Path, dest: Path) -> None:
+    """Put a finished export folder in dest's place; the previous model stays if this fails."""
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.replace(dest, old)
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        if old.exists():
+            os.replace(old, dest)  # put the previous model back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def export(dest: Path, run: Path, allow_partial: bool = False) -> dict:
     import torch
 
     from charchat import store
-    from charchat.corpus import load_corpus
-    from charchat.evaluate import val_loss
     from charchat.config import TrainConfig
 
     outcome = run_outcome(run)
@@ -469,12 +514,10 @@ def export(dest: Path, run: Path, allow_partial: bool = False) -> dict:
         # What float16 storage costs, on the first validation windows of the training file.
         fp16 = None
         if trained_on is not None:
-            corpus = load_corpus([str(trained_on)], tokenizer=tokenizer)
-            val = corpus.val_ids[: 64 * model.config.block_size + 1]
-            before = val_loss(model, val, torch.device("cpu"), None)["val_loss"]
+            val = first_val_windows(trained_on, tokenizer, model.config.block_size)
             half, _, _ = store.read_weights(tmp / store.WEIGHTS)
-            after = val_loss(half, val, torch.device("cpu"), None)["val_loss"]
-            fp16 = {"float32": round(before, 5), "float16": round(after, 5), "windows": 64}
+            fp16 = {"float32": round(windows_loss(model, val), 5),
+                    "float16": round(windows_loss(half, val), 5), "windows": VAL_WINDOWS}
 
         corpus_sha = sha256_file(trained_on) if trained_on is not None else None
         command = "python corpora/build_default.py"
@@ -520,32 +563,122 @@ def export(dest: Path, run: Path, allow_partial: bool = False) -> dict:
         meta_out.update(name=store.BUNDLED_NAME, sampling=SAMPLING,
                         corpus="conversations made by corpora/make_dialogue.py")
         store.atomic_write_json(tmp / "meta.json", meta_out)
-        for f in tmp.iterdir():
-            f.chmod(0o644)  # atomic writes make private files; these ship to everyone
-        size = sum(f.stat().st_size for f in tmp.iterdir())
-        if size > SIZE_LIMIT:
-            raise SystemExit(f"the exported model is {size / 1e6:.1f} MB, over the "
-                             f"{SIZE_LIMIT / 1e6:.0f} MB limit; nothing was replaced")
+        size = finish(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-    old = dest.with_name(dest.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        os.replace(dest, old)
-    try:
-        os.replace(tmp, dest)
-    except BaseException:
-        if old.exists():
-            os.replace(old, dest)  # put the previous model back
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    install(tmp, dest)
     delta = f"{fp16['float16'] - fp16['float32']:+.5f}" if fp16 else "not measured"
     log(f"exported to {portable(str(dest), dest)}: {size / 1e6:.2f} MB, stopped by "
         f"{outcome['stop_reason']} at step {outcome['steps']}, best val "
         f"{meta.get('best_val_loss'):.4f} at step {meta.get('best_step')}; float16 changes the "
         f"loss by {delta}")
+    return build
+
+
+# What an averaged model takes from its last member: the records of how that one was trained
+# (the app shows its curves); build.json lists every member with its own record.
+MEMBER_RECORDS = ("config.json", "tokenizer.json", "train_args.json", "corpus.json",
+                  "metrics.jsonl")
+
+
+def average(dest: Path, members: list[Path], labels: list[str]) -> dict:
+    """Export the mean of the weights of the models in `members` (model folders of one shape
+    and vocabulary, as this script exports them; labels: how build.json names them).
+
+    Measured (session 23): the mean of the tenth and twelfth tries answers the blind sets
+    better than either does alone (benchmarks/README.md). Both are phases 4 of one chain, so
+    their weights lie in one basin; the mean of the twelfth and a phase 4 trained separately
+    from phase 3 was worse than the twelfth. Its validation losses, and each member's, are
+    measured on the first windows of today's wide corpus (made again if it is stale)."""
+    import torch
+
+    from charchat import store
+
+    if len(members) < 2:
+        raise SystemExit("--average needs two model folders or more")
+    loaded = []
+    for folder, label in zip(members, labels):
+        if not (folder / store.WEIGHTS).is_file():
+            raise SystemExit(f"{label}: no model to average (no {store.WEIGHTS} in it)")
+        try:
+            loaded.append(store.read_weights(folder / store.WEIGHTS))
+        except store.StoreError as e:
+            raise SystemExit(str(e)) from None
+    model, tokenizer, info = loaded[0]
+    for (other, vocabulary, _), label in zip(loaded[1:], labels[1:]):
+        if other.config.to_dict() != model.config.to_dict():
+            raise SystemExit(f"{label}: its network has another shape than {labels[0]}'s; "
+                             "only models of one shape can be averaged")
+        if vocabulary.to_json() != tokenizer.to_json():
+            raise SystemExit(f"{label}: its vocabulary differs from {labels[0]}'s; only "
+                             "models of one vocabulary can be averaged")
+    make_corpus(("wide",), keep_current=True)
+    val = first_val_windows(CORPUS_WIDE, tokenizer, model.config.block_size)
+    member_losses = [windows_loss(m, val) for m, _, _ in loaded]
+    states = [m.state_dict() for m, _, _ in loaded]
+    mean = {k: (torch.stack([sd[k].float() for sd in states]).mean(0) if v.is_floating_point()
+                else v) for k, v in states[0].items()}
+    model.load_state_dict(mean)  # the first member's model, now holding the mean
+    loss = windows_loss(model, val)
+
+    last = members[-1]
+    tmp = dest.with_name(dest.name + ".new")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        store.save_model(tmp, model, tokenizer,
+                         {"stored_dtype": "float16", "averaged_from": labels}, dtype=torch.float16)
+        for name in MEMBER_RECORDS:
+            if (last / name).is_file():
+                shutil.copy(last / name, tmp / name)
+        half, _, _ = store.read_weights(tmp / store.WEIGHTS)
+        corpus_sha = sha256_file(CORPUS_WIDE)
+        builds = [json.loads((f / "build.json").read_text()) if (f / "build.json").is_file()
+                  else None for f in members]
+        build = {
+            "command": "python corpora/build_default.py --average " + " ".join(labels),
+            "average": {
+                "of": "the members' weights read as float32, each counted once",
+                "members": [{"folder": label, "weights_sha256": sha256_file(f / store.WEIGHTS),
+                             "val_loss": round(l, 5), "build": b}
+                            for f, label, l, b in zip(members, labels, member_losses, builds)],
+                "records_from": labels[-1],
+            },
+            # Not trained on here: the file the validation losses above and below are
+            # measured on. Each member's build says what it was trained on.
+            "corpus": {
+                "generator": "corpora/make_dialogue.py", "seed": make_dialogue.DEFAULT_SEED,
+                "conversations": N_CONVERSATIONS, "file": portable(str(CORPUS_WIDE), ROOT),
+                "sha256": corpus_sha, "options": "--wide-phrasings",
+                "matches_generator": corpus_sha == sha256_generated(wide_phrasings=True),
+            },
+            "best_val_loss": round(loss, 5),
+            "float16_val_loss": {"float32": round(loss, 5),
+                                 "float16": round(windows_loss(half, val), 5),
+                                 "windows": VAL_WINDOWS},
+            "git": git_state(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        store.atomic_write_json(tmp / "build.json", build)
+        meta = store.read_meta(last)
+        meta_out = {k: meta[k] for k in ("params", "corpus_kind", "created", "device")
+                    if k in meta}
+        meta_out.update(name=store.BUNDLED_NAME, sampling=SAMPLING, best_val_loss=round(loss, 5),
+                        updated=time.time(),
+                        corpus="conversations made by corpora/make_dialogue.py")
+        store.atomic_write_json(tmp / "meta.json", meta_out)
+        size = finish(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    install(tmp, dest)
+    log(f"exported to {portable(str(dest), dest)}: {size / 1e6:.2f} MB, the mean of "
+        f"{len(members)} models; validation loss {loss:.4f} (members: "
+        + ", ".join(f"{l:.4f}" for l in member_losses) + ")")
     return build
 
 
@@ -560,6 +693,9 @@ def main(argv=None) -> int:
     ap.add_argument("--phase4-from", type=Path, default=None, metavar="FOLDER",
                     help="train only phase 4, from the model in FOLDER (e.g. charchat/data/default "
                          "or runs/default-build), then export it")
+    ap.add_argument("--average", nargs="+", type=Path, default=None, metavar="FOLDER",
+                    help="export the mean of the weights of these models (two or more, of one "
+                         "shape and vocabulary) instead of training")
     ap.add_argument("--allow-partial", action="store_true",
                     help="export a run that was stopped before its schedule ended")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default auto)")
@@ -568,10 +704,17 @@ def main(argv=None) -> int:
         ap.error("--run is only used with --export-only")
     if args.phase4_from is not None and args.export_only:
         ap.error("--phase4-from trains: it is not used with --export-only")
+    if args.average is not None and (args.phase4_from or args.export_only or args.resume
+                                     or args.allow_partial):
+        ap.error("--average trains nothing: it is used alone")
 
     from charchat import store
 
     dest = store.bundled_dir()
+    if args.average is not None:
+        average(dest, [f.resolve() for f in args.average],
+                [portable(str(f.resolve()), ROOT) for f in args.average])
+        return 0
     run = args.run or RUN_WIDE
     if args.phase4_from is not None:
         start = args.phase4_from.resolve()

@@ -251,3 +251,115 @@ def test_phase_4_never_trains_on_a_wide_corpus_left_by_an_earlier_generator(tmp_
         stop.value)
     # The digest the records compare with is that of the written file.
     assert build_default.sha256_lines(["tomorrow's corpus"]) == build_default.sha256_file(wide)
+
+
+def exported(tmp_path: Path, name: str, text: str | None = None, **kw) -> Path:
+    """A tiny model trained on text (default: pattern_text) and exported as build_default
+    exports one, into tmp_path/name."""
+    corpus_file = tmp_path / f"{name}.txt"
+    corpus_file.write_text(text or pattern_text(4000))
+    run = tmp_path / f"{name}-run"
+    Trainer(corpus_from_text(corpus_file.read_text()),
+            TrainConfig(**{**TINY, "max_steps": 12, **kw}), out_dir=run,
+            corpus_paths=[str(corpus_file)]).run()
+    build_default.export(tmp_path / name, run)
+    return tmp_path / name
+
+
+@pytest.fixture
+def wide_file(tmp_path, quick, monkeypatch):
+    wide = tmp_path / "wide.txt"
+    wide.write_text(pattern_text(4000, seed=5))
+    monkeypatch.setattr(build_default, "CORPUS_WIDE", wide)
+    made = []
+    monkeypatch.setattr(build_default, "make_corpus", lambda which, keep_current: made.append(
+        (which, keep_current)))
+    return made
+
+
+def test_average_ships_the_mean_of_its_members_weights_and_records_each(tmp_path, wide_file):
+    a = exported(tmp_path, "a", seed=3)
+    b = exported(tmp_path, "b", seed=4)
+    dest = tmp_path / "pkg" / "default"
+    build = build_default.average(dest, [a, b], ["runs/a", "runs/b"])
+    # Today's wide corpus is made (if stale) before the losses are measured on it.
+    assert wide_file == [(("wide",), True)]
+
+    raw = [torch.load(f / store.WEIGHTS, weights_only=True)["state_dict"] for f in (a, b, dest)]
+    assert {v.dtype for v in raw[2].values()} == {torch.float16}
+    assert raw[2].keys() == raw[0].keys()
+    for k in raw[0]:
+        mean = (raw[0][k].float() + raw[1][k].float()) / 2
+        assert torch.allclose(raw[2][k].float(), mean, atol=2e-3, rtol=2e-3), k
+    assert not torch.equal(raw[0]["lm_head.weight"], raw[1]["lm_head.weight"])
+
+    loaded = store.load_model(str(dest))
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    assert build["command"] == "python corpora/build_default.py --average runs/a runs/b"
+    members = build["average"]["members"]
+    assert [m["folder"] for m in members] == ["runs/a", "runs/b"]
+    assert [m["weights_sha256"] for m in members] == [
+        build_default.sha256_file(f / store.WEIGHTS) for f in (a, b)]
+    assert [m["build"] for m in members] == [
+        json.loads((f / "build.json").read_text()) for f in (a, b)]
+    # Each loss is measured on the same windows: the member's own, and the mean's.
+    val = build_default.first_val_windows(build_default.CORPUS_WIDE, loaded.tokenizer, 16)
+    assert members[0]["val_loss"] == pytest.approx(
+        build_default.windows_loss(store.load_model(str(a)).model, val), abs=1e-5)
+    assert build["best_val_loss"] == pytest.approx(build_default.windows_loss(
+        store.read_weights(dest / store.WEIGHTS)[0], val), abs=2e-3)
+    assert build["float16_val_loss"]["float16"] == pytest.approx(
+        build["float16_val_loss"]["float32"], abs=1e-3)
+    assert build["corpus"]["sha256"] == build_default.sha256_file(build_default.CORPUS_WIDE)
+    assert build["corpus"]["matches_generator"] is False  # the quick fixture's hash
+    # The training records are the last member's; meta.json has the mean's loss.
+    for name in build_default.MEMBER_RECORDS:
+        assert (dest / name).read_bytes() == (b / name).read_bytes(), name
+    meta = store.read_meta(dest)
+    assert meta["best_val_loss"] == build["best_val_loss"] and "best_step" not in meta
+    assert meta["sampling"] == build_default.SAMPLING and meta["name"] == store.BUNDLED_NAME
+    assert all(f.stat().st_mode & 0o777 == 0o644 for f in dest.iterdir())
+    assert str(tmp_path) not in (dest / "build.json").read_text()
+    assert not dest.with_name("default.new").exists()
+
+
+def test_average_refuses_models_it_cannot_average_and_keeps_the_previous_one(tmp_path,
+                                                                            wide_file):
+    a = exported(tmp_path, "a", seed=3)
+    dest = tmp_path / "pkg" / "default"
+    build_default.export(dest, tmp_path / "a-run")
+    before = (dest / store.WEIGHTS).read_bytes()
+    narrow = exported(tmp_path, "narrow", seed=4, n_embd=8)
+    # As many characters, one of them another: the same shape, another vocabulary.
+    other_vocabulary = exported(tmp_path, "vocab", text=pattern_text(4000).replace("a", "#"),
+                                seed=4)
+    for members, message in (
+            ([a], "two model folders or more"),
+            ([a, tmp_path / "absent"], "absent: no model to average"),
+            ([a, narrow], "narrow: its network has another shape than a's"),
+            ([a, other_vocabulary], "vocab: its vocabulary differs from a's")):
+        with pytest.raises(SystemExit, match=message):
+            build_default.average(dest, members, [f.name for f in members])
+        assert (dest / store.WEIGHTS).read_bytes() == before
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / store.WEIGHTS).write_bytes(b"not a model")
+    with pytest.raises(SystemExit, match="broken.*not a readable model file"):
+        build_default.average(dest, [a, tmp_path / "broken"], ["a", "broken"])
+    assert (dest / store.WEIGHTS).read_bytes() == before
+    assert wide_file == []  # nothing was measured for a refused average
+
+
+def test_the_command_line_averages_into_the_package_folder_and_takes_nothing_else(
+        tmp_path, wide_file, monkeypatch, capsys):
+    a = exported(tmp_path, "a", seed=3)
+    b = exported(tmp_path, "b", seed=4)
+    dest = tmp_path / "pkg" / "default"
+    monkeypatch.setattr(store, "bundled_dir", lambda: dest)
+    assert build_default.main(["--average", str(a), str(b)]) == 0
+    build = json.loads((dest / "build.json").read_text())
+    assert build["command"] == ("python corpora/build_default.py --average "
+                                "<outside the checkout>/a <outside the checkout>/b")
+    assert "the mean of 2 models" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        build_default.main(["--average", str(a), str(b), "--resume"])
+    assert e.value.code == 2 and "used alone" in capsys.readouterr().err

@@ -32,9 +32,9 @@ One command, from a source checkout with charchat installed:
     python corpora/build_default.py --resume            # continue an interrupted build
     python corpora/build_default.py --export-only       # export runs/default-build-wide again
     python corpora/build_default.py --phase4-from runs/phase3-shipped
-        # only phase 4, from a model already built, then export it. The shipped model is a
-        # chain of nine such phases 4 (each from the float16 weights of the one before, read
-        # back as float32), each model put in its folder with
+        # only phase 4, from a model already built, then export it. The shipped model is the
+        # mean of two links of a chain of such phases 4 (each from the float16 weights of the
+        # one before, read back as float32), each model put in its folder with
         #   mkdir -p FOLDER && git archive COMMIT charchat/data/default |
         #       tar -x --strip-components=3 -C FOLDER
         # 1. from the phase-3 model of commit 4cdc4be, with the generator of a1f8ab1 and no
@@ -69,7 +69,11 @@ One command, from a source checkout with charchat installed:
         #    make_dialogue.MIRRORS: each turned relation's mirror; the lists this file's
         #    generator builds are byte for byte the same) and this file's recipe (seed 1348):
         #    the twelfth try (--phase4-from runs/phase4-eleventh-try), trained in session 21,
-        #    shipped in session 22. That is the shipped model.
+        #    shipped in session 22.
+    python corpora/build_default.py --average runs/phase4-tenth-try runs/phase4-twelfth-try
+        # no training: the mean of the tenth's and twelfth's weights (folders from 657909b and
+        # c9156ca as above), exported with each member's record. That is the shipped model
+        # (session 23): it answers the blind sets of wordings better than either member.
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
 """

@@ -326,6 +326,16 @@ def run_phase(corpus, config, resume: bool, corpus_file: Path, out: Path | None 
     return result.stop_reason
 
 
+def where_built() -> dict:
+    """The commit, software and machine an export was made with, and when."""
+    import torch
+
+    return {"git": git_state(), "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
 def git_state() -> dict:
     def git(*args):
         out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
@@ -444,15 +454,27 @@ def windows_loss(model, val) -> float:
     return val_loss(model, val, torch.device("cpu"), None)["val_loss"]
 
 
-def finish(tmp: Path) -> int:
-    """Make an export folder's files readable by all and check its size against the package
-    limit; returns the size."""
-    for f in tmp.iterdir():
-        f.chmod(0o644)  # atomic writes make private files; these ship to everyone
-    size = sum(f.stat().st_size for f in tmp.iterdir())
-    if size > SIZE_LIMIT:
-        raise SystemExit(f"the exported model is {size / 1e6:.1f} MB, over the "
-                         f"{SIZE_LIMIT / 1e6:.0f} MB limit; nothing was replaced")
+def ship(tmp: Path, dest: Path, build: dict, meta: dict) -> int:
+    """Finish the export folder tmp (its build.json, and meta.json from `meta` with the
+    package's name and sampling), check its size against the package limit and put it in
+    dest's place; returns its size. tmp is removed if anything fails."""
+    from charchat import store
+
+    try:
+        store.atomic_write_json(tmp / "build.json", build)
+        store.atomic_write_json(tmp / "meta.json", {
+            **meta, "name": store.BUNDLED_NAME, "sampling": SAMPLING,
+            "corpus": "conversations made by corpora/make_dialogue.py"})
+        for f in tmp.iterdir():
+            f.chmod(0o644)  # atomic writes make private files; these ship to everyone
+        size = sum(f.stat().st_size for f in tmp.iterdir())
+        if size > SIZE_LIMIT:
+            raise SystemExit(f"the exported model is {size / 1e6:.1f} MB, over the "
+                             f"{SIZE_LIMIT / 1e6:.0f} MB limit; nothing was replaced")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    install(tmp, dest)
     return size
 
 
@@ -555,23 +577,14 @@ def export(dest: Path, run: Path, allow_partial: bool = False) -> dict:
             "best_step": meta.get("best_step"),
             "best_val_loss": meta.get("best_val_loss"),
             "float16_val_loss": fp16,
-            "git": git_state(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **where_built(),
         }
-        store.atomic_write_json(tmp / "build.json", build)
-        meta_out = {k: meta[k] for k in ("params", "best_val_loss", "best_step", "corpus_kind",
-                                         "created", "updated", "device") if k in meta}
-        meta_out.update(name=store.BUNDLED_NAME, sampling=SAMPLING,
-                        corpus="conversations made by corpora/make_dialogue.py")
-        store.atomic_write_json(tmp / "meta.json", meta_out)
-        size = finish(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    install(tmp, dest)
+    size = ship(tmp, dest, build, {k: meta[k] for k in (
+        "params", "best_val_loss", "best_step", "corpus_kind", "created", "updated", "device")
+        if k in meta})
     delta = f"{fp16['float16'] - fp16['float32']:+.5f}" if fp16 else "not measured"
     log(f"exported to {portable(str(dest), dest)}: {size / 1e6:.2f} MB, stopped by "
         f"{outcome['stop_reason']} at step {outcome['steps']}, best val "
@@ -593,14 +606,17 @@ def average(dest: Path, members: list[Path], labels: list[str]) -> dict:
     Measured (session 23): the mean of the tenth and twelfth tries answers the blind sets
     better than either does alone (benchmarks/README.md). Both are phases 4 of one chain, so
     their weights lie in one basin; the mean of the twelfth and a phase 4 trained separately
-    from phase 3 was worse than the twelfth. Its validation losses, and each member's, are
-    measured on the first windows of today's wide corpus (made again if it is stale)."""
+    from phase 3 was worse than the twelfth. The mean's validation loss, and each member's,
+    are measured on the first windows of today's wide corpus (made again if it is stale)."""
     import torch
 
     from charchat import store
 
     if len(members) < 2:
         raise SystemExit("--average needs two model folders or more")
+    for i, folder in enumerate(members):
+        if folder.resolve() in [f.resolve() for f in members[:i]]:
+            raise SystemExit(f"{labels[i]}: named twice; each member is counted once")
     loaded = []
     for folder, label in zip(members, labels):
         if not (folder / store.WEIGHTS).is_file():
@@ -609,7 +625,7 @@ def average(dest: Path, members: list[Path], labels: list[str]) -> dict:
             loaded.append(store.read_weights(folder / store.WEIGHTS))
         except store.StoreError as e:
             raise SystemExit(str(e)) from None
-    model, tokenizer, info = loaded[0]
+    model, tokenizer, _ = loaded[0]
     for (other, vocabulary, _), label in zip(loaded[1:], labels[1:]):
         if other.config.to_dict() != model.config.to_dict():
             raise SystemExit(f"{label}: its network has another shape than {labels[0]}'s; "
@@ -638,8 +654,7 @@ def average(dest: Path, members: list[Path], labels: list[str]) -> dict:
                 shutil.copy(last / name, tmp / name)
         half, _, _ = store.read_weights(tmp / store.WEIGHTS)
         corpus_sha = sha256_file(CORPUS_WIDE)
-        builds = [json.loads((f / "build.json").read_text()) if (f / "build.json").is_file()
-                  else None for f in members]
+        builds = [store.read_description(f, "build.json") or None for f in members]
         build = {
             "command": "python corpora/build_default.py --average " + " ".join(labels),
             "average": {
@@ -661,25 +676,15 @@ def average(dest: Path, members: list[Path], labels: list[str]) -> dict:
             "float16_val_loss": {"float32": round(loss, 5),
                                  "float16": round(windows_loss(half, val), 5),
                                  "windows": VAL_WINDOWS},
-            "git": git_state(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **where_built(),
         }
-        store.atomic_write_json(tmp / "build.json", build)
-        meta = store.read_meta(last)
-        meta_out = {k: meta[k] for k in ("params", "corpus_kind", "created", "device")
-                    if k in meta}
-        meta_out.update(name=store.BUNDLED_NAME, sampling=SAMPLING, best_val_loss=round(loss, 5),
-                        updated=time.time(),
-                        corpus="conversations made by corpora/make_dialogue.py")
-        store.atomic_write_json(tmp / "meta.json", meta_out)
-        size = finish(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    install(tmp, dest)
+    meta = store.read_meta(last)
+    size = ship(tmp, dest, build, {
+        **{k: meta[k] for k in ("params", "corpus_kind", "created", "device") if k in meta},
+        "best_val_loss": round(loss, 5), "updated": time.time()})
     log(f"exported to {portable(str(dest), dest)}: {size / 1e6:.2f} MB, the mean of "
         f"{len(members)} models; validation loss {loss:.4f} (members: "
         + ", ".join(f"{l:.4f}" for l in member_losses) + ")")

@@ -336,6 +336,7 @@ def test_average_refuses_models_it_cannot_average_and_keeps_the_previous_one(tmp
     for members, message in (
             ([a], "two model folders or more"),
             ([a, tmp_path / "absent"], "absent: no model to average"),
+            ([a, tmp_path / "b" / ".." / "a"], "a: named twice"),
             ([a, narrow], "narrow: its network has another shape than a's"),
             ([a, other_vocabulary], "vocab: its vocabulary differs from a's")):
         with pytest.raises(SystemExit, match=message):

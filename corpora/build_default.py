@@ -399,9 +399,11 @@ def phase4_record(run: Path) -> dict | None:
         # rebuilds this one starts from that model.
         "phases_1_to_3_trained_by_this_script": bool(start.get("is_phase_3_run"))
         or (its.get("trained_by_this_script") is True and not its.get("phase4")),
+        # A start that is a mean of models (--average) keeps its command and its members.
         "phases_1_to_3_build": {k: its.get(k) for k in (
             "run", "trained_by_this_script", "recipe_matches", "steps", "best_val_loss",
-            "corpus", "git", "exported", "phase4")} if its else None,
+            "corpus", "git", "exported", "phase4") + (("command", "average") if "average" in its
+                                                      else ())} if its else None,
         "phase_3_corpus": {"file": portable(str(CORPUS), ROOT),
                            "phases": f"steps {EXTEND_TO + 1:,} to {FINAL_STEPS:,}",
                            "sha256": sha,
@@ -614,13 +616,26 @@ def average(dest: Path, members: list[Path], labels: list[str]) -> dict:
 
     if len(members) < 2:
         raise SystemExit("--average needs two model folders or more")
-    for i, folder in enumerate(members):
+    loaded, builds, hashes = [], [], []
+    for i, (folder, label) in enumerate(zip(members, labels, strict=True)):
         if folder.resolve() in [f.resolve() for f in members[:i]]:
-            raise SystemExit(f"{labels[i]}: named twice; each member is counted once")
-    loaded = []
-    for folder, label in zip(members, labels):
+            raise SystemExit(f"{label}: named twice; each member is counted once")
+        if folder.resolve() == dest.resolve():
+            raise SystemExit(f"{label}: the folder the mean replaces; copy it elsewhere first "
+                             "(e.g. runs/) and name the copy")
         if not (folder / store.WEIGHTS).is_file():
             raise SystemExit(f"{label}: no model to average (no {store.WEIGHTS} in it)")
+        # Its records are copied into the package: only this script's exports have them
+        # without the build machine's paths, and a mean without its members' records could
+        # not be rebuilt.
+        builds.append(store.read_description(folder, "build.json"))
+        if not builds[-1]:
+            raise SystemExit(f"{label}: no readable build.json; only models exported by this "
+                             "script can be averaged")
+        hashes.append(sha256_file(folder / store.WEIGHTS))
+        if hashes[-1] in hashes[:-1]:
+            raise SystemExit(f"{label}: the same weights as "
+                             f"{labels[hashes.index(hashes[-1])]}; each member is counted once")
         try:
             loaded.append(store.read_weights(folder / store.WEIGHTS))
         except store.StoreError as e:
@@ -647,21 +662,23 @@ def average(dest: Path, members: list[Path], labels: list[str]) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
+        kind = {k: loaded[-1][2][k] for k in ("corpus_kind",) if k in loaded[-1][2]}
         store.save_model(tmp, model, tokenizer,
-                         {"stored_dtype": "float16", "averaged_from": labels}, dtype=torch.float16)
+                         {**kind, "stored_dtype": "float16", "averaged_from": labels},
+                         dtype=torch.float16)
         for name in MEMBER_RECORDS:
             if (last / name).is_file():
                 shutil.copy(last / name, tmp / name)
         half, _, _ = store.read_weights(tmp / store.WEIGHTS)
         corpus_sha = sha256_file(CORPUS_WIDE)
-        builds = [store.read_description(f, "build.json") or None for f in members]
         build = {
             "command": "python corpora/build_default.py --average " + " ".join(labels),
             "average": {
                 "of": "the members' weights read as float32, each counted once",
-                "members": [{"folder": label, "weights_sha256": sha256_file(f / store.WEIGHTS),
-                             "val_loss": round(l, 5), "build": b}
-                            for f, label, l, b in zip(members, labels, member_losses, builds)],
+                "members": [{"folder": label, "weights_sha256": sha, "val_loss": round(l, 5),
+                             "build": b}
+                            for label, sha, l, b in zip(labels, hashes, member_losses, builds,
+                                                        strict=True)],
                 "records_from": labels[-1],
             },
             # Not trained on here: the file the validation losses above and below are

@@ -69,11 +69,12 @@ One command, from a source checkout with charchat installed:
         #    make_dialogue.MIRRORS: each turned relation's mirror; the lists this file's
         #    generator builds are byte for byte the same) and this file's recipe (seed 1348):
         #    the twelfth try (--phase4-from runs/phase4-eleventh-try), trained in session 21,
-        #    shipped in session 22.
+        #    shipped at c9156ca in session 22.
     python corpora/build_default.py --average runs/phase4-tenth-try runs/phase4-twelfth-try
         # no training: the mean of the tenth's and twelfth's weights (folders from 657909b and
         # c9156ca as above), exported with each member's record. That is the shipped model
-        # (session 23): it answers the blind sets of wordings better than either member.
+        # (session 23): it answers five of the seven blind sets of wordings, and sets 4 to 7
+        # pooled, better than either member.
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
 """
@@ -605,8 +606,8 @@ def average(dest: Path, members: list[Path], labels: list[str]) -> dict:
     """Export the mean of the weights of the models in `members` (model folders of one shape
     and vocabulary, as this script exports them; labels: how build.json names them).
 
-    Measured (session 23): the mean of the tenth and twelfth tries answers the blind sets
-    better than either does alone (benchmarks/README.md). Both are phases 4 of one chain, so
+    Measured (session 23): the mean of the tenth and twelfth tries answers five of the seven
+    blind sets, and sets 4 to 7 pooled, better than either does alone (benchmarks/README.md). Both are phases 4 of one chain, so
     their weights lie in one basin; the mean of the twelfth and a phase 4 trained separately
     from phase 3 was worse than the twelfth. The mean's validation loss, and each member's,
     are measured on the first windows of today's wide corpus (made again if it is stale)."""

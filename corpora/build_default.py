@@ -32,9 +32,9 @@ One command, from a source checkout with charchat installed:
     python corpora/build_default.py --resume            # continue an interrupted build
     python corpora/build_default.py --export-only       # export runs/default-build-wide again
     python corpora/build_default.py --phase4-from runs/phase3-shipped
-        # only phase 4, from a model already built, then export it. The shipped model is a
-        # chain of nine such phases 4 (each from the float16 weights of the one before, read
-        # back as float32), each model put in its folder with
+        # only phase 4, from a model already built, then export it. The shipped model is the
+        # mean of two links of a chain of such phases 4 (each from the float16 weights of the
+        # one before, read back as float32), each model put in its folder with
         #   mkdir -p FOLDER && git archive COMMIT charchat/data/default |
         #       tar -x --strip-components=3 -C FOLDER
         # 1. from the phase-3 model of commit 4cdc4be, with the generator of a1f8ab1 and no
@@ -69,7 +69,12 @@ One command, from a source checkout with charchat installed:
         #    make_dialogue.MIRRORS: each turned relation's mirror; the lists this file's
         #    generator builds are byte for byte the same) and this file's recipe (seed 1348):
         #    the twelfth try (--phase4-from runs/phase4-eleventh-try), trained in session 21,
-        #    shipped in session 22. That is the shipped model.
+        #    shipped at c9156ca in session 22.
+    python corpora/build_default.py --average runs/phase4-tenth-try runs/phase4-twelfth-try
+        # no training: the mean of the tenth's and twelfth's weights (folders from 657909b and
+        # c9156ca as above), exported with each member's record. That is the shipped model
+        # (session 23): it answers five of the seven blind sets of wordings, and sets 4 to 7
+        # pooled, better than either member.
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
 """
@@ -322,6 +327,16 @@ def run_phase(corpus, config, resume: bool, corpus_file: Path, out: Path | None 
     return result.stop_reason
 
 
+def where_built() -> dict:
+    """The commit, software and machine an export was made with, and when."""
+    import torch
+
+    return {"git": git_state(), "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
 def git_state() -> dict:
     def git(*args):
         out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
@@ -385,9 +400,11 @@ def phase4_record(run: Path) -> dict | None:
         # rebuilds this one starts from that model.
         "phases_1_to_3_trained_by_this_script": bool(start.get("is_phase_3_run"))
         or (its.get("trained_by_this_script") is True and not its.get("phase4")),
+        # A start that is a mean of models (--average) keeps its command and its members.
         "phases_1_to_3_build": {k: its.get(k) for k in (
             "run", "trained_by_this_script", "recipe_matches", "steps", "best_val_loss",
-            "corpus", "git", "exported", "phase4")} if its else None,
+            "corpus", "git", "exported", "phase4") + (("command", "average") if "average" in its
+                                                      else ())} if its else None,
         "phase_3_corpus": {"file": portable(str(CORPUS), ROOT),
                            "phases": f"steps {EXTEND_TO + 1:,} to {FINAL_STEPS:,}",
                            "sha256": sha,
@@ -440,15 +457,27 @@ def windows_loss(model, val) -> float:
     return val_loss(model, val, torch.device("cpu"), None)["val_loss"]
 
 
-def finish(tmp: Path) -> int:
-    """Make an export folder's files readable by all and check its size against the package
-    limit; returns the size."""
-    for f in tmp.iterdir():
-        f.chmod(0o644)  # atomic writes make private files; these ship to everyone
-    size = sum(f.stat().st_size for f in tmp.iterdir())
-    if size > SIZE_LIMIT:
-        raise SystemExit(f"the exported model is {size / 1e6:.1f} MB, over the "
-                         f"{SIZE_LIMIT / 1e6:.0f} MB limit; nothing was replaced")
+def ship(tmp: Path, dest: Path, build: dict, meta: dict) -> int:
+    """Finish the export folder tmp (its build.json, and meta.json from `meta` with the
+    package's name and sampling), check its size against the package limit and put it in
+    dest's place; returns its size. tmp is removed if anything fails."""
+    from charchat import store
+
+    try:
+        store.atomic_write_json(tmp / "build.json", build)
+        store.atomic_write_json(tmp / "meta.json", {
+            **meta, "name": store.BUNDLED_NAME, "sampling": SAMPLING,
+            "corpus": "conversations made by corpora/make_dialogue.py"})
+        for f in tmp.iterdir():
+            f.chmod(0o644)  # atomic writes make private files; these ship to everyone
+        size = sum(f.stat().st_size for f in tmp.iterdir())
+        if size > SIZE_LIMIT:
+            raise SystemExit(f"the exported model is {size / 1e6:.1f} MB, over the "
+                             f"{SIZE_LIMIT / 1e6:.0f} MB limit; nothing was replaced")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    install(tmp, dest)
     return size
 
 
@@ -551,23 +580,14 @@ def export(dest: Path, run: Path, allow_partial: bool = False) -> dict:
             "best_step": meta.get("best_step"),
             "best_val_loss": meta.get("best_val_loss"),
             "float16_val_loss": fp16,
-            "git": git_state(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **where_built(),
         }
-        store.atomic_write_json(tmp / "build.json", build)
-        meta_out = {k: meta[k] for k in ("params", "best_val_loss", "best_step", "corpus_kind",
-                                         "created", "updated", "device") if k in meta}
-        meta_out.update(name=store.BUNDLED_NAME, sampling=SAMPLING,
-                        corpus="conversations made by corpora/make_dialogue.py")
-        store.atomic_write_json(tmp / "meta.json", meta_out)
-        size = finish(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    install(tmp, dest)
+    size = ship(tmp, dest, build, {k: meta[k] for k in (
+        "params", "best_val_loss", "best_step", "corpus_kind", "created", "updated", "device")
+        if k in meta})
     delta = f"{fp16['float16'] - fp16['float32']:+.5f}" if fp16 else "not measured"
     log(f"exported to {portable(str(dest), dest)}: {size / 1e6:.2f} MB, stopped by "
         f"{outcome['stop_reason']} at step {outcome['steps']}, best val "
@@ -586,26 +606,42 @@ def average(dest: Path, members: list[Path], labels: list[str]) -> dict:
     """Export the mean of the weights of the models in `members` (model folders of one shape
     and vocabulary, as this script exports them; labels: how build.json names them).
 
-    Measured (session 23): the mean of the tenth and twelfth tries answers the blind sets
-    better than either does alone (benchmarks/README.md). Both are phases 4 of one chain, so
+    Measured (session 23): the mean of the tenth and twelfth tries answers five of the seven
+    blind sets, and sets 4 to 7 pooled, better than either does alone (benchmarks/README.md). Both are phases 4 of one chain, so
     their weights lie in one basin; the mean of the twelfth and a phase 4 trained separately
-    from phase 3 was worse than the twelfth. Its validation losses, and each member's, are
-    measured on the first windows of today's wide corpus (made again if it is stale)."""
+    from phase 3 was worse than the twelfth. The mean's validation loss, and each member's,
+    are measured on the first windows of today's wide corpus (made again if it is stale)."""
     import torch
 
     from charchat import store
 
     if len(members) < 2:
         raise SystemExit("--average needs two model folders or more")
-    loaded = []
-    for folder, label in zip(members, labels):
+    loaded, builds, hashes = [], [], []
+    for i, (folder, label) in enumerate(zip(members, labels, strict=True)):
+        if folder.resolve() in [f.resolve() for f in members[:i]]:
+            raise SystemExit(f"{label}: named twice; each member is counted once")
+        if folder.resolve() == dest.resolve():
+            raise SystemExit(f"{label}: the folder the mean replaces; copy it elsewhere first "
+                             "(e.g. runs/) and name the copy")
         if not (folder / store.WEIGHTS).is_file():
             raise SystemExit(f"{label}: no model to average (no {store.WEIGHTS} in it)")
+        # Its records are copied into the package: only this script's exports have them
+        # without the build machine's paths, and a mean without its members' records could
+        # not be rebuilt.
+        builds.append(store.read_description(folder, "build.json"))
+        if not builds[-1]:
+            raise SystemExit(f"{label}: no readable build.json; only models exported by this "
+                             "script can be averaged")
+        hashes.append(sha256_file(folder / store.WEIGHTS))
+        if hashes[-1] in hashes[:-1]:
+            raise SystemExit(f"{label}: the same weights as "
+                             f"{labels[hashes.index(hashes[-1])]}; each member is counted once")
         try:
             loaded.append(store.read_weights(folder / store.WEIGHTS))
         except store.StoreError as e:
             raise SystemExit(str(e)) from None
-    model, tokenizer, info = loaded[0]
+    model, tokenizer, _ = loaded[0]
     for (other, vocabulary, _), label in zip(loaded[1:], labels[1:]):
         if other.config.to_dict() != model.config.to_dict():
             raise SystemExit(f"{label}: its network has another shape than {labels[0]}'s; "
@@ -627,22 +663,23 @@ def average(dest: Path, members: list[Path], labels: list[str]) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
+        kind = {k: loaded[-1][2][k] for k in ("corpus_kind",) if k in loaded[-1][2]}
         store.save_model(tmp, model, tokenizer,
-                         {"stored_dtype": "float16", "averaged_from": labels}, dtype=torch.float16)
+                         {**kind, "stored_dtype": "float16", "averaged_from": labels},
+                         dtype=torch.float16)
         for name in MEMBER_RECORDS:
             if (last / name).is_file():
                 shutil.copy(last / name, tmp / name)
         half, _, _ = store.read_weights(tmp / store.WEIGHTS)
         corpus_sha = sha256_file(CORPUS_WIDE)
-        builds = [json.loads((f / "build.json").read_text()) if (f / "build.json").is_file()
-                  else None for f in members]
         build = {
             "command": "python corpora/build_default.py --average " + " ".join(labels),
             "average": {
                 "of": "the members' weights read as float32, each counted once",
-                "members": [{"folder": label, "weights_sha256": sha256_file(f / store.WEIGHTS),
-                             "val_loss": round(l, 5), "build": b}
-                            for f, label, l, b in zip(members, labels, member_losses, builds)],
+                "members": [{"folder": label, "weights_sha256": sha, "val_loss": round(l, 5),
+                             "build": b}
+                            for label, sha, l, b in zip(labels, hashes, member_losses, builds,
+                                                        strict=True)],
                 "records_from": labels[-1],
             },
             # Not trained on here: the file the validation losses above and below are
@@ -657,25 +694,15 @@ def average(dest: Path, members: list[Path], labels: list[str]) -> dict:
             "float16_val_loss": {"float32": round(loss, 5),
                                  "float16": round(windows_loss(half, val), 5),
                                  "windows": VAL_WINDOWS},
-            "git": git_state(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **where_built(),
         }
-        store.atomic_write_json(tmp / "build.json", build)
-        meta = store.read_meta(last)
-        meta_out = {k: meta[k] for k in ("params", "corpus_kind", "created", "device")
-                    if k in meta}
-        meta_out.update(name=store.BUNDLED_NAME, sampling=SAMPLING, best_val_loss=round(loss, 5),
-                        updated=time.time(),
-                        corpus="conversations made by corpora/make_dialogue.py")
-        store.atomic_write_json(tmp / "meta.json", meta_out)
-        size = finish(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    install(tmp, dest)
+    meta = store.read_meta(last)
+    size = ship(tmp, dest, build, {
+        **{k: meta[k] for k in ("params", "corpus_kind", "created", "device") if k in meta},
+        "best_val_loss": round(loss, 5), "updated": time.time()})
     log(f"exported to {portable(str(dest), dest)}: {size / 1e6:.2f} MB, the mean of "
         f"{len(members)} models; validation loss {loss:.4f} (members: "
         + ", ".join(f"{l:.4f}" for l in member_losses) + ")")

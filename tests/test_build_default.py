@@ -1,6 +1,7 @@
 """corpora/build_default.py's export: what ships in the package, and what it refuses to ship."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -207,6 +208,15 @@ def test_a_phase_4_started_from_another_phase_4_records_the_chain(tmp_path, monk
     # A start model built whole by this script (phases 1 to 3) still counts as built here.
     whole = record({"trained_by_this_script": True, "steps": 12000})
     assert whole["phases_1_to_3_trained_by_this_script"] is True
+    assert "average" not in whole["phases_1_to_3_build"]
+    # A start that is a mean of models (--average) keeps its command and every member.
+    mean = {"command": "python corpora/build_default.py --average runs/a runs/b",
+            "average": {"members": [{"folder": "runs/a", "build": earlier},
+                                    {"folder": "runs/b", "build": earlier}]}}
+    averaged = record(mean)
+    assert averaged["phases_1_to_3_trained_by_this_script"] is False
+    assert averaged["phases_1_to_3_build"]["average"] == mean["average"]
+    assert averaged["phases_1_to_3_build"]["command"] == mean["command"]
 
 
 def test_phase_4_never_trains_on_a_wide_corpus_left_by_an_earlier_generator(tmp_path, monkeypatch):
@@ -296,6 +306,8 @@ def test_average_ships_the_mean_of_its_members_weights_and_records_each(tmp_path
     loaded = store.load_model(str(dest))
     assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
     assert build["command"] == "python corpora/build_default.py --average runs/a runs/b"
+    # The weights file says what it was trained on, as the members' do.
+    assert loaded.info["corpus_kind"] == store.load_model(str(b)).info["corpus_kind"]
     members = build["average"]["members"]
     assert [m["folder"] for m in members] == ["runs/a", "runs/b"]
     assert [m["weights_sha256"] for m in members] == [
@@ -324,7 +336,8 @@ def test_average_ships_the_mean_of_its_members_weights_and_records_each(tmp_path
 
 
 def test_average_refuses_models_it_cannot_average_and_keeps_the_previous_one(tmp_path,
-                                                                            wide_file):
+                                                                            wide_file,
+                                                                            monkeypatch):
     a = exported(tmp_path, "a", seed=3)
     dest = tmp_path / "pkg" / "default"
     build_default.export(dest, tmp_path / "a-run")
@@ -336,17 +349,29 @@ def test_average_refuses_models_it_cannot_average_and_keeps_the_previous_one(tmp
     for members, message in (
             ([a], "two model folders or more"),
             ([a, tmp_path / "absent"], "absent: no model to average"),
+            ([a, tmp_path / "b" / ".." / "a"], "a: named twice"),
+            ([a, dest], "default: the folder the mean replaces"),
+            ([a, tmp_path / "a-run"], "a-run: no readable build.json"),
             ([a, narrow], "narrow: its network has another shape than a's"),
             ([a, other_vocabulary], "vocab: its vocabulary differs from a's")):
         with pytest.raises(SystemExit, match=message):
             build_default.average(dest, members, [f.name for f in members])
         assert (dest / store.WEIGHTS).read_bytes() == before
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / store.WEIGHTS).write_bytes(b"not a model")
-    with pytest.raises(SystemExit, match="broken.*not a readable model file"):
-        build_default.average(dest, [a, tmp_path / "broken"], ["a", "broken"])
+    copy = tmp_path / "copy"
+    shutil.copytree(a, copy)
+    with pytest.raises(SystemExit, match="copy: the same weights as a"):
+        build_default.average(dest, [a, copy], ["a", "copy"])
+    (copy / store.WEIGHTS).write_bytes(b"not a model")
+    with pytest.raises(SystemExit, match="copy.*not a readable model file"):
+        build_default.average(dest, [a, copy], ["a", "copy"])
     assert (dest / store.WEIGHTS).read_bytes() == before
     assert wide_file == []  # nothing was measured for a refused average
+    # A failure after the mean is written (here: over the size limit) keeps the previous model.
+    monkeypatch.setattr(build_default, "SIZE_LIMIT", 1000)
+    with pytest.raises(SystemExit, match="over the 0 MB limit; nothing was replaced"):
+        build_default.average(dest, [a, exported(tmp_path, "b", seed=5)], ["a", "b"])
+    assert (dest / store.WEIGHTS).read_bytes() == before
+    assert not dest.with_name("default.new").exists()
 
 
 def test_the_command_line_averages_into_the_package_folder_and_takes_nothing_else(

@@ -20,6 +20,15 @@ def bundled():
     return store.load_model(str(store.bundled_dir()))
 
 
+def phases4_in(build: dict) -> list[dict]:
+    """The phase-4 records a build rests on: its own, or each averaged member's."""
+    if "average" not in build:
+        return [build]
+    members = build["average"]["members"]
+    assert len(members) >= 2 and all(len(m["weights_sha256"]) == 64 for m in members)
+    return [each for m in members for each in phases4_in(m["build"])]
+
+
 def test_it_ships_in_the_package_within_10_mb():
     folder = store.bundled_dir()
     files = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
@@ -36,18 +45,17 @@ def test_it_ships_in_the_package_within_10_mb():
     # The shipped model is a phase 4 (issue 23): a fine-tune on the wide-phrasings corpus, from
     # a phase-3 model whose own record it keeps; or the mean of several such (--average), each
     # member's record kept whole.
-    if "average" in build:
-        members = build["average"]["members"]
-        assert len(members) >= 2 and all(len(m["weights_sha256"]) == 64 for m in members)
-        phases4 = [m["build"] for m in members]
-    else:
-        phases4 = [build]
-    for each in phases4:
+    for each in phases4_in(build):
         assert each["corpus"]["options"] == "--wide-phrasings"
         phase4 = each["phase4"]
         assert len(phase4["started_from_weights_sha256"]) == 64
-        assert (phase4["phases_1_to_3_trained_by_this_script"]
-                or phase4["phases_1_to_3_build"]["recipe_matches"] is True)
+        start = phase4["phases_1_to_3_build"]
+        if start is not None and "average" in start:
+            # from a mean: each of its members was a phase 4 of the recipe
+            assert all(m["recipe_matches"] is True for m in phases4_in(start))
+        else:
+            assert (phase4["phases_1_to_3_trained_by_this_script"]
+                    or start["recipe_matches"] is True)
         assert each["recipe_matches"] is True and each["stop_reason"] == "max_steps"
     assert build["best_val_loss"] == pytest.approx(store.read_meta(folder)["best_val_loss"])
 

@@ -23,8 +23,9 @@ One command, from a source checkout with charchat installed:
    a fixed PHASE4["max_steps"] steps: warmup to a rate a fifth of phase 1's peak, cosine decay
    to a tenth of that, into runs/default-build-wide/. It was added after the phase-3 model failed
    wordings its generator never used ("please add 91 to 24": 0 of 40). On a 2-core CPU its
-   7,000 steps take about an hour (0.4-0.5 s a step). The shipped model ran seven phases 4 one
-   after another, each on the generator of its day (--phase4-from below): this command runs one;
+   7,000 steps take about an hour (0.4-0.5 s a step). The shipped model is the mean of three
+   models that ran up to ten phases 4 one after another, each on the generator of its day
+   (--phase4-from and --average below): this command runs one;
 4. exports the best weights, stored as float16 to halve the file (the package limit is 10 MB;
    loading casts them back to float32), with the records of how the model was made:
    train_args.json, corpus.json, metrics.jsonl and build.json.
@@ -33,8 +34,9 @@ One command, from a source checkout with charchat installed:
     python corpora/build_default.py --export-only       # export runs/default-build-wide again
     python corpora/build_default.py --phase4-from runs/phase3-shipped
         # only phase 4, from a model already built, then export it. The shipped model is the
-        # mean of three links of a chain of such phases 4 (each from the float16 weights of the
-        # one before, read back as float32), each model put in its folder with
+        # mean of three models from a chain of such phases 4 (each from the float16 weights of
+        # the model before, read back as float32; the last from a mean), each model put in its
+        # folder with
         #   mkdir -p FOLDER && git archive COMMIT charchat/data/default |
         #       tar -x --strip-components=3 -C FOLDER
         # 1. from the phase-3 model of commit 4cdc4be, with the generator of a1f8ab1 and no
@@ -67,7 +69,7 @@ One command, from a source checkout with charchat installed:
         #    (build.json's phase4 keeps their SHA-256, 392afb4e...).
         # 9. from the eleventh, with the generator of 47bf13b (the ninth round,
         #    make_dialogue.MIRRORS: each turned relation's mirror; the lists this file's
-        #    generator builds are byte for byte the same) and this file's recipe (seed 1348):
+        #    generator builds are byte for byte the same) and seed 1348:
         #    the twelfth try (--phase4-from runs/phase4-eleventh-try), trained in session 21,
         #    shipped at c9156ca in session 22.
         # 10. from the mean of the tenth and twelfth (below; 4a56cbc), on the same generator
@@ -77,8 +79,8 @@ One command, from a source checkout with charchat installed:
             runs/phase4-thirteenth-try
         # no training: the mean of those three models' weights (folders from 657909b, c9156ca
         # and 65f103b as above), exported with each member's record. That is the shipped model
-        # (session 23): on the eighth blind set of wordings, first scored to confirm it, it
-        # answers 89.4% exactly against its best member's 87.6%. The mean of the tenth and
+        # (session 23): on the eighth blind set of wordings, first scored to confirm it, its
+        # weights answer 89.4% exactly, its best member 87.6%. The mean of the tenth and
         # twelfth alone was shipped first (4a56cbc).
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
@@ -615,9 +617,10 @@ def average(dest: Path, members: list[Path], labels: list[str]) -> dict:
 
     Measured (session 23): the mean of the tenth and twelfth tries answers five of the seven
     blind sets, and sets 4 to 7 pooled, better than either does alone, and the mean of the
-    tenth, twelfth and thirteenth does better still (benchmarks/README.md). Both are phases 4 of one chain, so
-    their weights lie in one basin; the mean of the twelfth and a phase 4 trained separately
-    from phase 3 was worse than the twelfth. The mean's validation loss, and each member's,
+    tenth, twelfth and thirteenth answers the eighth (first scored to confirm it) better than
+    the mean of two (benchmarks/README.md). Models of one chain of phases 4 appear to have their
+    weights in one basin; the mean of the twelfth and a phase 4 trained separately from phase 3 was
+    worse than the twelfth. The mean's validation loss, and each member's,
     are measured on the first windows of today's wide corpus (made again if it is stale)."""
     import torch
 

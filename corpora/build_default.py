@@ -181,21 +181,25 @@ def corpus_files() -> dict:
             "wide": (CORPUS_WIDE, True, True)}
 
 
-def make_corpus(which=("base", "full", "wide"), keep_current: bool = False) -> None:
+def make_corpus(which=("base", "full", "wide"), keep_current: bool = False) -> dict[str, str]:
     """Write the corpus files named in `which`; keep_current: leave a file that already holds
-    what the generator writes (it is generated once either way, to compare)."""
+    what the generator writes (it is generated once either way, to compare). Returns the
+    SHA-256 of what the generator writes, by kind."""
+    generated = {}
     for kind in which:
         path, name_order, wide = corpus_files()[kind]
         t0 = time.perf_counter()
         lines, stats, _, _ = make_dialogue.generate(make_dialogue.DEFAULT_SEED, N_CONVERSATIONS,
                                                     name_order_phrasings=name_order,
                                                     wide_phrasings=wide)
-        if keep_current and path.exists() and sha256_file(path) == sha256_lines(lines):
+        generated[kind] = sha256_lines(lines)
+        if keep_current and path.exists() and sha256_file(path) == generated[kind]:
             log(f"kept {portable(str(path), ROOT)}: what the generator writes now")
             continue
         make_dialogue.write_lines(str(path), lines)
         log(f"wrote {portable(str(path), ROOT)}: {len(lines)} conversations, "
             f"{sum(stats.values())} question/answer pairs ({time.perf_counter() - t0:.1f}s)")
+    return generated
 
 
 def wide_corpus_current(resume: bool) -> None:
@@ -660,7 +664,7 @@ def average(dest: Path, members: list[Path], labels: list[str]) -> dict:
         if vocabulary.to_json() != tokenizer.to_json():
             raise SystemExit(f"{label}: its vocabulary differs from {labels[0]}'s; only "
                              "models of one vocabulary can be averaged")
-    make_corpus(("wide",), keep_current=True)
+    generated = make_corpus(("wide",), keep_current=True)["wide"]
     val = first_val_windows(CORPUS_WIDE, tokenizer, model.config.block_size)
     member_losses = [windows_loss(m, val) for m, _, _ in loaded]
     states = [m.state_dict() for m, _, _ in loaded]
@@ -699,7 +703,7 @@ def average(dest: Path, members: list[Path], labels: list[str]) -> dict:
                 "generator": "corpora/make_dialogue.py", "seed": make_dialogue.DEFAULT_SEED,
                 "conversations": N_CONVERSATIONS, "file": portable(str(CORPUS_WIDE), ROOT),
                 "sha256": corpus_sha, "options": "--wide-phrasings",
-                "matches_generator": corpus_sha == sha256_generated(wide_phrasings=True),
+                "matches_generator": corpus_sha == generated,
             },
             "best_val_loss": round(loss, 5),
             "float16_val_loss": {"float32": round(loss, 5),

@@ -117,6 +117,36 @@ async def test_the_footer_follows_the_row(tiny_model, tiny_model_dir, charchat_h
         assert (bundle / store.WEIGHTS).exists()
 
 
+async def test_a_mean_of_models_says_so(tiny_model_dir, charchat_home, tmp_path, monkeypatch):
+    """The bundled model made as a mean of weights (build_default.py --average) names its
+    members, and says the training record shown is its last member's; a damaged build.json
+    shows the plain card."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_model_dir, bundle)
+    monkeypatch.setattr(store, "bundled_dir", lambda: bundle)
+    members = [{"folder": "runs/phase4-tenth-try", "val_loss": 0.35203},
+               {"folder": "runs/phase4-twelfth-try/", "val_loss": 0.3403},
+               {"folder": "runs/third", "val_loss": "?"}]
+    builds = ({"average": {"members": members}}, {"average": {"members": "three"}},
+              {"average": {"members": [{"folder": 3}]}}, {})
+    shown = []
+    for build in builds:
+        (bundle / "build.json").write_text(json.dumps(build))
+        app = CharChatApp()
+        async with app.run_test(size=(140, 40)) as pilot:
+            screen = await open_models(pilot)
+            table = screen.query_one("#models-table")
+            table.move_cursor(row=[i for i, n in enumerate(rows(screen)) if "default" in n][0])
+            await settle(pilot)
+            shown.append(" ".join(plain(screen.query_one("#details").content).split()))
+    assert "made as the mean of 3 models' weights, with no training of its own" in shown[0]
+    assert "members phase4-tenth-try (0.3520), phase4-twelfth-try (0.3403), third" in shown[0]
+    assert "trained with its last member: batch" in shown[0]
+    for plain_card in shown[1:]:
+        assert "made as" not in plain_card and "members" not in plain_card
+        assert "trained with batch" in plain_card
+
+
 async def test_delete_asks_first(tiny_model, tiny_model_dir, charchat_home):
     shutil.copytree(tiny_model_dir, charchat_home / "models" / "other")
     preferences.remember_model("tiny")

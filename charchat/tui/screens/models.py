@@ -26,6 +26,25 @@ from ..widgets.status import StatusLine
 from .modals import ConfirmModal, RenameModal
 
 
+def mean_members(build: dict) -> list[str]:
+    """The members of a model made as a mean of weights (corpora/build_default.py --average
+    writes them into its build.json), each as "FOLDER (val loss)"; [] for any other model, or
+    a build.json too damaged to say."""
+    average = build.get("average")
+    members = average.get("members") if isinstance(average, dict) else None
+    if not isinstance(members, list):
+        return []
+    out = []
+    for member in members:
+        if not isinstance(member, dict) or not isinstance(member.get("folder"), str):
+            return []
+        loss = member.get("val_loss")
+        name = member["folder"].rstrip("/").rsplit("/", 1)[-1]
+        out.append(name + (f" ({loss:.4f})" if isinstance(loss, (int, float))
+                           and not isinstance(loss, bool) else ""))
+    return out
+
+
 def tokenizer_words(name: str) -> str:
     """A tokenizer's name with what it is."""
     if name.startswith("bpe:"):
@@ -175,6 +194,11 @@ class ModelsScreen(Screen):
             ("updated", fmt_date(m.updated)),
             ("on disk", fmt_size(m.size_bytes)),
         ]
+        members = mean_members(store.read_description(m.path, "build.json"))
+        if members:
+            rows.append(("made as", f"the mean of {len(members)} models' weights, "
+                                    "with no training of its own"))
+            rows.append(("members", ", ".join(members)))
         args = store.read_description(m.path, "train_args.json")  # damaged: shown as it is
         if args:
             c = args.get("config")
@@ -182,7 +206,9 @@ class ModelsScreen(Screen):
             minutes = c.get("minutes")
             rows.append(("shape", f"{c.get('n_layer')} layers × {c.get('n_embd')} wide, "
                                   f"{c.get('n_head')} heads, context {c.get('block_size')}"))
-            rows.append(("trained with", f"batch {c.get('batch_size')}, lr {c.get('lr')}, "
+            # A mean keeps its last member's record: say whose it is.
+            rows.append(("trained with", ("its last member: " if members else "")
+                         + f"batch {c.get('batch_size')}, lr {c.get('lr')}, "
                          + (f"{minutes:g} min budget" if isinstance(minutes, (int, float))
                             and minutes else f"{c.get('max_steps')} steps")))
             paths = args.get("corpus_paths")

@@ -251,6 +251,12 @@ FRESH_7 = ROOT / "benchmarks" / "data" / "fresh_wordings_7.json"
 # anyone scored against it: the seventh had been used to choose between means. It was first
 # scored to confirm the choice of the mean of the tenth, twelfth and thirteenth tries.
 FRESH_8 = ROOT / "benchmarks" / "data" / "fresh_wordings_8.json"
+# A ninth and a tenth, 20 a skill, each written blind by its own helper in session 24 and
+# committed before anyone scored against them: the eighth had confirmed the mean of three. The
+# ninth was first scored to choose between that mean and means with the fourteenth try, the
+# tenth to confirm the choice.
+FRESH_9 = ROOT / "benchmarks" / "data" / "fresh_wordings_9.json"
+FRESH_10 = ROOT / "benchmarks" / "data" / "fresh_wordings_10.json"
 
 
 def seen_in_training(task, template):
@@ -277,7 +283,7 @@ def near_keys(task) -> frozenset[str]:
 
 
 def fresh_questions(wide, rng, task_name, wordings, per_wording=4):
-    """One skill's fresh wordings (from FRESH to FRESH_8: written for this benchmark by
+    """One skill's fresh wordings (from FRESH to FRESH_10: written for this benchmark by
     someone who had not read the generator), each asked of per_wording items (as in
     wording_questions). Returns (questions, the wordings asked, those left out because training
     can ask them, whether each question's wording is two words or more from every training
@@ -545,7 +551,10 @@ def main(argv=None):
                   ("fresh_wordings_5", FRESH_5, random.Random(f"bench-fresh-5-{args.seed}")),
                   ("fresh_wordings_6", FRESH_6, random.Random(f"bench-fresh-6-{args.seed}")),
                   ("fresh_wordings_7", FRESH_7, random.Random(f"bench-fresh-7-{args.seed}")),
-                  ("fresh_wordings_8", FRESH_8, random.Random(f"bench-fresh-8-{args.seed}")))
+                  ("fresh_wordings_8", FRESH_8, random.Random(f"bench-fresh-8-{args.seed}")),
+                  ("fresh_wordings_9", FRESH_9, random.Random(f"bench-fresh-9-{args.seed}")),
+                  ("fresh_wordings_10", FRESH_10,
+                   random.Random(f"bench-fresh-10-{args.seed}")))
     for key, path, rng in fresh_sets:
         result[key] = {}
         for name, wordings in json.loads(path.read_text()).items():

@@ -34,6 +34,16 @@ def rows(screen):
     return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
 
 
+async def details_of(pilot, name: str) -> tuple[ModelsScreen, str]:
+    """The models screen opened, its cursor on the first row that names `name`: the screen
+    and its details pane as text."""
+    screen = await open_models(pilot)
+    table = screen.query_one("#models-table")
+    table.move_cursor(row=[i for i, n in enumerate(rows(screen)) if name in n][0])
+    await settle(pilot)
+    return screen, plain(screen.query_one("#details").content)
+
+
 async def test_list_and_details(tiny_model, tiny_model_dir, charchat_home):
     from charchat import locking
 
@@ -71,11 +81,7 @@ async def test_damaged_side_files_show_question_marks(tiny_model, tiny_model_dir
         '{"config": {"minutes": "ten"}, "corpus_paths": [1, "a.txt"]}')
     app = CharChatApp()
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_models(pilot)
-        table = screen.query_one("#models-table")
-        table.move_cursor(row=[i for i, n in enumerate(rows(screen)) if "other" in n][0])
-        await settle(pilot)
-        details = plain(screen.query_one("#details").content)
+        screen, details = await details_of(pilot, "other")
         assert "other" in details and "parameters" in details and "1, a.txt" in details
         assert screen.is_current  # nothing crashed
         await pilot.press("t")  # resume: refused with the file named, not a traceback
@@ -134,11 +140,8 @@ async def test_a_mean_of_models_says_so(tiny_model_dir, charchat_home, tmp_path,
         (bundle / "build.json").write_text(json.dumps(build))
         app = CharChatApp()
         async with app.run_test(size=(140, 40)) as pilot:
-            screen = await open_models(pilot)
-            table = screen.query_one("#models-table")
-            table.move_cursor(row=[i for i, n in enumerate(rows(screen)) if "default" in n][0])
-            await settle(pilot)
-            shown.append(" ".join(plain(screen.query_one("#details").content).split()))
+            _, details = await details_of(pilot, "default")
+            shown.append(" ".join(details.split()))
     assert "made as the mean of 3 models' weights, with no training of its own" in shown[0]
     assert "members phase4-tenth-try (0.3520), phase4-twelfth-try (0.3403), third" in shown[0]
     assert "trained with its last member: batch" in shown[0]

@@ -21,7 +21,7 @@ one the training file never contains:
   type them (about 9 in 10 occur in training, as they would for a user);
 - calendar (unseen wordings too): every calendar task's held-out phrasings (days and months
   after and before, shifts, month numbers and lengths ...), three items each;
-- fresh wordings: benchmarks/data/fresh_wordings.json (and _2 to _8: 10, 10, then 20 wordings a
+- fresh wordings: benchmarks/data/fresh_wordings.json (and _2 to _10: 10, 10, then 20 wordings a
   skill, all but the first for the calendar's four neighbour skills too), written for this
   benchmark by helpers told not to read the generator (casual ones among them: "yo, 30 + 50?",
   "i forgot the capital of Chile. what is it?"), each asked of 4 items as above. A wording
@@ -544,17 +544,12 @@ def main(argv=None):
         for name in ("add", "sub")}
     result["unseen_wordings"]["calendar"] = score_calendar(runner,
                                                           calendar_questions(wide, wrng))
+    # From the third on, each set draws from its own generator: adding one changed no other
+    # section's questions.
     fresh_sets = (("fresh_wordings", FRESH, wrng), ("fresh_wordings_2", FRESH_2, wrng),
-                  # its own draw: adding it changed no other section's questions
-                  ("fresh_wordings_3", FRESH_3, random.Random(f"bench-fresh-3-{args.seed}")),
-                  ("fresh_wordings_4", FRESH_4, random.Random(f"bench-fresh-4-{args.seed}")),
-                  ("fresh_wordings_5", FRESH_5, random.Random(f"bench-fresh-5-{args.seed}")),
-                  ("fresh_wordings_6", FRESH_6, random.Random(f"bench-fresh-6-{args.seed}")),
-                  ("fresh_wordings_7", FRESH_7, random.Random(f"bench-fresh-7-{args.seed}")),
-                  ("fresh_wordings_8", FRESH_8, random.Random(f"bench-fresh-8-{args.seed}")),
-                  ("fresh_wordings_9", FRESH_9, random.Random(f"bench-fresh-9-{args.seed}")),
-                  ("fresh_wordings_10", FRESH_10,
-                   random.Random(f"bench-fresh-10-{args.seed}")))
+                  *((f"fresh_wordings_{n}", path, random.Random(f"bench-fresh-{n}-{args.seed}"))
+                    for n, path in enumerate((FRESH_3, FRESH_4, FRESH_5, FRESH_6, FRESH_7,
+                                              FRESH_8, FRESH_9, FRESH_10), start=3)))
     for key, path, rng in fresh_sets:
         result[key] = {}
         for name, wordings in json.loads(path.read_text()).items():

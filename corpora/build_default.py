@@ -23,8 +23,8 @@ One command, from a source checkout with charchat installed:
    a fixed PHASE4["max_steps"] steps: warmup to a rate a fifth of phase 1's peak, cosine decay
    to a tenth of that, into runs/default-build-wide/. It was added after the phase-3 model failed
    wordings its generator never used ("please add 91 to 24": 0 of 40). On a 2-core CPU its
-   7,000 steps take about an hour (0.4-0.5 s a step). The shipped model is the mean of three
-   models that ran up to ten phases 4 one after another, each on the generator of its day
+   7,000 steps take about an hour (0.4-0.5 s a step). The shipped model is the mean of four
+   models that ran up to eleven phases 4 one after another, each on the generator of its day
    (--phase4-from and --average below): this command runs one;
 4. exports the best weights, stored as float16 to halve the file (the package limit is 10 MB;
    loading casts them back to float32), with the records of how the model was made:
@@ -34,8 +34,8 @@ One command, from a source checkout with charchat installed:
     python corpora/build_default.py --export-only       # export runs/default-build-wide again
     python corpora/build_default.py --phase4-from runs/phase3-shipped
         # only phase 4, from a model already built, then export it. The shipped model is the
-        # mean of three models from a chain of such phases 4 (each from the float16 weights of
-        # the model before, read back as float32; the last from a mean), each model put in its
+        # mean of four models from a chain of such phases 4 (each from the float16 weights of
+        # the model before, read back as float32; the last two each from a mean), each model put in its
         # folder with
         #   mkdir -p FOLDER && git archive COMMIT charchat/data/default |
         #       tar -x --strip-components=3 -C FOLDER

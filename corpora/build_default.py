@@ -167,11 +167,9 @@ FINAL_STEPS = 12000
 # (make_dialogue.MIRRORS: each turned relation's mirror in the other task). The thirteenth
 # (session 23) is one more, from the mean of the tenth and twelfth (--average), on the same
 # corpus with a seed of its own; the fourteenth (session 24) one more from the mean of those
-# three, again with a seed of its own. The shipped model is the mean of those four. The
-# fifteenth (session 25) is one more from that mean, on the corpus with the tenth round
-# (make_dialogue.PAIRED_RELATIONS: a relation and its mirror held out together).
+# three, again with a seed of its own. The shipped model is the mean of those four.
 PHASE4 = dict(max_steps=7000, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
-              patience=40, seed=1351)
+              patience=40, seed=1350)
 # How the app samples from this model until the user changes it: arithmetic and facts have one
 # right answer, so the likeliest character is the best one.
 SAMPLING = {"temperature": 0.0, "top_k": None, "top_p": None, "max_new_chars": 300}

@@ -1572,57 +1572,6 @@ for _unit, _key in (("day", "d"), ("month", "m")):
             now=MIRROR_QUESTIONS[_way])
 
 
-# The tenth round (session 25): a relation and its mirror held out together. Each task held out
-# its cores by its own hash, so about a third of the pairs had one half trained and the other
-# held out, and the trained half taught a phrase to stand for one way again. Counted in the
-# fourteenth try's corpus: "the day after today is {d}" in 16 held-out wordings of the day
-# before and no training one, "the day before today was {d}" in 16 training wordings of the day
-# after; "preceded by" in 12 training wordings of the month before and none of the month after.
-# Asked every day of each held-out wording, the shipped mean of four answered the other way on
-# all of them ("the day after today is Monday, what is today?" -> "The day after Monday is
-# Tuesday."; "which month is preceded by May?" -> the month before; 0 of 7 or 12 each, where
-# the day after scored 83% and the month after 75% over all their held-out wordings). So a
-# relation, its mirror in the other task (_MIRROR_PAIRS, and TURNS' straight ones, which are
-# mirrors too), a given yesterday and the given tomorrow in the same words, and a given "it's
-# {m} now" in the month after and the month before share one hash: both halves are trained,
-# or both held out.
-PAIRED_RELATIONS = True
-
-
-def relation_pairs() -> dict[tuple[str, str], str]:
-    """(task name, core) -> the key that the core and its mirror in the other task share, for
-    the cores of the eighth and ninth rounds that have one."""
-    keys = {}
-    for unit, key, past, future, _ in _TURN_UNITS:
-        x = f"{{{key}}}"
-        for way, other in (("after", "before"), ("before", "after")):
-            base, third, passive = _RELATION_VERBS[way]
-            words = dict(x=x, u=unit, rel=way, base=base, third=third, passive=passive)
-            for turned, mirror in _MIRROR_PAIRS:
-                pair = f"{unit}: {turned.format(**words)}"
-                keys[(f"{unit}_{other}", turned.format(**words))] = pair
-                keys[(f"{unit}_{way}", mirror.format(**words))] = pair
-        for i, (was, will) in enumerate(zip(past, future)):
-            keys[(f"{unit}_after", was.replace("{x}", x))] = f"{unit}: given {i}"
-            keys[(f"{unit}_before", will.replace("{x}", x))] = f"{unit}: given {i}"
-    for now in MIRROR_NOW:
-        core = now.replace("{x}", "{m}")
-        keys[("month_after", core)] = keys[("month_before", core)] = f"month: now {core}"
-    return keys
-
-
-RELATION_PAIRS = relation_pairs()
-
-
-def relation_is_heldout(task: str, core: str) -> bool:
-    """Whether a core of the eighth or ninth round is held out: by its pair's hash where it has
-    a mirror (PAIRED_RELATIONS), else by phrasing_is_heldout, as before."""
-    pair = RELATION_PAIRS.get((task, core)) if PAIRED_RELATIONS else None
-    if pair is None:
-        return phrasing_is_heldout(task, core)
-    return stable_hash("relation pair", pair) % 5 == 0
-
-
 def mirror_cores(task_name: str) -> list[tuple[str, list[str]]]:
     """Every wording MIRRORS builds for a task, by core (relation_cores)."""
     return relation_cores(MIRRORS.get(task_name, {}))
@@ -1729,16 +1678,14 @@ def widen(tasks) -> None:
         task.framed_test = [t for t in task.framed_test if t not in leaked and t not in inside]
         task.test = [t for t in task.test if t not in inside]
         place_cues(task, taken)
-        place_cues(task, taken, turn_cores(task.name), "turn_test", relation_is_heldout)
-        place_cues(task, taken, mirror_cores(task.name), "mirror_test", relation_is_heldout)
+        place_cues(task, taken, turn_cores(task.name), "turn_test")
+        place_cues(task, taken, mirror_cores(task.name), "mirror_test")
 
 
-def place_cues(task, taken, cores=None, held_attr="cue_test",
-               is_heldout=phrasing_is_heldout) -> None:
+def place_cues(task, taken, cores=None, held_attr="cue_test") -> None:
     """The seventh round (CUES) for one task, or with cores and held_attr another round built
     the same way (the eighth: turn_cores, task.turn_test): a part in all its frames, in
-    training or held out (task.cue_test, or held_attr) by the hash of the part
-    (is_heldout(task name, core); relation_is_heldout for the eighth and ninth). None is placed
+    training or held out (task.cue_test, or held_attr) by the hash of the part. None is placed
     that holds an earlier held-out wording whole or is one word from one; a held-out one that a
     training wording holds whole, or that is one word from one, leaves the test list. Compared
     as near_form()s of their chat cores, so "what's" is "what is" and "{c} - which" is two
@@ -1749,7 +1696,7 @@ def place_cues(task, taken, cores=None, held_attr="cue_test",
     earlier = set().union(*map(forms, task.test))
     held_out = []
     for core, wordings in cue_cores(task.name) if cores is None else cores:
-        held = is_heldout(task.name, core)
+        held = phrasing_is_heldout(task.name, core)
         for t in wordings:
             key, mine = normalize(t), forms(t)
             if key in taken or any(f" {e} " in f" {c} " or near(c, e)

@@ -21,7 +21,7 @@ one the training file never contains:
   type them (about 9 in 10 occur in training, as they would for a user);
 - calendar (unseen wordings too): every calendar task's held-out phrasings (days and months
   after and before, shifts, month numbers and lengths ...), three items each;
-- fresh wordings: benchmarks/data/fresh_wordings.json (and _2 to _10: 10, 10, then 20 wordings a
+- fresh wordings: benchmarks/data/fresh_wordings.json (and _2 to _11: 10, 10, then 20 wordings a
   skill, all but the first for the calendar's four neighbour skills too), written for this
   benchmark by helpers told not to read the generator (casual ones among them: "yo, 30 + 50?",
   "i forgot the capital of Chile. what is it?"), each asked of 4 items as above. A wording
@@ -257,6 +257,10 @@ FRESH_8 = ROOT / "benchmarks" / "data" / "fresh_wordings_8.json"
 # tenth to confirm the choice.
 FRESH_9 = ROOT / "benchmarks" / "data" / "fresh_wordings_9.json"
 FRESH_10 = ROOT / "benchmarks" / "data" / "fresh_wordings_10.json"
+# An eleventh, 20 a skill, written blind by a third helper in session 24 and committed before
+# anyone scored against it; first scored in session 25 to confirm the choice between the mean
+# of four and models with the fifteenth try, made on sets 6 to 10.
+FRESH_11 = ROOT / "benchmarks" / "data" / "fresh_wordings_11.json"
 
 
 def seen_in_training(task, template):
@@ -283,7 +287,7 @@ def near_keys(task) -> frozenset[str]:
 
 
 def fresh_questions(wide, rng, task_name, wordings, per_wording=4):
-    """One skill's fresh wordings (from FRESH to FRESH_10: written for this benchmark by
+    """One skill's fresh wordings (from FRESH to FRESH_11: written for this benchmark by
     someone who had not read the generator), each asked of per_wording items (as in
     wording_questions). Returns (questions, the wordings asked, those left out because training
     can ask them, whether each question's wording is two words or more from every training
@@ -549,7 +553,8 @@ def main(argv=None):
     fresh_sets = (("fresh_wordings", FRESH, wrng), ("fresh_wordings_2", FRESH_2, wrng),
                   *((f"fresh_wordings_{n}", path, random.Random(f"bench-fresh-{n}-{args.seed}"))
                     for n, path in enumerate((FRESH_3, FRESH_4, FRESH_5, FRESH_6, FRESH_7,
-                                              FRESH_8, FRESH_9, FRESH_10), start=3)))
+                                              FRESH_8, FRESH_9, FRESH_10, FRESH_11),
+                                             start=3)))
     for key, path, rng in fresh_sets:
         result[key] = {}
         for name, wordings in json.loads(path.read_text()).items():

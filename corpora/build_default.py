@@ -169,7 +169,7 @@ FINAL_STEPS = 12000
 # corpus with a seed of its own; the fourteenth (session 24) one more from the mean of those
 # three, again with a seed of its own. The shipped model is the mean of those four.
 PHASE4 = dict(max_steps=7000, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
-              patience=40, seed=1350)
+              patience=40, seed=1352)
 # How the app samples from this model until the user changes it: arithmetic and facts have one
 # right answer, so the likeliest character is the best one.
 SAMPLING = {"temperature": 0.0, "top_k": None, "top_p": None, "max_new_chars": 300}
@@ -269,10 +269,74 @@ def phase4_config(start: Path, device: str):
     return config_from({**TRAIN, **base, **PHASE4}, device)
 
 
+def grown_blocks(n_old: int, n_new: int) -> list[tuple[int, bool]]:
+    """Where a model of n_old blocks grown to n_new takes each block from: (old block, is new).
+    The new blocks are spread evenly between the old ones, each after the block it copies."""
+    extra = n_new - n_old
+    after = [max(0, round((k + 1) * n_old / (extra + 1)) - 1) for k in range(extra)]
+    order = []
+    for i in range(n_old):
+        order.append((i, False))
+        order += [(i, True)] * after.count(i)
+    return order
+
+
+def grow(model, n_layer: int):
+    """The model with n_layer blocks that computes what `model` computes: each added block is a
+    copy of the one before it with its attention and MLP output projections zeroed, so it adds
+    nothing to the residual stream until training moves those projections (and, through them,
+    the rest of the block; the copy gives its inputs a trained start)."""
+    import torch
+
+    from charchat.config import GPTConfig
+    from charchat.model import GPT
+
+    old = model.config.n_layer
+    if n_layer <= old:
+        raise SystemExit(f"--layers {n_layer}: the model already has {old} layers; it can only "
+                         "grow")
+    sd = model.state_dict()
+    new_sd = {k: v for k, v in sd.items() if not k.startswith("transformer.h.")}
+    for j, (i, added) in enumerate(grown_blocks(old, n_layer)):
+        prefix = f"transformer.h.{i}."
+        for k, v in sd.items():
+            if k.startswith(prefix):
+                rest = k[len(prefix):]
+                zero = added and rest.split(".")[1:2] == ["c_proj"]
+                new_sd[f"transformer.h.{j}.{rest}"] = torch.zeros_like(v) if zero else v.clone()
+    grown = GPT(GPTConfig(**{**model.config.to_dict(), "n_layer": n_layer}))
+    grown.load_state_dict(new_sd)
+    return grown
+
+
+def grow_start(start: Path, n_layer: int) -> Path:
+    """Write the model in folder `start`, grown to n_layer blocks (grow), with its records,
+    into a folder beside RUN_WIDE for phase 4 to start from; returns that folder."""
+    from charchat import store
+
+    model, tokenizer, info = store.read_weights(start / store.WEIGHTS)
+    grown = grow(model, n_layer)
+    folder = RUN_WIDE.with_name(RUN_WIDE.name + "-grown")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    store.save_model(folder, grown, tokenizer, {**info, "stored_dtype": "float32",
+                                                "grown_from_layers": model.config.n_layer})
+    if (start / "build.json").is_file():
+        shutil.copy(start / "build.json", folder / "build.json")
+    record = start / "train_args.json"
+    args = json.loads(record.read_text()) if record.is_file() else {"config": {}}
+    args["config"] = {**args.get("config", {}), "n_layer": n_layer}
+    store.atomic_write_json(folder / "train_args.json", args)
+    log(f"grew the model of {portable(str(start), ROOT)} from {model.config.n_layer} to "
+        f"{n_layer} layers ({sum(p.numel() for p in grown.parameters()):,} parameters)")
+    return folder
+
+
 def train_phase4(start: Path, device: str, resume: bool = False,
-                 label: str | None = None) -> str:
+                 label: str | None = None, layers: int | None = None) -> str:
     """Phase 4: from the model in folder `start` (phase 3's run, or a model exported from it)
-    into RUN_WIDE; resume=True goes on with an interrupted phase 4."""
+    into RUN_WIDE; resume=True goes on with an interrupted phase 4. layers: start from that
+    model grown to this many blocks (grow)."""
     from charchat import store
     from charchat.corpus import load_corpus
 
@@ -280,7 +344,8 @@ def train_phase4(start: Path, device: str, resume: bool = False,
         saved = json.loads((RUN_WIDE / "train_args.json").read_text())["config"]
         config = config_from({**saved, **PHASE4}, device)
     else:
-        config = phase4_config(start, device)
+        folder = grow_start(start, layers) if layers else start
+        config = phase4_config(folder, device)
         RUN_WIDE.mkdir(parents=True, exist_ok=True)
         weights = start / store.WEIGHTS
         # Kept with the run: the folder it started from may be replaced by the export.
@@ -290,7 +355,9 @@ def train_phase4(start: Path, device: str, resume: bool = False,
             "corpus_sha256": sha256_file(CORPUS_WIDE),
             "stored_dtype": store.read_weights(weights)[2].get("stored_dtype", "float32"),
             "is_phase_3_run": start.resolve() == RUN.resolve(),
-            "its_build": json.loads(build.read_text()) if build.is_file() else None})
+            "its_build": json.loads(build.read_text()) if build.is_file() else None,
+            **({"grown_to_layers": layers} if layers else {})})
+        start = folder
     tokenizer = store.read_tokenizer(start if not resume else RUN_WIDE)
     corpus = load_corpus([str(CORPUS_WIDE)], tokenizer=tokenizer)
     log(corpus.summary.describe())
@@ -412,6 +479,8 @@ def phase4_record(run: Path) -> dict | None:
         "started_from": start.get("folder"),
         "started_from_weights_sha256": start.get("weights_sha256"),
         "started_from_stored_dtype": start.get("stored_dtype"),
+        # --layers: the start model was grown to this many blocks (grow) before phase 4.
+        "grown_to_layers": start.get("grown_to_layers"),
         # Whether this script also trained phases 1 to 3 (from runs/default-build), and, when
         # it started from an exported model, that model's own record of how it was made.
         # A start model that is itself a phase 4 (a chain of them) was not: the command that
@@ -535,6 +604,8 @@ def export(dest: Path, run: Path, allow_partial: bool = False) -> dict:
     trained_on = next((Path(p) for p in corpus_paths if Path(p).is_file()), None)
     phase4 = phase4_record(run)
     recipe = {**TRAIN, **PHASE4} if phase4 else {**TRAIN, "max_steps": FINAL_STEPS}
+    if phase4 and phase4.get("grown_to_layers"):
+        recipe["n_layer"] = phase4["grown_to_layers"]
 
     tmp = dest.with_name(dest.name + ".new")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -570,6 +641,8 @@ def export(dest: Path, run: Path, allow_partial: bool = False) -> dict:
         command = "python corpora/build_default.py"
         if phase4 and not phase4["phases_1_to_3_trained_by_this_script"]:
             command += f" --phase4-from {phase4['started_from']}"
+        if phase4 and phase4.get("grown_to_layers"):
+            command += f" --layers {phase4['grown_to_layers']}"
         build = {
             "command": command,
             "run": portable(str(run), run),
@@ -740,6 +813,9 @@ def main(argv=None) -> int:
     ap.add_argument("--phase4-from", type=Path, default=None, metavar="FOLDER",
                     help="train only phase 4, from the model in FOLDER (e.g. charchat/data/default "
                          "or runs/default-build), then export it")
+    ap.add_argument("--layers", type=int, default=None, metavar="N",
+                    help="with --phase4-from: grow the start model to N layers first (each new "
+                         "layer starts as a copy of the one before it that adds nothing)")
     ap.add_argument("--average", nargs="+", type=Path, default=None, metavar="FOLDER",
                     help="export the mean of the weights of these models (two or more, of one "
                          "shape and vocabulary) instead of training")
@@ -751,6 +827,9 @@ def main(argv=None) -> int:
         ap.error("--run is only used with --export-only")
     if args.phase4_from is not None and args.export_only:
         ap.error("--phase4-from trains: it is not used with --export-only")
+    if args.layers is not None and (args.phase4_from is None or args.resume):
+        ap.error("--layers is only used with --phase4-from, when a phase 4 starts (a resumed "
+                 "run keeps the layers it started with)")
     if args.average is not None and (args.phase4_from or args.export_only or args.resume
                                      or args.allow_partial):
         ap.error("--average trains nothing: it is used alone")
@@ -778,8 +857,8 @@ def main(argv=None) -> int:
                              "--resume to continue it, --export-only to export it, or delete it")
         resume = args.resume and (RUN_WIDE / store.STATE).exists()
         wide_corpus_current(resume)
-        if train_phase4(start, args.device, resume,
-                        portable(str(args.phase4_from), ROOT)) not in COMPLETE:
+        if train_phase4(start, args.device, resume, portable(str(args.phase4_from), ROOT),
+                        layers=args.layers) not in COMPLETE:
             log("not exported: run again with --resume to continue, or with --export-only "
                 "--allow-partial to ship the best model so far")
             return 1

@@ -321,6 +321,8 @@ def grow_start(start: Path, n_layer: int) -> Path:
     folder.mkdir(parents=True)
     store.save_model(folder, grown, tokenizer, {**info, "stored_dtype": "float32",
                                                 "grown_from_layers": model.config.n_layer})
+    shutil.copy(start / "tokenizer.json", folder / "tokenizer.json")
+    store.atomic_write_json(folder / "config.json", grown.config.to_dict())
     if (start / "build.json").is_file():
         shutil.copy(start / "build.json", folder / "build.json")
     record = start / "train_args.json"

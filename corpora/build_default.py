@@ -306,7 +306,7 @@ def grow(model, n_layer: int):
                 new_sd[f"transformer.h.{j}.{rest}"] = torch.zeros_like(v) if zero else v.clone()
     grown = GPT(GPTConfig(**{**model.config.to_dict(), "n_layer": n_layer}))
     grown.load_state_dict(new_sd)
-    return grown
+    return grown.eval()  # as store.read_weights gives models
 
 
 def grow_start(start: Path, n_layer: int) -> Path:

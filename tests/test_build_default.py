@@ -188,6 +188,78 @@ def test_phase_4_fine_tunes_a_built_model_on_the_wide_corpus_and_says_so(tmp_pat
     assert build_default.export(tmp_path / "pkg2" / "default", start)["phase4"] is None
 
 
+def test_a_grown_model_computes_what_its_source_does_until_trained(tmp_path):
+    run = tiny_run(tmp_path / "run", tmp_path / "train.txt", max_steps=6, n_layer=2)
+    source, _, _ = store.read_weights(run / store.WEIGHTS)
+    x = torch.randint(0, source.config.vocab_size, (2, 16))
+    for n in (3, 5):
+        grown = build_default.grow(source, n)
+        assert grown.config.n_layer == n and len(grown.transformer.h) == n
+        with torch.no_grad():
+            assert torch.allclose(grown(x)[0], source(x)[0], atol=1e-6)
+        order = build_default.grown_blocks(2, n)
+        assert [i for i, added in order if not added] == [0, 1]
+        for j, (i, added) in enumerate(order):
+            new, old = grown.transformer.h[j], source.transformer.h[i]
+            # Each block is a copy of an old one; an added one has its output projections
+            # zeroed (so adds nothing), an old one is kept whole.
+            assert torch.equal(new.attn.c_attn.weight, old.attn.c_attn.weight)
+            assert torch.equal(new.mlp.c_fc.weight, old.mlp.c_fc.weight)
+            for proj, old_proj in ((new.attn.c_proj, old.attn.c_proj),
+                                   (new.mlp.c_proj, old.mlp.c_proj)):
+                assert torch.equal(proj.weight, torch.zeros_like(old_proj.weight) if added
+                                   else old_proj.weight)
+    # Blocks are added between the old ones, spread out, not all at one end.
+    assert build_default.grown_blocks(6, 8) == [
+        (0, False), (1, False), (1, True), (2, False), (3, False), (3, True), (4, False),
+        (5, False)]
+    assert all(len(build_default.grown_blocks(o, n)) == n for o in range(1, 5)
+               for n in range(o + 1, 12))
+    with pytest.raises(SystemExit, match="already has 2 layers"):
+        build_default.grow(source, 2)
+
+
+def test_phase_4_from_a_grown_model_trains_the_grown_shape_and_records_it(tmp_path, quick,
+                                                                          monkeypatch):
+    start = tiny_run(tmp_path / "phase3", tmp_path / "train.txt", max_steps=12, seed=3)
+    wide = tmp_path / "wide.txt"
+    wide.write_text(pattern_text(4000)[::-1])
+    monkeypatch.setattr(build_default, "CORPUS_WIDE", wide)
+    monkeypatch.setattr(build_default, "RUN_WIDE", tmp_path / "wide-run")
+    monkeypatch.setattr(build_default, "TRAIN", {**TINY, "max_steps": 12, "seed": 3})
+    monkeypatch.setattr(build_default, "PHASE4", {"max_steps": 8, "lr": 1e-3, "min_lr": 1e-4,
+                                                  "warmup_steps": 2, "eval_interval": 4,
+                                                  "patience": 40, "log_interval": 1})
+    assert build_default.train_phase4(start, "cpu", label="some/model", layers=3) == "max_steps"
+    run = tmp_path / "wide-run"
+    assert json.loads((run / "train_args.json").read_text())["config"]["n_layer"] == 3
+    trained, _, _ = store.read_weights(run / store.WEIGHTS)
+    assert trained.config.n_layer == 3
+    # It started from the source's weights (grown): its first loss is the source's last.
+    events = list(store.read_metrics(run))
+    first = next(e for e in events if e["kind"] == "step")
+    source_steps = [e for e in store.read_metrics(start) if e["kind"] == "step"]
+    assert first["train_loss"] < 0.9 * source_steps[0]["train_loss"]
+    record = json.loads((run / build_default.PHASE4_START).read_text())
+    # The record names the model it was grown from, as the command must.
+    assert record["grown_to_layers"] == 3
+    assert record["weights_sha256"] == build_default.sha256_file(start / store.WEIGHTS)
+    build = build_default.export(tmp_path / "pkg" / "default", run)
+    assert build["command"] == ("python corpora/build_default.py --phase4-from some/model "
+                                "--layers 3")
+    assert build["phase4"]["grown_to_layers"] == 3
+    assert build["recipe_matches"] is True
+    assert store.load_model(str(tmp_path / "pkg" / "default")).model.config.n_layer == 3
+
+
+def test_layers_is_refused_without_a_phase_4_to_start(capsys):
+    for argv in (["--layers", "8"], ["--phase4-from", "x", "--layers", "8", "--resume"]):
+        with pytest.raises(SystemExit) as e:
+            build_default.main(argv)
+        assert e.value.code == 2
+        assert "--layers is only used with --phase4-from" in capsys.readouterr().err
+
+
 def test_a_phase_4_started_from_another_phase_4_records_the_chain(tmp_path, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()

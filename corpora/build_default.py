@@ -167,9 +167,11 @@ FINAL_STEPS = 12000
 # (make_dialogue.MIRRORS: each turned relation's mirror in the other task). The thirteenth
 # (session 23) is one more, from the mean of the tenth and twelfth (--average), on the same
 # corpus with a seed of its own; the fourteenth (session 24) one more from the mean of those
-# three, again with a seed of its own. The shipped model is the mean of those four.
+# three, again with a seed of its own. The shipped model is the mean of those four. The
+# sixteenth (session 26), one more from that mean grown to 8 layers (--layers 8, seed 1352),
+# was not shipped: a third more parameters changed neither the loss nor the unseen wordings.
 PHASE4 = dict(max_steps=7000, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
-              patience=40, seed=1352)
+              patience=40, seed=1350)
 # How the app samples from this model until the user changes it: arithmetic and facts have one
 # right answer, so the likeliest character is the best one.
 SAMPLING = {"temperature": 0.0, "top_k": None, "top_p": None, "max_new_chars": 300}

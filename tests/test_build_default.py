@@ -148,8 +148,9 @@ def test_a_build_stopped_in_phase_2_resumes_phase_2_then_3(tmp_path, monkeypatch
     assert [e["step"] for e in ends][-2:] == [20, 26]
 
 
-def test_phase_4_fine_tunes_a_built_model_on_the_wide_corpus_and_says_so(tmp_path, quick,
-                                                                         monkeypatch):
+def tiny_phase4_setup(tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """A tiny phase-3 model, and phase 4 pointed at a tiny wide corpus and run folder with a
+    short schedule; returns (the start model's folder, the wide corpus file)."""
     start = tiny_run(tmp_path / "phase3", tmp_path / "train.txt", max_steps=12, seed=3)
     wide = tmp_path / "wide.txt"
     wide.write_text(pattern_text(4000)[::-1])  # the same characters, other text
@@ -159,6 +160,12 @@ def test_phase_4_fine_tunes_a_built_model_on_the_wide_corpus_and_says_so(tmp_pat
     monkeypatch.setattr(build_default, "PHASE4", {"max_steps": 8, "lr": 1e-3, "min_lr": 1e-4,
                                                   "warmup_steps": 2, "eval_interval": 4,
                                                   "patience": 40, "log_interval": 1})
+    return start, wide
+
+
+def test_phase_4_fine_tunes_a_built_model_on_the_wide_corpus_and_says_so(tmp_path, quick,
+                                                                         monkeypatch):
+    start, wide = tiny_phase4_setup(tmp_path, monkeypatch)
     assert build_default.train_phase4(start, "cpu", label="some/model") == "max_steps"
     run = tmp_path / "wide-run"
     args = json.loads((run / "train_args.json").read_text())
@@ -221,15 +228,7 @@ def test_a_grown_model_computes_what_its_source_does_until_trained(tmp_path):
 
 def test_phase_4_from_a_grown_model_trains_the_grown_shape_and_records_it(tmp_path, quick,
                                                                           monkeypatch):
-    start = tiny_run(tmp_path / "phase3", tmp_path / "train.txt", max_steps=12, seed=3)
-    wide = tmp_path / "wide.txt"
-    wide.write_text(pattern_text(4000)[::-1])
-    monkeypatch.setattr(build_default, "CORPUS_WIDE", wide)
-    monkeypatch.setattr(build_default, "RUN_WIDE", tmp_path / "wide-run")
-    monkeypatch.setattr(build_default, "TRAIN", {**TINY, "max_steps": 12, "seed": 3})
-    monkeypatch.setattr(build_default, "PHASE4", {"max_steps": 8, "lr": 1e-3, "min_lr": 1e-4,
-                                                  "warmup_steps": 2, "eval_interval": 4,
-                                                  "patience": 40, "log_interval": 1})
+    start, _ = tiny_phase4_setup(tmp_path, monkeypatch)
     assert build_default.train_phase4(start, "cpu", label="some/model", layers=3) == "max_steps"
     run = tmp_path / "wide-run"
     assert json.loads((run / "train_args.json").read_text())["config"]["n_layer"] == 3

@@ -177,6 +177,7 @@ class TemplateTask:
         self.cue_test = []  # those of its seventh (CUES)
         self.turn_test = []  # those of its eighth (TURNS)
         self.mirror_test = []  # those of its ninth (MIRRORS)
+        self.balance_test = []  # those of its eleventh (BALANCE)
         self.chatty = False  # set by widen(): see chat_around
         assert self.train and self.test, name
 
@@ -1577,6 +1578,64 @@ def mirror_cores(task_name: str) -> list[tuple[str, list[str]]]:
     return relation_cores(MIRRORS.get(task_name, {}))
 
 
+# The eleventh round (session 27): every relation phrase in both tasks of its unit, in both word
+# orders, held out by frame rather than by core. The rounds before held a relation out a core at
+# a time, each task by its own hash, so a phrase could be trained one way only, and the model
+# read the phrase, not the word order, as the answer's side: the blind sets' "{m} is followed by
+# which month?" (the narrow corpus's held-out wording) was answered with the month before in
+# every set (0 of 20 asked), as "which month is followed by {m}" (the month before) was trained
+# in 8 wordings and "{x} is followed by" in the month after in 7; "preceded by" was in 12
+# training wordings of the month before and none of the month after; "ends", "begins" and
+# "plus"/"minus" in none. Here each family says one relation with the item first and last, for
+# the item after and before: the same words, so that only their order tells the side. Each
+# core is trained in BALANCE_FRAMES and held out in BALANCE_HELD_FRAMES (so the held-out
+# wordings test a new frame of a phrase trained both ways); placed like the rounds before
+# (place_cues), so none is one word from an earlier held-out wording or holds one whole.
+BALANCE_FRAMES = ["{x}?", "do you know: {x}?"]
+BALANCE_HELD_FRAMES = ["tell me: {x}?"]
+_BALANCE_STEPS = {"after": ("on from", "forward", "plus", "later than"),
+                  "before": ("back from", "back", "minus", "earlier than")}
+BALANCE: dict[str, list[str]] = {}
+for _unit, _key in (("day", "d"), ("month", "m")):
+    for _way, _other in (("after", "before"), ("before", "after")):
+        _, _third, _passive = _RELATION_VERBS[_way]
+        _, _o_third, _o_passive = _RELATION_VERBS[_other]
+        _on, _go, _sum, _than = _BALANCE_STEPS[_way]
+        _cores = []
+        _period = "week" if _unit == "day" else "year"
+        for _y in (f"which {_unit}", f"what {_unit}", f"which {_unit} of the {_period}",
+                   f"what {_unit} of the {_period}"):  # the item asked for; x the one given
+            _x = f"{{{_key}}}"
+            _a, _b = (_x, _y) if _way == "after" else (_y, _x)  # _a comes first in time
+            for _adv in ("", "directly ", "immediately ", "always "):
+                _cores += [f"{_x} is {_adv}{_passive} by {_y}",      # x is followed by y
+                           f"{_y} is {_adv}{_o_passive} by {_x}",    # y is preceded by x
+                           f"{_y} {_adv}{_third} {_x}",              # y follows x
+                           f"{_x} {_adv}{_o_third} {_y}"]            # x precedes y
+            for _adv in ("", "just ", "right "):
+                _cores += [f"{_y} comes {_adv}{_way} {_x}", f"{_x} comes {_adv}{_other} {_y}"]
+            _cores += [f"{_way} {_x} comes {_y}", f"{_other} {_y} does {_x} come",
+                       # the first ends, the second begins: which is which tells the side
+                       f"once {_a} ends, {_b} begins", f"{_b} begins once {_a} ends",
+                       f"when {_a} is over, {_b} starts", f"{_b} starts when {_a} is over",
+                       f"one {_unit} {_on} {_x} is {_y}",
+                       f"going {_go} one {_unit} from {_x}, {_y} is it",
+                       f"{_x} {_sum} one {_unit} is {_y}", f"one {_unit} {_than} {_x} is {_y}"]
+        BALANCE[f"{_unit}_{_way}"] = list(dict.fromkeys(_cores))
+
+
+def balance_cores(task_name: str) -> list[tuple[str, list[str]]]:
+    """Every wording BALANCE builds for a task, by core: each core in BALANCE_FRAMES, then in
+    BALANCE_HELD_FRAMES (the held-out ones: balance_heldout)."""
+    return [(c, [f.format(x=c) for f in BALANCE_FRAMES + BALANCE_HELD_FRAMES])
+            for c in BALANCE.get(task_name, [])]
+
+
+def balance_heldout(task_name: str, core: str, wording: str) -> bool:
+    """Whether a wording of the eleventh round is held out: by its frame, not its core."""
+    return wording in {f.format(x=core) for f in BALANCE_HELD_FRAMES}
+
+
 def cue_cores(task_name: str) -> list[tuple[str, list[str]]]:
     """Every wording CUES builds for a task, by core: each part in each of CUE_FRAMES of its
     kind, each topic's question in each of CUE_LINKS."""
@@ -1680,16 +1739,18 @@ def widen(tasks) -> None:
         place_cues(task, taken)
         place_cues(task, taken, turn_cores(task.name), "turn_test")
         place_cues(task, taken, mirror_cores(task.name), "mirror_test")
+        place_cues(task, taken, balance_cores(task.name), "balance_test", balance_heldout)
 
 
-def place_cues(task, taken, cores=None, held_attr="cue_test") -> None:
+def place_cues(task, taken, cores=None, held_attr="cue_test", heldout=None) -> None:
     """The seventh round (CUES) for one task, or with cores and held_attr another round built
     the same way (the eighth: turn_cores, task.turn_test): a part in all its frames, in
     training or held out (task.cue_test, or held_attr) by the hash of the part. None is placed
     that holds an earlier held-out wording whole or is one word from one; a held-out one that a
     training wording holds whole, or that is one word from one, leaves the test list. Compared
     as near_form()s of their chat cores, so "what's" is "what is" and "{c} - which" is two
-    words."""
+    words. heldout(task name, core, wording), where given, says which wordings are held out in
+    place of the core's hash (the eleventh round holds out frames: balance_heldout)."""
     def forms(t):
         return {near_form(c) for c in chat_cores(t)}
 
@@ -1698,6 +1759,8 @@ def place_cues(task, taken, cores=None, held_attr="cue_test") -> None:
     for core, wordings in cue_cores(task.name) if cores is None else cores:
         held = phrasing_is_heldout(task.name, core)
         for t in wordings:
+            if heldout is not None:
+                held = heldout(task.name, core, t)
             key, mine = normalize(t), forms(t)
             if key in taken or any(f" {e} " in f" {c} " or near(c, e)
                                    for c in mine for e in earlier):

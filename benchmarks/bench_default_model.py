@@ -131,7 +131,7 @@ def listed(task):
     part with no trained sibling (add: 20 of that round's 30; the issue's wordings are among
     those left out, and issue_probes asks them)."""
     built = {md.normalize(t) for t in md.composed(task.name) + task.framed_test + task.cue_test
-             + task.turn_test + task.mirror_test}
+             + task.turn_test + task.mirror_test + task.balance_test}
     return [t for t in task.test if md.normalize(t) not in built and not held_inside(task, t)]
 
 
@@ -158,6 +158,12 @@ def turns_heldout(task):
 def mirrors_heldout(task):
     """The task's held-out phrasings of the ninth round (make_dialogue.MIRRORS) alone."""
     return task.mirror_test
+
+
+def balance_heldout(task):
+    """The task's held-out phrasings of the eleventh round (make_dialogue.BALANCE) alone: a
+    relation phrase trained both ways, asked in a frame it was never trained in."""
+    return task.balance_test
 
 
 def all_heldout(task):
@@ -571,7 +577,8 @@ def main(argv=None):
                             ("unseen_wordings_sentences", sentences_heldout, "sentences"),
                             ("unseen_wordings_cues", cues_heldout, "cues"),
                             ("unseen_wordings_turns", turns_heldout, "turns"),
-                            ("unseen_wordings_mirrors", mirrors_heldout, "mirrors")):
+                            ("unseen_wordings_mirrors", mirrors_heldout, "mirrors"),
+                            ("unseen_wordings_balance", balance_heldout, "balance")):
         prng = random.Random(f"bench-{seed}-{args.seed}")
         result[key] = {
             name: score_skill(runner, name, wording_questions(wide, prng, name, args.wording_n,

@@ -1624,11 +1624,15 @@ for _unit, _key in (("day", "d"), ("month", "m")):
         BALANCE[f"{_unit}_{_way}"] = list(dict.fromkeys(_cores))
 
 
+def balance_cores_of(core: str) -> list[str]:
+    """One core of the eleventh round in BALANCE_FRAMES, then in BALANCE_HELD_FRAMES."""
+    return [f.format(x=core) for f in BALANCE_FRAMES + BALANCE_HELD_FRAMES]
+
+
 def balance_cores(task_name: str) -> list[tuple[str, list[str]]]:
-    """Every wording BALANCE builds for a task, by core: each core in BALANCE_FRAMES, then in
-    BALANCE_HELD_FRAMES (the held-out ones: balance_heldout)."""
-    return [(c, [f.format(x=c) for f in BALANCE_FRAMES + BALANCE_HELD_FRAMES])
-            for c in BALANCE.get(task_name, [])]
+    """Every wording BALANCE builds for a task, by core (balance_cores_of; the held-out ones:
+    balance_heldout)."""
+    return [(c, balance_cores_of(c)) for c in BALANCE.get(task_name, [])]
 
 
 def balance_heldout(task_name: str, core: str, wording: str) -> bool:

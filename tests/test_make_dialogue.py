@@ -57,9 +57,11 @@ def test_wide_phrasings_are_split_by_hash_and_the_issue_wordings_held_out():
         assert not keys & {md.normalize(t) for t in w.test}, name
         # (the fifth and seventh rounds' wordings are held out by their core: tests below)
         framed = set(md.framed(name)) | {t for _, ws in md.cue_cores(name) for t in ws} | {
-            t for _, ws in md.turn_cores(name) + md.mirror_cores(name) for t in ws}
+            t for _, ws in md.turn_cores(name) + md.mirror_cores(name) + md.balance_cores(name)
+            for t in ws}
         for t in new_test:
-            if t in w.framed_test or t in w.cue_test or t in w.turn_test or t in w.mirror_test:
+            if t in (w.framed_test + w.cue_test + w.turn_test + w.mirror_test
+                     + w.balance_test):
                 continue
             forced = {md.normalize(x) for x in md.WIDE_PHRASINGS[name].get("test_only", [])}
             assert md.phrasing_is_heldout(name, t) or md.normalize(t) in forced, t
@@ -195,6 +197,7 @@ def test_the_fifth_round_adds_framed_wordings_and_leaves_the_earlier_lists_as_th
     monkeypatch.setattr(md, "CUES", {})  # the seventh round: its own test below
     monkeypatch.setattr(md, "TURNS", {})  # and the eighth
     monkeypatch.setattr(md, "MIRRORS", {})  # and the ninth
+    monkeypatch.setattr(md, "BALANCE", {})  # and the eleventh
     wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
     monkeypatch.setattr(md, "FRAMED", {})
     monkeypatch.setattr(md, "SENTENCES", {})  # the sixth round: its own test below
@@ -268,6 +271,7 @@ def test_the_sixth_round_places_its_sentences_one_at_a_time_far_from_held_out_on
     monkeypatch.setattr(md, "CUES", {})  # the seventh round: its own test below
     monkeypatch.setattr(md, "TURNS", {})  # and the eighth
     monkeypatch.setattr(md, "MIRRORS", {})  # and the ninth
+    monkeypatch.setattr(md, "BALANCE", {})  # and the eleventh
     wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
     monkeypatch.setattr(md, "SENTENCES", {})
     before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
@@ -329,21 +333,26 @@ def test_the_wide_corpus_asks_the_calendar_neighbours_in_proportion_to_their_wor
             assert 0.8 < wide[name] / share < 1.0, name
 
 
-def assert_placed_a_core_at_a_time(name, task, old, held, cores):
+def assert_placed_a_core_at_a_time(name, task, old, held, cores, heldout=None):
     """A round placed by make_dialogue.place_cues, against the task as the rounds before it
     left it (old): those keep their places and order and the new wordings come after them; a
     core is held out in all its frames or in none; no new training wording holds an earlier
     held-out one or is one word from it, and no held-out one is one word from, or held whole
     by, a training wording, compared with contractions written out and dashes as spaces ("{w},
     what is the letter count?" is one word from the held-out "{w}, what's its letter count?").
-    Returns the new training wordings and the held-out cores."""
+    heldout(core, wording), where given, says which wordings are held out in place of the
+    core's hash (the eleventh round holds out frames). Returns the new training wordings and
+    the held-out cores."""
     assert task.wide[:len(old.wide)] == old.wide and task.train == old.train, name
     assert task.test == old.test + held, name
     core_of = {w: core for core, ws in cores for w in ws}
     new_wide = task.wide[len(old.wide):]
     assert set(new_wide) <= set(core_of) and set(held) <= set(core_of), name
-    assert all(md.phrasing_is_heldout(name, core_of[t]) for t in held), name
-    assert not any(md.phrasing_is_heldout(name, core_of[t]) for t in new_wide), name
+    if heldout is None:
+        def heldout(core, _):
+            return md.phrasing_is_heldout(name, core)
+    assert all(heldout(core_of[t], t) for t in held), name
+    assert not any(heldout(core_of[t], t) for t in new_wide), name
 
     def forms(t):
         return {md.near_form(c) for c in md.chat_cores(t)}
@@ -371,6 +380,7 @@ def test_the_seventh_round_puts_each_skill_word_in_training_held_out_a_part_at_a
         monkeypatch):
     monkeypatch.setattr(md, "TURNS", {})  # the eighth round: its own test below
     monkeypatch.setattr(md, "MIRRORS", {})  # and the ninth
+    monkeypatch.setattr(md, "BALANCE", {})  # and the eleventh
     wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
     monkeypatch.setattr(md, "CUES", {})
     before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
@@ -408,6 +418,7 @@ def test_the_seventh_round_puts_each_skill_word_in_training_held_out_a_part_at_a
 def test_the_eighth_round_turns_the_calendar_relations_round_held_out_a_core_at_a_time(
         monkeypatch):
     monkeypatch.setattr(md, "MIRRORS", {})  # the ninth round: its own test below
+    monkeypatch.setattr(md, "BALANCE", {})  # and the eleventh
     turns = md.TURNS
     wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
     monkeypatch.setattr(md, "TURNS", {})
@@ -457,11 +468,13 @@ def test_the_eighth_round_turns_the_calendar_relations_round_held_out_a_core_at_
 
 
 def test_the_ninth_round_mirrors_each_turned_relation_in_the_other_task(monkeypatch):
+    monkeypatch.setattr(md, "BALANCE", {})  # the eleventh round: its own test below
     wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
+    mirrors = md.MIRRORS
     monkeypatch.setattr(md, "MIRRORS", {})
     before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
                                            wide_phrasings=True).template_tasks}
-    monkeypatch.undo()
+    monkeypatch.setattr(md, "MIRRORS", mirrors)
     # The rounds before it are the eighth round's lists, wording for wording (those of 08990f2,
     # the eleventh try's corpus).
     assert lists_digest(before.values(), "cue_test", "turn_test") == (
@@ -501,4 +514,65 @@ def test_the_ninth_round_mirrors_each_turned_relation_in_the_other_task(monkeypa
             ("day_before", "which day precedes {d}?"),
             ("month_before", "{m} is preceded by which month?"),
             ("month_before", "this month is {m}, what was last month?")):
+        assert_only_in(wide, name, wording)
+
+
+def test_the_eleventh_round_trains_each_relation_phrase_both_ways_held_out_by_frame(
+        monkeypatch):
+    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
+    monkeypatch.setattr(md, "BALANCE", {})
+    before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
+                                           wide_phrasings=True).template_tasks}
+    monkeypatch.undo()
+    # The rounds before it are the ninth round's lists, wording for wording (those of 720b2ff,
+    # the shipped mean of four's corpus).
+    assert lists_digest(before.values(), "cue_test", "turn_test", "mirror_test") == (
+        "2501bf5bc2e45cb73bfb8f3bb2976392a279b34dbb6b1d7a8934d0675cacba5e")
+    assert set(md.BALANCE) == {"day_after", "day_before", "month_after", "month_before"}
+    for name in md.BALANCE:
+        task = wide[name]
+        assert task.mirror_test == before[name].mirror_test, name
+        new_wide, _ = assert_placed_a_core_at_a_time(
+            name, task, before[name], task.balance_test, md.balance_cores(name),
+            lambda core, t: md.balance_heldout(name, core, t))
+        # Held out by frame: most held-out wordings' cores are trained in another frame (the
+        # rest are cores whose training frames were one word from an earlier held-out wording,
+        # "{d} is directly followed by which day?" from "{d} is followed by which day?", and
+        # so were not placed).
+        seen = {md.normalize(w) for w in task.train + task.wide}
+        with_sibling = 0
+        for t in task.balance_test:
+            core = next(c for c in md.BALANCE[name] if t in md.balance_cores_of(c))
+            with_sibling += any(md.normalize(w) in seen
+                                for w in md.balance_cores_of(core) if w != t)
+        assert with_sibling >= 0.8 * len(task.balance_test), (name, with_sibling)
+        assert len(new_wide) >= 150 and len(task.balance_test) >= 80, (name, len(new_wide))
+
+    # Each relation phrase is trained in both tasks of its unit, with the item on the side its
+    # meaning asks for. Before this round "preceded by" was in no training wording of the month
+    # after, and "ends", "begins", "plus" and "minus" in none at all.
+    def trained(name, pattern):
+        t = wide[name]
+        return sum(bool(re.search(pattern, w)) for w in t.train + t.wide)
+    for unit, x in (("day", r"\{d\}"), ("month", r"\{m\}")):
+        for verb, way in (("followed", "after"), ("preceded", "before")):
+            other = {"after": "before", "before": "after"}[way]
+            item_first = rf"{x} is (\w+ )?{verb} by"  # the one after (before) x
+            item_last = rf"{verb} by {x}"  # the one x comes after (before)
+            assert trained(f"{unit}_{way}", item_first) >= 4, (unit, verb)
+            assert trained(f"{unit}_{other}", item_last) >= 4, (unit, verb)
+            assert not trained(f"{unit}_{other}", item_first), (unit, verb)
+            assert not trained(f"{unit}_{way}", item_last), (unit, verb)
+        assert trained(f"{unit}_after", rf"once {x} ends") >= 4, unit
+        assert trained(f"{unit}_before", rf"{x} begins once") >= 4, unit
+        assert trained(f"{unit}_after", rf"{x} plus one") >= 4, unit
+        assert trained(f"{unit}_before", rf"{x} minus one") >= 4, unit
+    # Read by hand: the round's wordings land in the task their meaning asks for.
+    for name, wording in (
+            ("month_after", "which month of the year is preceded by {m}?"),
+            ("month_after", "once {m} ends, which month begins?"),
+            ("month_before", "{m} begins once which month ends?"),
+            ("day_before", "{d} minus one day is which day?"),
+            ("day_after", "one day later than {d} is which day?"),
+            ("day_before", "what day of the week is followed by {d}?")):
         assert_only_in(wide, name, wording)

@@ -1584,7 +1584,7 @@ def mirror_cores(task_name: str) -> list[tuple[str, list[str]]]:
 # read the phrase, not the word order, as the answer's side: the blind sets' "{m} is followed by
 # which month?" (the narrow corpus's held-out wording) was answered with the month before in
 # every set (0 of 20 asked), as "which month is followed by {m}" (the month before) was trained
-# in 8 wordings and "{x} is followed by" in the month after in 7; "preceded by" was in 12
+# in 8 wordings and "{m} is directly followed by" in 7 of the month after; "preceded by" was in 12
 # training wordings of the month before and none of the month after; "ends", "begins" and
 # "plus"/"minus" in none. Here each family says one relation with the item first and last, for
 # the item after and before: the same words, so that only their order tells the side. Each
@@ -1608,10 +1608,12 @@ for _unit, _key in (("day", "d"), ("month", "m")):
             _x = f"{{{_key}}}"
             _a, _b = (_x, _y) if _way == "after" else (_y, _x)  # _a comes first in time
             for _adv in ("", "directly ", "immediately ", "always "):
-                _cores += [f"{_x} is {_adv}{_passive} by {_y}",      # x is followed by y
-                           f"{_y} is {_adv}{_o_passive} by {_x}",    # y is preceded by x
-                           f"{_y} {_adv}{_third} {_x}",              # y follows x
-                           f"{_x} {_adv}{_o_third} {_y}"]            # x precedes y
+                # for the day after: "{d} is followed by which day", "which day is preceded by
+                # {d}", "which day follows {d}", "{d} precedes which day"
+                _cores += [f"{_x} is {_adv}{_passive} by {_y}",
+                           f"{_y} is {_adv}{_o_passive} by {_x}",
+                           f"{_y} {_adv}{_third} {_x}",
+                           f"{_x} {_adv}{_o_third} {_y}"]
             for _adv in ("", "just ", "right "):
                 _cores += [f"{_y} comes {_adv}{_way} {_x}", f"{_x} comes {_adv}{_other} {_y}"]
             _cores += [f"{_way} {_x} comes {_y}", f"{_other} {_y} does {_x} come",

@@ -2,6 +2,7 @@
 fourth build phase without changing the corpus of its first three, and the wordings held out of
 training stay out of it."""
 
+import functools
 import hashlib
 import json
 import random
@@ -15,6 +16,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "corpora"))
 
 import make_dialogue as md  # noqa: E402
+
+
+@functools.cache
+def _wide_template_tasks():
+    assert md.FRAMED and md.CUES and md.TURNS and md.MIRRORS and md.BALANCE  # no round off
+    return tuple(md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks)
+
+
+def wide_tasks():
+    """The wide corpus's template tasks by name, every round on: built once for this file
+    (about 25 s a build on the CI machine), for the tests that read them and change nothing."""
+    return {t.name: t for t in _wide_template_tasks()}
 
 
 def sha(lines):
@@ -45,7 +58,7 @@ def test_without_wide_phrasings_the_corpus_is_what_it_was(name_order, train_sha)
 
 def test_wide_phrasings_are_split_by_hash_and_the_issue_wordings_held_out():
     narrow = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR).template_tasks}
-    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
+    wide = wide_tasks()
     assert not any(t.wide for t in narrow.values())
     held_out_new = 0
     for name in md.WIDE_PHRASINGS:
@@ -100,8 +113,7 @@ def test_the_wide_training_file_never_asks_the_held_out_wordings():
 
 
 def test_possessives_of_names_ending_in_s():
-    cap = next(t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks
-               if t.name == "capital")
+    cap = wide_tasks()["capital"]
     import random
     rng = random.Random(0)
     f = {"name": "Netherlands", "full": "the Netherlands", "capital": "Amsterdam",
@@ -116,7 +128,7 @@ def test_no_lead_in_or_tail_turns_a_training_phrasing_into_a_held_out_one():
     # held-out one ("tell me {a} + {b}").
     assert md.chat_cores("Hey, what is {a} + {b}? thanks") >= {"what is {a}+{b}"}
     assert md.chat_cores("what is {a} + {b}?, thank you") >= {"what is {a}+{b}"}
-    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
+    wide = wide_tasks()
     for task in wide.values():
         keys = {md.bare(t) for t in task.train + task.wide}
         for held in task.test:
@@ -135,7 +147,7 @@ def test_no_lead_in_or_tail_turns_a_training_phrasing_into_a_held_out_one():
 
 def test_the_wide_corpus_wraps_some_questions_in_chat_and_asks_weak_skills_more():
     narrow = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR).template_tasks}
-    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
+    wide = wide_tasks()
     assert not any(t.chatty for t in narrow.values()) and all(t.chatty for t in wide.values())
     for name, factor in md.WIDE_WEIGHT.items():
         assert wide[name].weight == pytest.approx(narrow[name].weight * factor)
@@ -159,7 +171,7 @@ def test_the_wide_corpus_wraps_some_questions_in_chat_and_asks_weak_skills_more(
 
 def test_the_wide_corpus_asks_differences_of_close_numbers_more_and_never_held_out_pairs():
     narrow = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR).template_tasks}
-    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
+    wide = wide_tasks()
     rng = random.Random(5)
     # Uniform draws: 1 in 9 pairs is of two 1-digit numbers, all of them close.
     for corpus, lo, hi, close_lo, close_hi in ((narrow, 0.0, 0.02, 0.1, 0.25),
@@ -178,7 +190,7 @@ def test_the_wide_corpus_asks_differences_of_close_numbers_more_and_never_held_o
 
 
 def test_wordings_built_from_parts_are_in_the_wide_corpus_and_split_by_hash():
-    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
+    wide = wide_tasks()
     for name in md.PARTS:
         built = {md.normalize(t) for t in md.composed(name)}
         task = wide[name]
@@ -519,7 +531,7 @@ def test_the_ninth_round_mirrors_each_turned_relation_in_the_other_task(monkeypa
 
 def test_the_eleventh_round_trains_each_relation_phrase_both_ways_held_out_by_frame(
         monkeypatch):
-    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
+    wide = wide_tasks()
     monkeypatch.setattr(md, "BALANCE", {})
     before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
                                            wide_phrasings=True).template_tasks}

@@ -1591,6 +1591,8 @@ def mirror_cores(task_name: str) -> list[tuple[str, list[str]]]:
 # core is trained in BALANCE_FRAMES and held out in BALANCE_HELD_FRAMES (so the held-out
 # wordings test a new frame of a phrase trained both ways); placed like the rounds before
 # (place_cues), so none is one word from an earlier held-out wording or holds one whole.
+# Revised in session 28: no core with the item asked for after "is" (it reads like the
+# answer sentence), and "ends" and "begins" each said of the item asked for in both tasks.
 BALANCE_FRAMES = ["{x}?", "do you know: {x}?"]
 BALANCE_HELD_FRAMES = ["tell me: {x}?"]
 _BALANCE_STEPS = {"after": ("on from", "forward", "plus", "later than"),
@@ -1617,12 +1619,21 @@ for _unit, _key in (("day", "d"), ("month", "m")):
             for _adv in ("", "just ", "right "):
                 _cores += [f"{_y} comes {_adv}{_way} {_x}", f"{_x} comes {_adv}{_other} {_y}"]
             _cores += [f"{_way} {_x} comes {_y}", f"{_other} {_y} does {_x} come",
-                       # the first ends, the second begins: which is which tells the side
+                       # the first ends, the second begins: which is which tells the side,
+                       # with the item asked for the subject of "ends" in one task and of
+                       # "begins" in the other, first in the question or last
                        f"once {_a} ends, {_b} begins", f"{_b} begins once {_a} ends",
+                       f"{_a} ends as {_b} begins", f"{_b} begins as {_a} ends",
+                       f"{_a} ends and then {_b} begins",
                        f"when {_a} is over, {_b} starts", f"{_b} starts when {_a} is over",
-                       f"one {_unit} {_on} {_x} is {_y}",
+                       # the item asked for before "is", never after it: "{m} plus one month
+                       # is which month?" reads like the answer sentence ("The month after
+                       # {m} is ..."), and the seventeenth try, trained on it, answered "Name
+                       # the month that comes before January." with "The month before January
+                       # is what?"
+                       f"{_y} is one {_unit} {_on} {_x}",
                        f"going {_go} one {_unit} from {_x}, {_y} is it",
-                       f"{_x} {_sum} one {_unit} is {_y}", f"one {_unit} {_than} {_x} is {_y}"]
+                       f"{_y} is {_x} {_sum} one {_unit}", f"{_y} is one {_unit} {_than} {_x}"]
         BALANCE[f"{_unit}_{_way}"] = list(dict.fromkeys(_cores))
 
 

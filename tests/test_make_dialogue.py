@@ -579,12 +579,29 @@ def test_the_eleventh_round_trains_each_relation_phrase_both_ways_held_out_by_fr
         assert trained(f"{unit}_before", rf"{x} begins once") >= 4, unit
         assert trained(f"{unit}_after", rf"{x} plus one") >= 4, unit
         assert trained(f"{unit}_before", rf"{x} minus one") >= 4, unit
+        # "ends" and "begins" are each said of the item asked for in both tasks: the blind
+        # "Which month ends just as {m} begins?" (the month before) got the month after when
+        # only "which month begins" opened a trained question.
+        for verb, way in (("ends", "before"), ("begins", "after")):
+            asked = rf"^(do you know: )?(which|what) {unit}( of the \w+)? {verb}"
+            other = {"after": "before", "before": "after"}[way]
+            assert trained(f"{unit}_{way}", asked) >= 4, (unit, verb)
+            assert not trained(f"{unit}_{other}", asked), (unit, verb)
+    # No wording of the round puts the item asked for after "is" at its end ("{m} plus one
+    # month is which month?"): it reads like the answer sentence, and the seventeenth try,
+    # trained on such wordings, answered "The month before January is what?".
+    answer_shaped = re.compile(r"\bis (which|what) (day|month)( of the (week|year))?\?$")
+    for name in md.BALANCE:
+        assert not [c for c in md.BALANCE[name] if answer_shaped.search(c + "?")], name
     # Read by hand: the round's wordings land in the task their meaning asks for.
     for name, wording in (
             ("month_after", "which month of the year is preceded by {m}?"),
             ("month_after", "once {m} ends, which month begins?"),
             ("month_before", "{m} begins once which month ends?"),
-            ("day_before", "{d} minus one day is which day?"),
-            ("day_after", "one day later than {d} is which day?"),
+            ("day_before", "which day is {d} minus one day?"),
+            ("day_after", "which day is one day later than {d}?"),
+            ("month_before", "which month ends as {m} begins?"),
+            ("month_after", "which month begins as {m} ends?"),
+            ("day_before", "{d} begins as what day ends?"),
             ("day_before", "what day of the week is followed by {d}?")):
         assert_only_in(wide, name, wording)

@@ -18,16 +18,43 @@ sys.path.insert(0, str(ROOT / "corpora"))
 import make_dialogue as md  # noqa: E402
 
 
+# The generator's rounds of wide wordings, in the order they were added; a round's test
+# compares the corpus with it on and off.
+ROUNDS = ("FRAMED", "SENTENCES", "CUES", "TURNS", "MIRRORS", "BALANCE")
+_AS_IMPORTED = {n: getattr(md, n) for n in ROUNDS + ("MORE_LEAD_INS", "WIDE_WEIGHT",
+                                                     "CALENDAR_SHARE")}
+
+
 @functools.cache
-def _wide_template_tasks():
-    assert md.FRAMED and md.CUES and md.TURNS and md.MIRRORS and md.BALANCE  # no round off
-    return tuple(md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks)
+def _wide_template_tasks(off):
+    for name, value in _AS_IMPORTED.items():  # no test left a setting of its own in place
+        assert getattr(md, name) is value, name
+    assert all(_AS_IMPORTED[n] for n in ROUNDS)
+    try:
+        for name in off:
+            setattr(md, name, {})
+        return tuple(md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks)
+    finally:
+        for name in off:
+            setattr(md, name, _AS_IMPORTED[name])
 
 
-def wide_tasks():
-    """The wide corpus's template tasks by name, every round on: built once for this file
-    (about 25 s a build on the CI machine), for the tests that read them and change nothing."""
-    return {t.name: t for t in _wide_template_tasks()}
+def wide_tasks(*off):
+    """The wide corpus's template tasks by name, with the rounds named in off switched off
+    (each an empty dict): built once for this file for each set of rounds (about 25 s a
+    build on the CI machine), for the tests that read them and change nothing."""
+    assert set(off) <= set(ROUNDS), off
+    return {t.name: t for t in _wide_template_tasks(tuple(sorted(off)))}
+
+
+@functools.cache
+def _narrow_template_tasks():
+    return tuple(md.Corpus(md.DEFAULT_SEED_DIR).template_tasks)
+
+
+def narrow_tasks():
+    """The narrow corpus's template tasks by name, built once for this file."""
+    return {t.name: t for t in _narrow_template_tasks()}
 
 
 def sha(lines):
@@ -57,7 +84,7 @@ def test_without_wide_phrasings_the_corpus_is_what_it_was(name_order, train_sha)
 
 
 def test_wide_phrasings_are_split_by_hash_and_the_issue_wordings_held_out():
-    narrow = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR).template_tasks}
+    narrow = narrow_tasks()
     wide = wide_tasks()
     assert not any(t.wide for t in narrow.values())
     held_out_new = 0
@@ -146,7 +173,7 @@ def test_no_lead_in_or_tail_turns_a_training_phrasing_into_a_held_out_one():
 
 
 def test_the_wide_corpus_wraps_some_questions_in_chat_and_asks_weak_skills_more():
-    narrow = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR).template_tasks}
+    narrow = narrow_tasks()
     wide = wide_tasks()
     assert not any(t.chatty for t in narrow.values()) and all(t.chatty for t in wide.values())
     for name, factor in md.WIDE_WEIGHT.items():
@@ -170,7 +197,7 @@ def test_the_wide_corpus_wraps_some_questions_in_chat_and_asks_weak_skills_more(
 
 
 def test_the_wide_corpus_asks_differences_of_close_numbers_more_and_never_held_out_pairs():
-    narrow = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR).template_tasks}
+    narrow = narrow_tasks()
     wide = wide_tasks()
     rng = random.Random(5)
     # Uniform draws: 1 in 9 pairs is of two 1-digit numbers, all of them close.
@@ -206,20 +233,13 @@ def test_wordings_built_from_parts_are_in_the_wide_corpus_and_split_by_hash():
 
 def test_the_fifth_round_adds_framed_wordings_and_leaves_the_earlier_lists_as_they_were(
         monkeypatch):
-    monkeypatch.setattr(md, "CUES", {})  # the seventh round: its own test below
-    monkeypatch.setattr(md, "TURNS", {})  # and the eighth
-    monkeypatch.setattr(md, "MIRRORS", {})  # and the ninth
-    monkeypatch.setattr(md, "BALANCE", {})  # and the eleventh
-    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
-    monkeypatch.setattr(md, "FRAMED", {})
-    monkeypatch.setattr(md, "SENTENCES", {})  # the sixth round: its own test below
-    before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
-                                           wide_phrasings=True).template_tasks}
+    later = ("CUES", "TURNS", "MIRRORS", "BALANCE")  # the later rounds: their own tests below
+    wide = wide_tasks(*later)
+    before = wide_tasks("FRAMED", "SENTENCES", *later)  # the sixth round: its own test below
     for name in before:
         # The earlier wordings keep their places and order; the new ones come after them.
         assert wide[name].wide[:len(before[name].wide)] == before[name].wide, name
         assert wide[name].test == before[name].test + wide[name].framed_test, name
-    monkeypatch.undo()
     held_cores = 0
     for name in md.FRAMED:
         task, old = wide[name], before[name]
@@ -279,16 +299,10 @@ def test_the_wide_training_file_asks_word_problems_and_item_first_questions():
     assert any(re.match(r"^\S+ (is|has|contains)\b.* how many letters", q, re.I) for q, _ in pairs)
 
 
-def test_the_sixth_round_places_its_sentences_one_at_a_time_far_from_held_out_ones(monkeypatch):
-    monkeypatch.setattr(md, "CUES", {})  # the seventh round: its own test below
-    monkeypatch.setattr(md, "TURNS", {})  # and the eighth
-    monkeypatch.setattr(md, "MIRRORS", {})  # and the ninth
-    monkeypatch.setattr(md, "BALANCE", {})  # and the eleventh
-    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
-    monkeypatch.setattr(md, "SENTENCES", {})
-    before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
-                                           wide_phrasings=True).template_tasks}
-    monkeypatch.undo()
+def test_the_sixth_round_places_its_sentences_one_at_a_time_far_from_held_out_ones():
+    later = ("CUES", "TURNS", "MIRRORS", "BALANCE")  # the later rounds: their own tests below
+    wide = wide_tasks(*later)
+    before = wide_tasks("SENTENCES", *later)
     # The rounds before it are the fifth round's lists, wording for wording (those of 10a68d5):
     # the sixth round adds sentences and takes nothing away.
     assert lists_digest(before.values()) == (
@@ -390,20 +404,18 @@ def assert_only_in(tasks, name, wording):
 
 def test_the_seventh_round_puts_each_skill_word_in_training_held_out_a_part_at_a_time(
         monkeypatch):
-    monkeypatch.setattr(md, "TURNS", {})  # the eighth round: its own test below
-    monkeypatch.setattr(md, "MIRRORS", {})  # and the ninth
-    monkeypatch.setattr(md, "BALANCE", {})  # and the eleventh
-    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
-    monkeypatch.setattr(md, "CUES", {})
-    before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
-                                           wide_phrasings=True).template_tasks}
+    later = ("TURNS", "MIRRORS", "BALANCE")  # the later rounds: their own tests below
+    wide = wide_tasks(*later)
+    before = wide_tasks("CUES", *later)
     # The rounds before it are the sixth round's lists, wording for wording (those of 8ca2246),
     # with the new lead-ins and without them: the openers change no earlier placement.
     pinned = "9930e6cccf33f08f4b9854c02cf599dd6478baf6adfa414cafd75931a2629f7c"
-    for lead_ins in (md.MORE_LEAD_INS, []):
-        monkeypatch.setattr(md, "MORE_LEAD_INS", lead_ins)
-        tasks = md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks
-        assert lists_digest(tasks) == pinned
+    assert lists_digest(before.values()) == pinned
+    for name in ("CUES",) + later:
+        monkeypatch.setattr(md, name, {})
+    monkeypatch.setattr(md, "MORE_LEAD_INS", [])
+    tasks = md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks
+    assert lists_digest(tasks) == pinned
     monkeypatch.undo()
     held_parts = 0
     for name in md.CUES:
@@ -427,16 +439,10 @@ def test_the_seventh_round_puts_each_skill_word_in_training_held_out_a_part_at_a
     assert "quick q: " in md.MORE_LEAD_INS
 
 
-def test_the_eighth_round_turns_the_calendar_relations_round_held_out_a_core_at_a_time(
-        monkeypatch):
-    monkeypatch.setattr(md, "MIRRORS", {})  # the ninth round: its own test below
-    monkeypatch.setattr(md, "BALANCE", {})  # and the eleventh
-    turns = md.TURNS
-    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
-    monkeypatch.setattr(md, "TURNS", {})
-    before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
-                                           wide_phrasings=True).template_tasks}
-    monkeypatch.setattr(md, "TURNS", turns)
+def test_the_eighth_round_turns_the_calendar_relations_round_held_out_a_core_at_a_time():
+    later = ("MIRRORS", "BALANCE")  # the later rounds: their own tests below
+    wide = wide_tasks(*later)
+    before = wide_tasks("TURNS", *later)
     # The rounds before it are the seventh round's lists, wording for wording (those of
     # 79d9c43, the tenth try's corpus).
     assert lists_digest(before.values(), "cue_test") == (
@@ -479,14 +485,9 @@ def test_the_eighth_round_turns_the_calendar_relations_round_held_out_a_core_at_
     assert placed >= 700 and held_cores >= 10, (placed, held_cores)
 
 
-def test_the_ninth_round_mirrors_each_turned_relation_in_the_other_task(monkeypatch):
-    monkeypatch.setattr(md, "BALANCE", {})  # the eleventh round: its own test below
-    wide = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True).template_tasks}
-    mirrors = md.MIRRORS
-    monkeypatch.setattr(md, "MIRRORS", {})
-    before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
-                                           wide_phrasings=True).template_tasks}
-    monkeypatch.setattr(md, "MIRRORS", mirrors)
+def test_the_ninth_round_mirrors_each_turned_relation_in_the_other_task():
+    wide = wide_tasks("BALANCE")  # the eleventh round: its own test below
+    before = wide_tasks("MIRRORS", "BALANCE")
     # The rounds before it are the eighth round's lists, wording for wording (those of 08990f2,
     # the eleventh try's corpus).
     assert lists_digest(before.values(), "cue_test", "turn_test") == (
@@ -529,13 +530,9 @@ def test_the_ninth_round_mirrors_each_turned_relation_in_the_other_task(monkeypa
         assert_only_in(wide, name, wording)
 
 
-def test_the_eleventh_round_trains_each_relation_phrase_both_ways_held_out_by_frame(
-        monkeypatch):
+def test_the_eleventh_round_trains_each_relation_phrase_both_ways_held_out_by_frame():
     wide = wide_tasks()
-    monkeypatch.setattr(md, "BALANCE", {})
-    before = {t.name: t for t in md.Corpus(md.DEFAULT_SEED_DIR,
-                                           wide_phrasings=True).template_tasks}
-    monkeypatch.undo()
+    before = wide_tasks("BALANCE")
     # The rounds before it are the ninth round's lists, wording for wording (those of 720b2ff,
     # the shipped mean of four's corpus).
     assert lists_digest(before.values(), "cue_test", "turn_test", "mirror_test") == (

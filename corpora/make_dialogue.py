@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import random
@@ -919,19 +920,35 @@ def near_form(core: str) -> str:
 
 
 def near(a: str, b: str) -> bool:
-    """Whether two near_form()s are the same or one word apart."""
-    return abs(a.count(" ") - b.count(" ")) <= 1 and word_edits(a, b) <= 1
+    """Whether two near_form()s are the same or one word apart (word_edits(a, b) <= 1, found
+    without filling its table: the placement compares a few hundred thousand pairs)."""
+    x, y = a.split(), b.split()
+    if len(x) > len(y):
+        x, y = y, x
+    if len(y) - len(x) > 1:
+        return False
+    i = 0  # the first word where they differ
+    while i < len(x) and x[i] == y[i]:
+        i += 1
+    if len(x) == len(y):
+        return x[i + 1:] == y[i + 1:]  # one word changed, or none
+    return x[i:] == y[i + 1:]  # y's word i added
+
+
+@functools.lru_cache(maxsize=8)
+def _bare_all(phrases: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(map(bare, phrases))
 
 
 def chat_cores(q: str) -> set[str]:
     """The questions chat_around could have wrapped into q, q's own included, as bare() keys."""
     whole = bare(q)
     out = {whole}
-    for lead in map(bare, LEAD_INS + MORE_LEAD_INS):
+    for lead in _bare_all(tuple(LEAD_INS + MORE_LEAD_INS)):
         if whole.startswith(lead + " "):
             out.add(whole[len(lead) + 1:])
     for core in list(out):
-        for tail in map(bare, TAILS):
+        for tail in _bare_all(tuple(TAILS)):
             if tail and core.endswith(" " + tail):
                 out.add(core[:-len(tail) - 1])
     return out

@@ -139,6 +139,18 @@ def test_the_wide_training_file_never_asks_the_held_out_wordings():
     assert any(p.match(q) for q in asked for p in ISSUE_WORDINGS)
 
 
+def test_near_is_one_word_edit_at_most():
+    # near() skips word_edits' table for speed; it must say what word_edits(a, b) <= 1 says.
+    rng = random.Random(3)
+    words = ["what", "is", "{m}", "after", "which"]
+    for _ in range(20000):
+        a, b = (" ".join(rng.choice(words) for _ in range(rng.randint(0, 6))) for _ in "ab")
+        assert md.near(a, b) == (md.word_edits(a, b) <= 1), (a, b)
+    assert md.near("what is after {m}", "what comes after {m}")
+    assert md.near("what is after {m}", "what is right after {m}")
+    assert not md.near("what is after {m}", "after {m} is what")
+
+
 def test_possessives_of_names_ending_in_s():
     cap = wide_tasks()["capital"]
     import random

@@ -269,10 +269,12 @@ FRESH_10 = ROOT / "benchmarks" / "data" / "fresh_wordings_10.json"
 FRESH_11 = ROOT / "benchmarks" / "data" / "fresh_wordings_11.json"
 # A twelfth, 20 a skill, written blind by a helper in session 25 and committed unread; first
 # scored in session 27 to confirm the choice of the mean of five (the four and the seventeenth
-# try), made on sets 6 to 11. A thirteenth, written blind in session 27 (a helper told to open
-# no file outside its own folder) and committed unread, is not asked here: it is for the next
-# choice.
+# try), made on sets 6 to 11.
 FRESH_12 = ROOT / "benchmarks" / "data" / "fresh_wordings_12.json"
+# A thirteenth, 20 a skill, written blind in session 27 (a helper told to open no file outside
+# its own folder) and committed unread; first scored in session 28 to choose between the mean
+# of five and models with the eighteenth try.
+FRESH_13 = ROOT / "benchmarks" / "data" / "fresh_wordings_13.json"
 
 
 def seen_in_training(task, template):
@@ -299,7 +301,7 @@ def near_keys(task) -> frozenset[str]:
 
 
 def fresh_questions(wide, rng, task_name, wordings, per_wording=4):
-    """One skill's fresh wordings (from FRESH to FRESH_12: written for this benchmark by
+    """One skill's fresh wordings (from FRESH to FRESH_13: written for this benchmark by
     someone who had not read the generator), each asked of per_wording items (as in
     wording_questions). Returns (questions, the wordings asked, those left out because training
     can ask them, whether each question's wording is two words or more from every training
@@ -566,7 +568,7 @@ def main(argv=None):
                   *((f"fresh_wordings_{n}", path, random.Random(f"bench-fresh-{n}-{args.seed}"))
                     for n, path in enumerate((FRESH_3, FRESH_4, FRESH_5, FRESH_6, FRESH_7,
                                               FRESH_8, FRESH_9, FRESH_10, FRESH_11,
-                                              FRESH_12),
+                                              FRESH_12, FRESH_13),
                                              start=3)))
     for key, path, rng in fresh_sets:
         result[key] = {}

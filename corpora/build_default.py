@@ -34,9 +34,9 @@ One command, from a source checkout with charchat installed:
     python corpora/build_default.py --export-only       # export runs/default-build-wide again
     python corpora/build_default.py --phase4-from runs/phase3-shipped
         # only phase 4, from a model already built, then export it. The shipped model is the
-        # mean of five models from a chain of such phases 4 (each from the float16 weights of
-        # the model before, read back as float32; the last three each from a mean), each model put in its
-        # folder with
+        # mean of the last two models of a chain of such phases 4 (each from the float16
+        # weights of the model before, read back as float32; the last four each from a mean),
+        # each model put in its folder with
         #   mkdir -p FOLDER && git archive COMMIT charchat/data/default |
         #       tar -x --strip-components=3 -C FOLDER
         # 1. from the phase-3 model of commit 4cdc4be, with the generator of a1f8ab1 and no
@@ -82,17 +82,21 @@ One command, from a source checkout with charchat installed:
         #    eleventh round, make_dialogue.BALANCE: each calendar relation phrase trained both
         #    ways) and seed 1353: the seventeenth try (--phase4-from charchat/data/default at
         #    c823b0f), session 27, kept at f18e3e7.
+        # 13. from the mean of the tenth, twelfth, thirteenth, fourteenth and seventeenth
+        #    (8ae8a80), with the generator of a42d5f2 (that round revised) and seed 1354: the
+        #    eighteenth try (--phase4-from charchat/data/default at a42d5f2), session 28, kept
+        #    at 13c45fb.
         #    (The fifteenth and sixteenth, sessions 25 and 26, were not kept.)
-    python corpora/build_default.py --average runs/phase4-tenth-try runs/phase4-twelfth-try \
-            runs/phase4-thirteenth-try runs/phase4-fourteenth-try runs/phase4-seventeenth-try
-        # no training: the mean of those five models' weights (folders from 657909b, c9156ca,
-        # 65f103b, 63a89aa and f18e3e7 as above), exported with each member's record. That
-        # is the shipped model (session 27), chosen on the blind sets 6 to 11 (3,281 of 3,652
-        # questions exactly, the mean of four 3,273, the seventeenth alone 3,267); on the
-        # twelfth, first scored to confirm it, 566 of 636 (the mean of four 560). Shipped
-        # before it: the mean of the tenth and twelfth (4a56cbc), of the tenth, twelfth and
-        # thirteenth (028c42e), of those and the fourteenth (909f4fc; this command without the
-        # seventeenth).
+    python corpora/build_default.py --average runs/phase4-seventeenth-try \
+            runs/phase4-eighteenth-try
+        # no training: the mean of those two models' weights (folders from f18e3e7 and
+        # 13c45fb as above), exported with each member's record. That is the shipped model
+        # (session 28), chosen on the thirteenth blind set, never scored before (618 of 672
+        # questions exactly, as the eighteenth alone; the mean of five 606), the tie broken
+        # on sets 6 to 12 (3,891 of 4,272, the eighteenth 3,864, the mean of five 3,834).
+        # Shipped before it: the mean of the tenth and twelfth (4a56cbc), of the tenth,
+        # twelfth and thirteenth (028c42e), of those and the fourteenth (909f4fc), and of
+        # those four and the seventeenth (8ae8a80).
 
 benchmarks/bench_default_model.py measures the result on held-out questions.
 """
@@ -180,10 +184,11 @@ FINAL_STEPS = 12000
 # 41 fewer of 3,772 blind-set questions (benchmarks/README.md, twenty-sixth session). The
 # seventeenth (session 27) is one more from the mean of four, on the corpus with the eleventh
 # round (make_dialogue.BALANCE: each calendar relation phrase trained in both directions), seed
-# 1353; the shipped model is the mean of five, the four and the seventeenth. The eighteenth
+# 1353; the mean of five, the four and the seventeenth, was shipped after it. The eighteenth
 # (session 28) is one more from the mean of five, on the corpus with that round revised (no
 # wording shaped like the answer sentence; "ends" and "begins" each said of the item asked
-# for in both tasks), seed 1354.
+# for in both tasks), seed 1354; the shipped model is the mean of the seventeenth and
+# eighteenth.
 PHASE4 = dict(max_steps=7000, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
               patience=40, seed=1354)
 # How the app samples from this model until the user changes it: arithmetic and facts have one

@@ -41,8 +41,9 @@ def _wide_template_tasks(off):
 
 def wide_tasks(*off):
     """The wide corpus's template tasks by name, with the rounds named in off switched off
-    (each an empty dict): built once for this file for each set of rounds (about 25 s a
-    build on the CI machine), for the tests that read them and change nothing."""
+    (each an empty dict): built once for this file for each set of rounds, for the tests
+    that read them and change nothing (the rounds' tests share their corpora with and
+    without each later round)."""
     assert set(off) <= set(ROUNDS), off
     return {t.name: t for t in _wide_template_tasks(tuple(sorted(off)))}
 

@@ -21,13 +21,15 @@ one the training file never contains:
   type them (about 9 in 10 occur in training, as they would for a user);
 - calendar (unseen wordings too): every calendar task's held-out phrasings (days and months
   after and before, shifts, month numbers and lengths ...), three items each;
-- fresh wordings: benchmarks/data/fresh_wordings.json (and _2 to _11: 10, 10, then 20 wordings a
+- fresh wordings: benchmarks/data/fresh_wordings.json (and _2 to _13: 10, 10, then 20 wordings a
   skill, all but the first for the calendar's four neighbour skills too), written for this
   benchmark by helpers told not to read the generator (casual ones among them: "yo, 30 + 50?",
   "i forgot the capital of Chile. what is it?"), each asked of 4 items as above. A wording
-  a training question can equal (a training phrasing, alone or inside the wide corpus's chat
-  lead-ins and tails), or that a training phrasing holds whole, is left out and listed in the
-  JSON;
+  a training question can equal (a training phrasing of any task, alone or inside the wide
+  corpus's chat lead-ins and tails), or that a training phrasing of its own task holds whole,
+  is left out and listed in the JSON. A day after or before asked in words of today ("If it's
+  Monday today, what will tomorrow be?") is asked as the corpus's tomorrow or yesterday task,
+  whose reply is "If today is Monday, tomorrow is Tuesday." (task_asked);
 - the issue's probes: the three wordings it measured ("please add A to B", "what does A plus B
   make?", "what is X's capital city?"), each asked of 40 items as typed there, reported apart;
   the generator holds all three out of training;
@@ -300,17 +302,48 @@ def near_keys(task) -> frozenset[str]:
     return frozenset(map(md.near_form, trained_keys(task)))
 
 
+# The day after and before asked in words of today ("If it's {d} today, what will tomorrow
+# be?"): the corpus asks those in its tomorrow and yesterday tasks and answers them in those
+# tasks' sentence ("If today is Monday, tomorrow is Tuesday."), so that is their exact reply. The
+# helpers who wrote the fresh sets filed them under the day after and before, and until session
+# 29 they were scored against "The day after Monday is Tuesday.", so that the corpus's own answer
+# to its own training question ("if today is {d}, what day is tomorrow?") counted as a miss.
+TODAY_WORDS = {"day_after": ("tomorrow", re.compile(r"\btomorrow\b", re.I)),
+               "day_before": ("yesterday", re.compile(r"\byesterday\b", re.I))}
+
+
+def task_asked(wide, task_name, wording):
+    """The corpus task whose question `wording`, filed under task_name, is: the tomorrow or
+    yesterday task for a day after or before asked in words of today (TODAY_WORDS), else
+    task_name's own."""
+    other, word = TODAY_WORDS.get(task_name, (task_name, None))
+    name = other if word is not None and word.search(wording) else task_name
+    return next(t for t in wide.template_tasks if t.name == name)
+
+
+def seen_in_any_task(wide, task, template):
+    """seen_in_training for the task a wording is filed under, or a training question of any
+    other task, up to punctuation and chat lead-ins and tails ("if today is {d}, what day is
+    tomorrow?", filed under the day after, is one of the tomorrow task's)."""
+    return seen_in_training(task, template) or any(
+        md.chat_cores(template) & trained_keys(t) for t in wide.template_tasks)
+
+
 def fresh_questions(wide, rng, task_name, wordings, per_wording=4):
     """One skill's fresh wordings (from FRESH to FRESH_13: written for this benchmark by
     someone who had not read the generator), each asked of per_wording items (as in
-    wording_questions). Returns (questions, the wordings asked, those left out because training
-    can ask them, whether each question's wording is two words or more from every training
-    phrasing: see near_copy)."""
+    wording_questions), each as a question of the task it asks (task_asked). Returns
+    (questions, the wordings asked, those left out because training can ask them (as this or
+    any other task: seen_in_any_task), whether each question's wording is two words or more
+    from every training phrasing of its task: see near_copy)."""
     task = next(t for t in wide.template_tasks if t.name == task_name)
-    fresh = [w for w in wordings if not seen_in_training(task, w)]
+    fresh = [w for w in wordings if not seen_in_any_task(wide, task, w)]
     items = items_for(task, rng, per_wording * len(fresh))
-    far = [not near_copy(task, w) for w in fresh]
-    return (ask_each(task, rng, fresh, items), fresh, [w for w in wordings if w not in fresh],
+    asked = [task_asked(wide, task_name, w) for w in fresh]
+    questions = [q for i, item in enumerate(items)
+                 for q in ask_each(asked[i % len(fresh)], rng, [fresh[i % len(fresh)]], [item])]
+    far = [not near_copy(t, w) for t, w in zip(asked, fresh)]
+    return (questions, fresh, [w for w in wordings if w not in fresh],
             [far[i % len(fresh)] for i in range(len(items))])
 
 

@@ -188,9 +188,10 @@ FINAL_STEPS = 12000
 # (session 28) is one more from the mean of five, on the corpus with that round revised (no
 # wording shaped like the answer sentence; "ends" and "begins" each said of the item asked
 # for in both tasks), seed 1354; the shipped model is the mean of the seventeenth and
-# eighteenth.
+# eighteenth. The nineteenth (session 29) is one more from that mean, on the same corpus, seed
+# 1355.
 PHASE4 = dict(max_steps=7000, lr=6e-4, min_lr=6e-5, warmup_steps=100, eval_interval=250,
-              patience=40, seed=1354)
+              patience=40, seed=1355)
 # How the app samples from this model until the user changes it: arithmetic and facts have one
 # right answer, so the likeliest character is the best one.
 SAMPLING = {"temperature": 0.0, "top_k": None, "top_p": None, "max_new_chars": 300}

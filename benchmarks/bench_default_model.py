@@ -21,7 +21,7 @@ one the training file never contains:
   type them (about 9 in 10 occur in training, as they would for a user);
 - calendar (unseen wordings too): every calendar task's held-out phrasings (days and months
   after and before, shifts, month numbers and lengths ...), three items each;
-- fresh wordings: benchmarks/data/fresh_wordings.json (and _2 to _13: 10, 10, then 20 wordings a
+- fresh wordings: benchmarks/data/fresh_wordings.json (and _2 to _14: 10, 10, then 20 wordings a
   skill, all but the first for the calendar's four neighbour skills too), written for this
   benchmark by helpers told not to read the generator (casual ones among them: "yo, 30 + 50?",
   "i forgot the capital of Chile. what is it?"), each asked of 4 items as above. A wording
@@ -277,6 +277,10 @@ FRESH_12 = ROOT / "benchmarks" / "data" / "fresh_wordings_12.json"
 # its own folder) and committed unread; first scored in session 28 to choose between the mean
 # of five and models with the eighteenth try.
 FRESH_13 = ROOT / "benchmarks" / "data" / "fresh_wordings_13.json"
+# A fourteenth, 20 a skill, written blind in session 28 (a helper told to open no file outside
+# its own folder) and committed unread; first scored in session 29 to choose between the mean
+# of the seventeenth and eighteenth and models with the nineteenth try.
+FRESH_14 = ROOT / "benchmarks" / "data" / "fresh_wordings_14.json"
 
 
 def seen_in_training(task, template):
@@ -330,7 +334,7 @@ def seen_in_any_task(wide, task, template):
 
 
 def fresh_questions(wide, rng, task_name, wordings, per_wording=4):
-    """One skill's fresh wordings (from FRESH to FRESH_13: written for this benchmark by
+    """One skill's fresh wordings (from FRESH to FRESH_14: written for this benchmark by
     someone who had not read the generator), each asked of per_wording items (as in
     wording_questions), each as a question of the task it asks (task_asked). Returns
     (questions, the wordings asked, those left out because training can ask them (as this or
@@ -601,7 +605,7 @@ def main(argv=None):
                   *((f"fresh_wordings_{n}", path, random.Random(f"bench-fresh-{n}-{args.seed}"))
                     for n, path in enumerate((FRESH_3, FRESH_4, FRESH_5, FRESH_6, FRESH_7,
                                               FRESH_8, FRESH_9, FRESH_10, FRESH_11,
-                                              FRESH_12, FRESH_13),
+                                              FRESH_12, FRESH_13, FRESH_14),
                                              start=3)))
     for key, path, rng in fresh_sets:
         result[key] = {}

@@ -326,11 +326,11 @@ def task_asked(wide, task_name, wording):
 
 
 def seen_in_any_task(wide, task, template):
-    """seen_in_training for the task a wording is filed under, or a training question of any
-    other task, up to punctuation and chat lead-ins and tails ("if today is {d}, what day is
-    tomorrow?", filed under the day after, is one of the tomorrow task's)."""
-    return seen_in_training(task, template) or any(
-        md.chat_cores(template) & trained_keys(t) for t in wide.template_tasks)
+    """seen_in_training, with a training question of any task counted ("if today is {d}, what
+    day is tomorrow?", filed under the day after, is one of the tomorrow task's); held whole
+    by a training phrasing of the task it is filed under only."""
+    cores = md.chat_cores(template)
+    return held_inside(task, template) or any(cores & trained_keys(t) for t in wide.template_tasks)
 
 
 def fresh_questions(wide, rng, task_name, wordings, per_wording=4):
@@ -344,11 +344,27 @@ def fresh_questions(wide, rng, task_name, wordings, per_wording=4):
     fresh = [w for w in wordings if not seen_in_any_task(wide, task, w)]
     items = items_for(task, rng, per_wording * len(fresh))
     asked = [task_asked(wide, task_name, w) for w in fresh]
-    questions = [q for i, item in enumerate(items)
-                 for q in ask_each(asked[i % len(fresh)], rng, [fresh[i % len(fresh)]], [item])]
+    questions = []
+    for i, item in enumerate(items):  # the wordings in turn, as ask_each takes them
+        k = i % len(fresh)
+        questions += ask_each(asked[k], rng, [fresh[k]], [item])
     far = [not near_copy(t, w) for t, w in zip(asked, fresh)]
     return (questions, fresh, [w for w in wordings if w not in fresh],
             [far[i % len(fresh)] for i in range(len(items))])
+
+
+def fresh_rng(n, seed):
+    """The random stream fresh set n (3 and later) draws its items from, for --seed."""
+    return random.Random(f"bench-fresh-{n}-{seed}")
+
+
+def app_settings(loaded, seed, quantize, **given):
+    """The sampling settings the app would use for this model, under any of temperature,
+    top_k, top_p given (None: the model's own)."""
+    own = loaded.meta.get("sampling")
+    chosen = preferences.base_sampling(loaded.name, own if isinstance(own, dict) else {})
+    chosen.update({k: v for k, v in given.items() if v is not None}, seed=seed, quantize=quantize)
+    return SamplingSettings(**chosen)
 
 
 def calendar_questions(wide, rng, per_wording=3, pick=all_heldout):
@@ -550,15 +566,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     loaded = store.load_model(where)
     load_s = time.perf_counter() - t0
-    # The settings the app would use for this model, under any given here.
-    own = loaded.meta.get("sampling")
-    chosen = preferences.base_sampling(loaded.name, own if isinstance(own, dict) else {})
-    for key in ("temperature", "top_k", "top_p"):
-        if getattr(args, key) is not None:
-            chosen[key] = getattr(args, key)
-    chosen["seed"] = args.seed
-    chosen["quantize"] = args.quantize
-    settings = SamplingSettings(**chosen)
+    settings = app_settings(loaded, args.seed, args.quantize, temperature=args.temperature,
+                            top_k=args.top_k, top_p=args.top_p)
     runner = Runner(loaded, settings)
     for q in ("hello", "what is 2 + 2?", "capital of France?"):  # warm up caches and kernels
         runner.ask(q)
@@ -602,7 +611,7 @@ def main(argv=None):
     # From the third on, each set draws from its own generator: adding one changed no other
     # section's questions.
     fresh_sets = (("fresh_wordings", FRESH, wrng), ("fresh_wordings_2", FRESH_2, wrng),
-                  *((f"fresh_wordings_{n}", path, random.Random(f"bench-fresh-{n}-{args.seed}"))
+                  *((f"fresh_wordings_{n}", path, fresh_rng(n, args.seed))
                     for n, path in enumerate((FRESH_3, FRESH_4, FRESH_5, FRESH_6, FRESH_7,
                                               FRESH_8, FRESH_9, FRESH_10, FRESH_11,
                                               FRESH_12, FRESH_13, FRESH_14),

@@ -24,15 +24,18 @@ import bench_default_model as bench
 md = bench.md
 
 
+def set_path(n):
+    return bench.ROOT / "benchmarks" / "data" / f"fresh_wordings_{n}.json"
+
+
 def questions(sets, seed=0):
     """Every question the bench asks of these fresh sets, with the bench's seeds:
     [(skill, question, exact reply)]."""
     wide = md.Corpus(md.DEFAULT_SEED_DIR, wide_phrasings=True)
     out = []
     for n in sets:
-        path = bench.ROOT / "benchmarks" / "data" / f"fresh_wordings_{n}.json"
-        rng = random.Random(f"bench-fresh-{n}-{seed}")
-        for name, wordings in json.loads(path.read_text()).items():
+        rng = bench.fresh_rng(n, seed)
+        for name, wordings in json.loads(set_path(n).read_text()).items():
             items = bench.fresh_questions(wide, rng, name, wordings)[0]
             out += [(name, q, want) for q, want, _ in items]
     return out
@@ -47,18 +50,20 @@ def main(argv=None) -> int:
     ap.add_argument("--shuffle-seed", type=int, default=29)
     args = ap.parse_args(argv)
     first, _, last = args.sets.partition("-")
-    sets = range(int(first), int(last or first) + 1)
+    last = last or first
+    if not (first.isdigit() and last.isdigit() and 3 <= int(first) <= int(last)):
+        ap.error(f"--sets {args.sets}: give FIRST-LAST, 3 or more (e.g. 9-14)")
+    sets = range(int(first), int(last) + 1)
+    missing = [str(set_path(n)) for n in sets if not set_path(n).is_file()]
+    if missing:
+        ap.error(f"--sets {args.sets}: no such file {missing[0]}")
     if args.turns < 1:
         ap.error(f"--turns {args.turns}: must be 1 or more")
     t0 = time.perf_counter()
     qs = questions(sets)
     random.Random(args.shuffle_seed).shuffle(qs)
     loaded = bench.store.load_model(args.model or str(bench.store.bundled_dir()))
-    own = loaded.meta.get("sampling")
-    chosen = bench.preferences.base_sampling(loaded.name, own if isinstance(own, dict) else {})
-    chosen["seed"] = 0
-    chosen["quantize"] = "int8"  # as bench_default_model.py by default
-    settings = bench.SamplingSettings(**chosen)
+    settings = bench.app_settings(loaded, seed=0, quantize="int8")  # as bench_default_model.py
     asked = [0] * args.turns
     exact = [0] * args.turns
     for start in range(0, len(qs) - args.turns + 1, args.turns):
